@@ -1,0 +1,88 @@
+"""The `codectts` command. Sub-commands import their heavy modules lazily so `--help` is instant."""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from codectts import __version__
+from codectts.errors import CodecTTSError
+
+app = typer.Typer(help="codectts: train and run small codec-language-model text-to-speech.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+corpus_app = typer.Typer(help="Build and inspect training corpora.", no_args_is_help=True)
+app.add_typer(corpus_app, name="corpus")
+
+
+def _version(value: bool):
+    if value:
+        typer.echo(f"codectts {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+         verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging.")):
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+
+@corpus_app.command("build")
+def corpus_build(out: Path = typer.Option(..., "--out", help="Corpus folder to write (resumable)."),
+                 hours: float = typer.Option(1.0, help="Hours of training audio to synthesize."),
+                 seed: int = typer.Option(0, help="Seed for sentence order, speaking rate and speakers."),
+                 speakers: int = typer.Option(1, help="Number of synthetic speakers (1 = the teacher only)."),
+                 workers: Optional[int] = typer.Option(None, help="Parallel teacher processes (default: CPU count)."),
+                 text_file: Optional[Path] = typer.Option(None, help="UTF-8 sentences, one a line (default: fortunes)."),
+                 dev_size: int = typer.Option(100, help="Held-out sentences written to dev.jsonl.")):
+    """Speak sentences with the Piper teacher into an LJSpeech folder with alignments."""
+    from codectts.data.corpus import build_corpus
+
+    info = build_corpus(out, hours=hours, seed=seed, speakers=speakers, workers=workers, text_file=text_file,
+                        dev_size=dev_size)
+    typer.echo(json.dumps(info, indent=1))
+
+
+@corpus_app.command("stats")
+def corpus_stats_cmd(folder: Path = typer.Argument(..., help="Corpus folder.")):
+    """Hours, utterances, speakers, length percentiles and phoneme rates."""
+    from codectts.data.corpus import corpus_stats
+
+    typer.echo(json.dumps(corpus_stats(folder), indent=1))
+
+
+# Sub-command groups live beside the code they drive; each module defines `app` (a typer.Typer).
+SUBCOMMANDS = {"eval": "codectts.eval.cli", "train": "codectts.train.cli", "codes": "codectts.codecs.cli"}
+# Top-level commands (say, voices, serve...) register themselves on `app` via `register(app)`.
+COMMAND_MODULES = ["codectts.infer.cli", "codectts.serve.cli"]
+
+
+def _optional_module(name: str):
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as e:
+        if e.name == name:  # not written yet: leave the command out; any other missing import is a real error
+            return None
+        raise
+
+
+for _name, _mod in SUBCOMMANDS.items():
+    if (_m := _optional_module(_mod)) is not None:
+        app.add_typer(_m.app, name=_name)
+for _mod in COMMAND_MODULES:
+    if (_m := _optional_module(_mod)) is not None:
+        _m.register(app)
+
+
+def run() -> None:
+    """Entry point: CodecTTSError becomes one clear line and exit code 2."""
+    try:
+        app()
+    except CodecTTSError as e:
+        typer.secho(f"error: {e}", fg="red", err=True)
+        sys.exit(2)
