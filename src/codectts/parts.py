@@ -1,0 +1,105 @@
+"""A released part is a directory: `config.json` (model_type, format_version, config) + `model.safetensors`.
+
+Written atomically (a temp directory renamed into place), loaded without unpickling anything.
+Shared by training (export) and inference (load), so neither imports the other.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from codectts.errors import ConfigError
+
+FORMAT_VERSION = 1
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+
+
+def config_to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg)
+
+
+def replace_dir(tmp: Path, final: Path) -> None:
+    """Move a finished temp directory onto `final`, never leaving a half-written `final` behind."""
+    final = Path(final)
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        os.replace(final, old)
+    os.replace(tmp, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def save_part(path: str | os.PathLike, state_dict: dict[str, torch.Tensor], config: Any, model_type: str,
+              extra: dict | None = None, half: bool = False, files: dict[str, bytes] | None = None) -> Path:
+    """Write weights + config (and optional extra files) as one directory, atomically."""
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.tmp"))
+    try:
+        tensors = {}
+        for k, v in state_dict.items():
+            v = v.detach().cpu().contiguous()
+            tensors[k] = v.half() if half and v.is_floating_point() else v
+        save_file(tensors, str(tmp / WEIGHTS))
+        meta = {"model_type": model_type, "format_version": FORMAT_VERSION, "config": config_to_dict(config),
+                **(extra or {})}
+        (tmp / CONFIG).write_text(json.dumps(meta, indent=1, ensure_ascii=False), encoding="utf-8")
+        for name, data in (files or {}).items():
+            (tmp / name).write_bytes(data)
+        replace_dir(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def read_part_config(path: str | os.PathLike, model_type: str | None = None) -> dict:
+    path = Path(path)
+    cfg_file = path / CONFIG
+    if not cfg_file.exists():
+        raise ConfigError(f"{path}: not a model directory (no {CONFIG})")
+    try:
+        meta = json.loads(cfg_file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{cfg_file}: unreadable ({e})") from None
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ConfigError(f"{cfg_file}: format_version {meta.get('format_version')!r} unsupported "
+                          f"(this codectts reads {FORMAT_VERSION})")
+    if model_type is not None and meta.get("model_type") != model_type:
+        raise ConfigError(f"{path}: holds a {meta.get('model_type')!r}, expected a {model_type!r}")
+    return meta
+
+
+def load_part(path: str | os.PathLike, model_type: str | None = None) -> tuple[dict[str, torch.Tensor], dict]:
+    """(state_dict in float32, meta dict with 'config')."""
+    meta = read_part_config(path, model_type)
+    weights = Path(path) / WEIGHTS
+    if not weights.exists():
+        raise ConfigError(f"{path}: missing {WEIGHTS}")
+    try:
+        sd = load_file(str(weights))
+    except Exception as e:  # safetensors raises its own error types for corrupt files
+        raise ConfigError(f"{weights}: corrupt weights ({e})") from None
+    return {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}, meta
+
+
+def load_state_strict(model: torch.nn.Module, sd: dict[str, torch.Tensor], where: str) -> None:
+    """load_state_dict with a ConfigError that names the mismatch instead of a long RuntimeError."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(sd))
+    unexpected = sorted(set(sd) - set(own))
+    shapes = [k for k in own if k in sd and own[k].shape != sd[k].shape]
+    if missing or unexpected or shapes:
+        raise ConfigError(f"{where}: weights do not match the config (missing {missing[:3]}, unexpected "
+                          f"{unexpected[:3]}, wrong shape {shapes[:3]})")
+    model.load_state_dict(sd)
