@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 
 from codectts import __version__
+from codectts.cli_util import optional_module
 from codectts.errors import CodecTTSError
 
 app = typer.Typer(help="codectts: train and run small codec-language-model text-to-speech.",
@@ -60,22 +61,11 @@ SUBCOMMANDS = {"eval": "codectts.eval.cli", "train": "codectts.train.cli", "code
 COMMAND_MODULES = ["codectts.infer.cli", "codectts.serve.cli"]
 
 
-def _optional_module(name: str):
-    import importlib
-
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as e:
-        if e.name == name:  # not written yet: leave the command out; any other missing import is a real error
-            return None
-        raise
-
-
 for _name, _mod in SUBCOMMANDS.items():
-    if (_m := _optional_module(_mod)) is not None:
+    if (_m := optional_module(_mod)) is not None:
         app.add_typer(_m.app, name=_name)
 for _mod in COMMAND_MODULES:
-    if (_m := _optional_module(_mod)) is not None:
+    if (_m := optional_module(_mod)) is not None:
         _m.register(app)
 
 
