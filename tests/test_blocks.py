@@ -1,0 +1,64 @@
+import torch
+
+from codectts.models.blocks import Transformer, TransformerConfig, apply_rope, make_caches, rope_tables
+
+
+def test_rope_relative_property():
+    """<rope(q, m), rope(k, n)> depends only on m - n."""
+    torch.manual_seed(0)
+    cos, sin = rope_tables(16, 64)
+    q, k = torch.randn(1, 1, 1, 16), torch.randn(1, 1, 1, 16)
+
+    def dot(m, n):
+        return (apply_rope(q, cos[m:m + 1], sin[m:m + 1]) * apply_rope(k, cos[n:n + 1], sin[n:n + 1])).sum()
+
+    assert torch.allclose(dot(5, 2), dot(13, 10), atol=1e-5)
+    assert not torch.allclose(dot(5, 2), dot(5, 3), atol=1e-3)
+
+
+def test_gqa_equals_mha_when_kv_heads_equal_heads():
+    torch.manual_seed(0)
+    cfg = TransformerConfig(dim=32, n_layers=1, n_heads=4, n_kv_heads=4, ffn_dim=64, max_seq_len=32)
+    m = Transformer(cfg).eval()
+    x = torch.randn(2, 7, 32)
+    attn = m.layers[0].attn
+    # reference multi-head attention written out by hand
+    q = attn.wq(x).view(2, 7, 4, 8).transpose(1, 2)
+    k = attn.wk(x).view(2, 7, 4, 8).transpose(1, 2)
+    v = attn.wv(x).view(2, 7, 4, 8).transpose(1, 2)
+    q, k = apply_rope(q, m.cos[:7], m.sin[:7]), apply_rope(k, m.cos[:7], m.sin[:7])
+    att = (q @ k.transpose(-1, -2)) / 8 ** 0.5
+    att = att.masked_fill(torch.triu(torch.ones(7, 7, dtype=torch.bool), 1), float("-inf")).softmax(-1)
+    ref = attn.wo((att @ v).transpose(1, 2).reshape(2, 7, 32))
+    assert torch.allclose(attn(x, m.cos[:7], m.sin[:7]), ref, atol=1e-5)
+
+
+def test_gqa_shares_kv_heads():
+    cfg = TransformerConfig(dim=48, n_layers=1, n_heads=6, n_kv_heads=2, ffn_dim=64)
+    attn = Transformer(cfg).layers[0].attn
+    assert attn.wk.weight.shape == (2 * 8, 48) and attn.wq.weight.shape == (48, 48)
+
+
+def test_kv_cache_decoding_equals_full_forward():
+    torch.manual_seed(0)
+    cfg = TransformerConfig(dim=32, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=64, max_seq_len=64)
+    m = Transformer(cfg).eval()
+    x = torch.randn(2, 10, 32)
+    full = m(x)
+    caches = make_caches(cfg, 2, max_len=16)
+    out = [m(x[:, :4], start=0, caches=caches)]  # prefill
+    out.append(m(x[:, 4:6], start=4, caches=caches))  # chunked prefill on a filled cache
+    for t in range(6, 10):
+        out.append(m(x[:, t:t + 1], start=t, caches=caches))
+    assert torch.allclose(torch.cat(out, 1), full, atol=1e-5)
+
+
+def test_causality():
+    torch.manual_seed(0)
+    cfg = TransformerConfig(dim=32, n_layers=2, n_heads=4, n_kv_heads=1, ffn_dim=64)
+    m = Transformer(cfg).eval()
+    x = torch.randn(1, 8, 32)
+    y = x.clone()
+    y[:, 5:] += 1.0
+    assert torch.allclose(m(x)[:, :5], m(y)[:, :5], atol=1e-6)
+    assert not torch.allclose(m(x)[:, 5:], m(y)[:, 5:], atol=1e-3)
