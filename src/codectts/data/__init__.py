@@ -1,0 +1,1 @@
+"""Manifests, the corpus builder, teacher alignments, code cache and length-bucketed batching."""
