@@ -1,0 +1,88 @@
+"""The `Vocoder` contract: log-mel [B, n_mels, F] -> wav [B, F * hop], carrying the mel config it expects.
+
+A voice stores `vocoder.spec()` (plain JSON) in its voice.json; `load_vocoder(spec, root)` rebuilds
+the same vocoder. Every vocoder validates its input with `check_mel`, so a mel made with other
+settings (e.g. 128 bins fed to an 80-bin vocoder) is a ConfigError, not noise.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import torch
+
+from codectts.audio.mel import MelConfig
+from codectts.errors import AudioError, ConfigError
+
+SPEC_TYPE_KEY = "type"
+
+
+@runtime_checkable
+class Vocoder(Protocol):
+    """Anything that turns natural-log mels into waveforms at `mel.sample_rate`."""
+
+    mel: MelConfig
+    sample_rate: int
+
+    def __call__(self, mel: torch.Tensor) -> torch.Tensor:
+        """log-mel [B, n_mels, F] (or [n_mels, F]) -> wav [B, F * mel.hop_length] float32."""
+        ...
+
+    def spec(self) -> dict:
+        """JSON-able description that `load_vocoder` turns back into this vocoder."""
+        ...
+
+
+def check_mel(mel: torch.Tensor, cfg: MelConfig, what: str = "vocoder") -> torch.Tensor:
+    """Validate a log-mel for a vocoder expecting `cfg`; returns it as float [B, n_mels, F].
+
+    Wrong bin count -> ConfigError (the features come from another frontend); empty or
+    non-finite -> AudioError (the upstream model failed).
+    """
+    if not torch.is_tensor(mel):
+        raise AudioError(f"{what}: expected a torch.Tensor log-mel, got {type(mel).__name__}")
+    if mel.dim() == 2:
+        mel = mel.unsqueeze(0)
+    if mel.dim() != 3:
+        raise AudioError(f"{what}: expected log-mel [B, n_mels, F], got shape {tuple(mel.shape)}")
+    if mel.shape[1] != cfg.n_mels:
+        raise ConfigError(f"{what}: expects {cfg.n_mels} mel bins (mel config {cfg.to_dict()}), "
+                          f"got {mel.shape[1]} (shape {tuple(mel.shape)})")
+    if mel.shape[0] == 0 or mel.shape[2] == 0:
+        raise AudioError(f"{what}: empty mel (shape {tuple(mel.shape)})")
+    if not mel.is_floating_point():
+        mel = mel.float()
+    if not torch.isfinite(mel).all():
+        raise AudioError(f"{what}: mel holds NaN or Inf values")
+    return mel
+
+
+def load_vocoder(spec: dict, root: str | Path | None = None, device: str | torch.device = "cpu") -> Vocoder:
+    """Inverse of `Vocoder.spec()`.
+
+    `{"type": "griffinlim", "mel": {...}, "n_iter": 32, ...}` needs no files;
+    `{"type": "hifigan", "path": "vocoders/hifigan-small"}` loads a release part whose path is
+    relative to `root` (the voice directory) unless absolute. When the spec also names a `mel`
+    config, it must match the one the part was trained with.
+    """
+    if not isinstance(spec, dict) or SPEC_TYPE_KEY not in spec:
+        raise ConfigError(f"vocoder spec must be a dict with a {SPEC_TYPE_KEY!r} key, got {spec!r}")
+    kind = spec[SPEC_TYPE_KEY]
+    if kind == "griffinlim":
+        from codectts.vocoders.griffinlim import GriffinLim
+
+        return GriffinLim.from_spec(spec).to(device)
+    if kind == "hifigan":
+        from codectts.vocoders.hifigan import HiFiGAN
+
+        return HiFiGAN.from_spec(spec, root=root, device=device)
+    raise ConfigError(f"unknown vocoder type {kind!r} (known: griffinlim, hifigan)")
+
+
+def mel_from_spec(spec: dict, where: str) -> MelConfig:
+    try:
+        return MelConfig.from_dict(spec["mel"])
+    except KeyError:
+        raise ConfigError(f"{where}: vocoder spec lacks 'mel'") from None
+    except TypeError as e:
+        raise ConfigError(f"{where}: bad mel config in vocoder spec ({e})") from None
