@@ -1,0 +1,72 @@
+"""`codectts serve`: load voices, then run the HTTP server. Heavy imports wait for the command."""
+from __future__ import annotations
+
+import ipaddress
+import logging
+from typing import Optional
+
+import typer
+
+from codectts.errors import ConfigError
+
+LOOPBACK_NAMES = ("localhost",)
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and localhost: addresses other machines cannot reach."""
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def configure_access_log() -> None:
+    """Access records are JSON already: print them bare, one a line, and only once."""
+    logger = logging.getLogger("codectts.serve.access")
+    if not any(getattr(h, "_codectts_access", False) for h in logger.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler._codectts_access = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+def register(app: typer.Typer) -> None:
+    """Add the top-level `serve` command to the `codectts` CLI."""
+
+    @app.command("serve")
+    def serve(voice: Optional[list[str]] = typer.Option(
+                  None, "--voice", help="Voice name or folder; repeat for several (first = default). "
+                                        "Default: the shipped voice."),
+              host: str = typer.Option("127.0.0.1", help="Address to bind. The server has no authentication: "
+                                                         "keep it on localhost unless you mean otherwise."),
+              port: int = typer.Option(8000, min=0, max=65535, help="TCP port."),
+              max_concurrent: int = typer.Option(2, "--max-concurrent", min=1,
+                                                 help="Generations at once; more get 429 + Retry-After."),
+              max_input_chars: int = typer.Option(4096, "--max-input-chars", min=1,
+                                                  help="Longest input accepted (413 beyond)."),
+              timeout: float = typer.Option(120.0, "--timeout", min=0.001, help="Seconds a request may take."),
+              device: str = typer.Option("cpu", help="Torch device for the voices (cpu, cuda).")):
+        """Serve voices over HTTP: OpenAI-compatible /v1/audio/speech, streaming, and a web page at /."""
+        import uvicorn
+
+        from codectts.infer import Synthesizer
+        from codectts.serve.app import create_app
+
+        log = logging.getLogger("codectts.serve")
+        synthesizers = {}
+        for spec in voice or [None]:
+            synth = Synthesizer.load(spec, device=device)
+            if synth.name in synthesizers:
+                raise ConfigError(f"--voice {spec}: a voice named {synth.name!r} is already loaded")
+            synthesizers[synth.name] = synth
+            log.info("loaded voice %s (%d Hz)", synth.name, synth.sample_rate)
+        app_ = create_app(synthesizers, max_input_chars=max_input_chars, max_concurrent=max_concurrent,
+                          request_timeout_s=timeout)
+        if not is_loopback(host):
+            log.warning("binding to %s: anyone who can reach this address can use the server", host)
+        configure_access_log()
+        uvicorn.run(app_, host=host, port=port, access_log=False, log_level="info")
