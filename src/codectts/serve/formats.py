@@ -61,12 +61,14 @@ def to_pcm16(wav: np.ndarray) -> bytes:
     return np.round(wav * PCM16_MAX).astype("<i2").tobytes()
 
 
-def wav_stream_header(sr: int) -> bytes:
-    """A 16-bit mono RIFF header whose sizes say "unknown length" (what streamed wavs use)."""
+def wav_header(sr: int, data_bytes: int | None) -> bytes:
+    """A 16-bit mono RIFF header; `data_bytes=None` writes the "unknown length" sizes streams use."""
     byte_rate, block_align, bits = sr * 2, 2, 16
-    return (b"RIFF" + struct.pack("<I", WAV_UNKNOWN_SIZE) + b"WAVE"
+    riff = WAV_UNKNOWN_SIZE if data_bytes is None else WAV_HEADER_BYTES - 8 + data_bytes
+    data = WAV_UNKNOWN_SIZE if data_bytes is None else data_bytes
+    return (b"RIFF" + struct.pack("<I", riff) + b"WAVE"
             + b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, sr, byte_rate, block_align, bits)
-            + b"data" + struct.pack("<I", WAV_UNKNOWN_SIZE))
+            + b"data" + struct.pack("<I", data))
 
 
 def _sf_kwargs(fmt: AudioFormat) -> dict:
@@ -80,8 +82,9 @@ def encode_full(wav: np.ndarray, sr: int, fmt_name: str) -> bytes:
     """Encode a whole utterance (float32 [T]) to a complete file in `fmt_name`."""
     fmt = FORMATS[fmt_name]
     wav = check_finite(np.asarray(wav, dtype=np.float32).reshape(-1), "synthesized audio")
-    if fmt.sf_format is None:
-        return to_pcm16(wav)
+    if fmt.name in RAW_STREAM_FORMATS:  # the same samples, bit for bit, as the streamed forms
+        pcm = to_pcm16(wav)
+        return pcm if fmt.name == "pcm" else wav_header(sr, len(pcm)) + pcm
     out_sr = output_rate(fmt.name, sr)
     if out_sr != sr:
         wav = soxr.resample(wav, sr, out_sr, quality="HQ").astype(np.float32)
@@ -159,7 +162,7 @@ class StreamEncoder:
         if self._started:
             return b""
         self._started = True
-        return wav_stream_header(self.sr) if self.fmt.name == "wav" else b""
+        return wav_header(self.sr, None) if self.fmt.name == "wav" else b""
 
     def feed(self, chunk: np.ndarray) -> bytes:
         chunk = check_finite(np.asarray(chunk, dtype=np.float32).reshape(-1), "synthesized chunk")
