@@ -1,0 +1,137 @@
+"""Generation with the TTS TRM: text + speaker + a length -> codes [K, F] in one forward pass.
+
+`generate(model, text, speaker, n_frames=... | length_source=...)` is the low-level call (the model
+and tokenizer passed in). `TRMPipeline.load(part_dir)` bundles what a trained part needs at run time
+(model, tokenizer, speaker names, length source, codec spec) and calls `generate`.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+
+from codectts.errors import ConfigError
+from codectts.models.length import LengthSource, check_speed, length_source_from_dict
+from codectts.models.trm import TTSTRM, load_trm
+from codectts.text.tokenizers import Tokenizer, tokenizer_from_dict
+
+DEFAULT_TEMPERATURE = 0.8
+DEFAULT_TOP_K = 50
+
+
+def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:
+    """Set to -inf every logit outside the top-k and outside the nucleus of mass top_p (last dim)."""
+    n = logits.shape[-1]
+    if top_k is not None:
+        if top_k < 1:
+            raise ConfigError(f"top_k must be >= 1, got {top_k}")
+        if top_k < n:
+            kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None:
+        if not 0.0 < top_p <= 1.0:
+            raise ConfigError(f"top_p must be in (0, 1], got {top_p}")
+        if top_p < 1.0:
+            sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+            probs = sorted_logits.softmax(-1)
+            # drop a token when the mass strictly before it already reaches top_p (the best one always stays)
+            drop_sorted = (probs.cumsum(-1) - probs) >= top_p
+            drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+            logits = logits.masked_fill(drop, float("-inf"))
+    return logits
+
+
+def sample_codes(logits: torch.Tensor, temperature: float = DEFAULT_TEMPERATURE, top_k: int | None = DEFAULT_TOP_K,
+                 top_p: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """logits [..., N] -> codes [...] (int64). temperature 0 = argmax."""
+    if temperature < 0:
+        raise ConfigError(f"temperature must be >= 0, got {temperature}")
+    if temperature == 0:
+        return logits.argmax(-1)
+    flat = filter_logits(logits.float() / temperature, top_k, top_p).reshape(-1, logits.shape[-1])
+    return torch.multinomial(flat.softmax(-1), 1, generator=generator).view(logits.shape[:-1])
+
+
+@torch.inference_mode()
+def generate(model: TTSTRM, text: str | Sequence[int], speaker: int = 0, n_frames: int | None = None,
+             length_source: LengthSource | None = None, *, tokenizer: Tokenizer | None = None, speed: float = 1.0,
+             temperature: float = DEFAULT_TEMPERATURE, top_k: int | None = DEFAULT_TOP_K, top_p: float | None = None,
+             seed: int | None = None) -> torch.Tensor:
+    """Codes [K, F] for one utterance, F = n_frames or length_source.n_frames(text, speed).
+
+    `text` is a string (needs `tokenizer`) or already-encoded ids (with BOS/EOS). Exactly one of
+    `n_frames` and `length_source` must be given. Raises TextError when the text has nothing to speak.
+    """
+    speed = check_speed(speed)
+    if (n_frames is None) == (length_source is None):
+        raise ConfigError("give exactly one of n_frames and length_source")
+    if isinstance(text, str):
+        if tokenizer is None:
+            raise ConfigError("text given as a string: pass the model's tokenizer")
+        ids = tokenizer.encode(text)
+        if n_frames is None:
+            n_frames = length_source.n_frames(text, speed)
+    else:
+        ids = [int(i) for i in text]
+        if not ids:
+            raise ConfigError("empty text ids")
+        if n_frames is None:
+            raise ConfigError("text given as ids: pass n_frames (a length source needs the text)")
+    if int(n_frames) < 1:
+        raise ConfigError(f"n_frames must be >= 1, got {n_frames}")
+    dev = model.device
+    was_training = model.training
+    model.eval()
+    try:
+        out = model(torch.tensor([ids], device=dev), torch.tensor([len(ids)], device=dev),
+                    torch.tensor([int(speaker)], device=dev), torch.tensor([int(n_frames)], device=dev))
+    finally:
+        model.train(was_training)
+    gen = torch.Generator(device=dev).manual_seed(seed) if seed is not None else None
+    return sample_codes(out.logits[0], temperature, top_k, top_p, gen)  # [K, F]
+
+
+@dataclass
+class TRMPipeline:
+    """A trained TRM with what it needs at run time; built by `load` from a release part."""
+
+    model: TTSTRM
+    tokenizer: Tokenizer
+    length: LengthSource
+    speakers: list[str] = field(default_factory=lambda: ["0"])
+    codec: dict | None = None  # the codec spec the codes belong to (from the code cache)
+    frame_rate: float | None = None
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "TRMPipeline":
+        model, meta = load_trm(path, device)
+        for key in ("tokenizer", "length"):
+            if key not in meta:
+                raise ConfigError(f"{path}: config.json has no {key!r} (not a TRM trained by codectts train trm)")
+        return cls(model=model, tokenizer=tokenizer_from_dict(meta["tokenizer"]),
+                   length=length_source_from_dict(meta["length"]), speakers=list(meta.get("speakers", ["0"])),
+                   codec=meta.get("codec"), frame_rate=meta.get("frame_rate"))
+
+    def speaker_id(self, speaker: int | str | None) -> int:
+        """A speaker name from the corpus, or its index; None = the first speaker."""
+        if speaker is None:
+            return 0
+        if isinstance(speaker, str) and speaker in self.speakers:
+            return self.speakers.index(speaker)
+        try:
+            idx = int(speaker)
+        except (TypeError, ValueError):
+            raise ConfigError(f"unknown speaker {speaker!r} (known: {self.speakers[:10]})") from None
+        if not 0 <= idx < len(self.speakers):
+            raise ConfigError(f"speaker index {idx} out of range [0, {len(self.speakers)})")
+        return idx
+
+    def generate(self, text: str, speaker: int | str | None = None, *, speed: float = 1.0,
+                 n_frames: int | None = None, temperature: float = DEFAULT_TEMPERATURE,
+                 top_k: int | None = DEFAULT_TOP_K, top_p: float | None = None, seed: int | None = None) -> torch.Tensor:
+        """Codes [K, F]; the length comes from the part's length source unless n_frames is given."""
+        return generate(self.model, text, self.speaker_id(speaker), n_frames=n_frames,
+                        length_source=None if n_frames is not None else self.length, tokenizer=self.tokenizer,
+                        speed=speed, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
