@@ -31,7 +31,8 @@ class ToneSynthesizer:
                  description: str = "test tone") -> None:
         self.name, self.sample_rate, self.description = name, sample_rate, description
         self.chunk_delay_s = chunk_delay_s
-        self.gate: threading.Event | None = None  # when set: stream waits on it after the first chunk
+        self.gate: threading.Event | None = None  # if given: stream waits on it after its first chunk,
+        # synthesize before it returns
         self.calls: list[dict] = []
         self.finished = threading.Event()  # set when a stream yields its last chunk
         self.closed = threading.Event()  # set when a stream ends early (client went away)
@@ -67,6 +68,8 @@ class ToneSynthesizer:
         try:
             if self.chunk_delay_s:
                 time.sleep(self.chunk_delay_s * max(1, round(n / (CHUNK_S * self.sample_rate))))
+            if self.gate is not None:
+                self.gate.wait()
             return self._tone(0, n), self.sample_rate
         finally:
             self._leave()

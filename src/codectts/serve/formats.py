@@ -14,7 +14,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from codectts.audio.io import check_finite
+from codectts.errors import AudioError
 
 PCM16_MAX = 32767
 WAV_HEADER_BYTES = 44
@@ -46,6 +46,17 @@ FORMATS: dict[str, AudioFormat] = {f.name: f for f in (
 )}
 # Named by OpenAI but with no encoder in libsndfile: always refused.
 KNOWN_UNENCODABLE = ("aac",)
+
+
+def check_finite(wav: np.ndarray, where: str) -> np.ndarray:
+    """Refuse NaN/Inf before encoding (16-bit PCM would turn them into full-scale clicks).
+
+    Same check as `codectts.audio.io.check_finite`, kept here because importing `codectts.audio`
+    pulls in torch (the mel frontend), seconds the server does not need.
+    """
+    if not np.isfinite(wav).all():
+        raise AudioError(f"{where}: audio holds NaN or Inf samples")
+    return wav
 
 
 def output_rate(fmt: str, sr: int) -> int:

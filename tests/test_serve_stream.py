@@ -1,0 +1,128 @@
+"""Against a live uvicorn server: audio leaves before generation ends, disconnects stop the model,
+the concurrency limit answers 429 + Retry-After, the event loop stays free, timeouts hold."""
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+import pytest
+from serve_double import ToneSynthesizer, live_server
+
+from codectts.serve import create_app
+
+SPEECH = "/v1/audio/speech"
+LONG_TEXT = "This sentence is long enough to need many chunks of tone. " * 4
+WAIT_S = 10.0  # generous bound for events that should take milliseconds
+
+
+def wait_until(predicate, timeout: float = WAIT_S) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
+
+
+@pytest.fixture
+def gated():
+    """A voice that stops after its first chunk until the test opens the gate."""
+    synth = ToneSynthesizer()
+    synth.gate = threading.Event()
+    yield synth
+    synth.gate.set()  # never leave a worker thread blocked
+
+
+@pytest.mark.parametrize("body", [{"stream": True, "response_format": "pcm"},
+                                  {"stream_format": "audio", "response_format": "wav"},
+                                  {"stream_format": "sse", "response_format": "pcm"}])
+def test_first_chunk_arrives_before_generation_ends(gated, body):
+    with live_server(create_app({"tone": gated})) as url, httpx.Client(base_url=url, timeout=WAIT_S) as http:
+        with http.stream("POST", SPEECH, json={"input": LONG_TEXT, **body}) as r:
+            assert r.status_code == 200
+            chunks = r.iter_raw()
+            first = next(chunks)
+            # The model is still parked after its first chunk: these bytes cannot be the whole utterance.
+            assert first and not gated.finished.is_set()
+            gated.gate.set()
+            rest = b"".join(chunks)
+        assert gated.finished.wait(WAIT_S)
+        assert len(rest) > len(first)
+
+
+def test_client_disconnect_stops_generation_and_frees_the_slot(gated):
+    app = create_app({"tone": gated}, max_concurrent=1)
+    with live_server(app) as url, httpx.Client(base_url=url, timeout=WAIT_S) as http:
+        with http.stream("POST", SPEECH, json={"input": LONG_TEXT, "stream": True, "response_format": "pcm"}) as r:
+            assert next(r.iter_raw())
+        # the client hung up mid-utterance; let the model go on and see it is told to stop
+        time.sleep(0.2)
+        gated.gate.set()
+        assert gated.closed.wait(WAIT_S) and not gated.finished.is_set()
+        assert wait_until(lambda: http.get("/health").json()["generations_active"] == 0)
+        assert http.post(SPEECH, json={"input": "hello", "response_format": "pcm"}).status_code == 200
+
+
+def test_beyond_max_concurrent_is_429_with_retry_after(gated):
+    app = create_app({"tone": gated}, max_concurrent=1)
+    with live_server(app) as url, httpx.Client(base_url=url, timeout=WAIT_S) as http:
+        with http.stream("POST", SPEECH, json={"input": LONG_TEXT, "stream": True, "response_format": "pcm"}) as r:
+            assert next(r.iter_raw())  # one generation is running and holds the only slot
+            busy = http.post(SPEECH, json={"input": "hello", "response_format": "pcm"})
+            assert busy.status_code == 429
+            assert int(busy.headers["retry-after"]) >= 1
+            assert busy.json()["error"]["code"] == "too_many_concurrent_requests"
+            gated.gate.set()
+            r.close()
+        assert wait_until(lambda: http.get("/health").json()["generations_active"] == 0)
+        assert http.post(SPEECH, json={"input": "hello", "response_format": "pcm"}).status_code == 200
+
+
+def test_requests_below_the_limit_run_together_without_blocking_the_loop():
+    synth = ToneSynthesizer(chunk_delay_s=0.05)  # 0.05 s per 0.1 s chunk, sleeping in the worker thread
+    app = create_app({"tone": synth}, max_concurrent=3)
+    with live_server(app) as url, httpx.Client(base_url=url, timeout=WAIT_S) as http:
+        statuses: list[int] = []
+
+        def speak() -> None:
+            statuses.append(http.post(SPEECH, json={"input": LONG_TEXT, "response_format": "pcm"}).status_code)
+
+        threads = [threading.Thread(target=speak) for _ in range(3)]
+        for t in threads:
+            t.start()
+        assert wait_until(lambda: synth.active == 3)
+        t0 = time.perf_counter()
+        health = http.get("/health")
+        assert time.perf_counter() - t0 < 0.5  # answered while three generations sleep in threads
+        assert health.json()["generations_active"] == 3
+        for t in threads:
+            t.join(WAIT_S)
+        assert statuses == [200, 200, 200] and synth.max_active == 3
+
+
+def test_whole_file_request_times_out_with_504(gated):
+    app = create_app({"tone": gated}, request_timeout_s=0.3, max_concurrent=1)
+    with live_server(app) as url, httpx.Client(base_url=url, timeout=WAIT_S) as http:
+        t0 = time.perf_counter()
+        r = http.post(SPEECH, json={"input": LONG_TEXT, "response_format": "pcm"})
+        assert r.status_code == 504 and r.json()["error"]["code"] == "timeout"
+        assert time.perf_counter() - t0 < 2.0
+        # the abandoned work holds its slot until it really ends: no oversubscription of the cores
+        assert http.get("/health").json()["generations_active"] == 1
+        gated.gate.set()
+        assert wait_until(lambda: http.get("/health").json()["generations_active"] == 0)
+
+
+def test_stream_is_cut_at_the_timeout_and_the_model_stops(gated):
+    app = create_app({"tone": gated}, request_timeout_s=0.5)
+    with live_server(app) as url, httpx.Client(base_url=url, timeout=WAIT_S) as http:
+        t0 = time.perf_counter()
+        with http.stream("POST", SPEECH, json={"input": LONG_TEXT, "stream_format": "sse",
+                                               "response_format": "pcm"}) as r:
+            text = r.read().decode()
+        assert time.perf_counter() - t0 < 3.0
+        assert '"speech.audio.delta"' in text and '"code": "timeout"' in text and "speech.audio.done" not in text
+        gated.gate.set()
+        assert gated.closed.wait(WAIT_S)
+        assert wait_until(lambda: http.get("/health").json()["generations_active"] == 0)
