@@ -1,8 +1,15 @@
 import pytest
 
 from codectts.errors import ConfigError, TextError
-from codectts.models.length import (MAX_SPEED, MIN_SPEED, CharRateLength, LengthSource, count_chars,
-                                    length_source_from_dict, register_length_source)
+from codectts.models.length import (
+    MAX_SPEED,
+    MIN_SPEED,
+    CharRateLength,
+    LengthSource,
+    count_chars,
+    length_source_from_dict,
+    register_length_source,
+)
 
 
 def test_seed_heuristic_is_three_frames_per_char_at_mimi_rate():

@@ -6,8 +6,15 @@ import torch
 from codectts.errors import ConfigError, TextError
 from codectts.infer.trm import TRMPipeline, filter_logits, generate, sample_codes
 from codectts.models.length import CharRateLength
-from codectts.models.trm import (PRESETS, TRMConfig, TTSTRM, codebook_weights, load_trm, save_trm,
-                                 trm_preset)
+from codectts.models.trm import (
+    PRESETS,
+    TTSTRM,
+    TRMConfig,
+    codebook_weights,
+    load_trm,
+    save_trm,
+    trm_preset,
+)
 from codectts.text import CharTokenizer
 
 K, N = 3, 32
@@ -101,7 +108,7 @@ def test_shapes_and_loss_at_init():
 def test_padding_does_not_change_valid_frames():
     """An item padded into a batch gets the same logits on its valid frames as alone."""
     m = tiny().eval()
-    ids, tl, spk, fl, tgt = batch(m)
+    ids, tl, spk, fl, _ = batch(m)
     full = m(ids, tl, spk, fl).logits
     alone = m(ids[1:, :7], tl[1:], spk[1:], fl[1:]).logits
     assert torch.allclose(full[1, :, :11], alone[0], atol=1e-5)
@@ -217,7 +224,7 @@ def test_save_load_round_trip(tmp_path):
     src = CharRateLength(frame_rate=20.0, seconds_per_char=0.07)
     save_trm(tmp_path / "part", m, extra={"tokenizer": tok.to_dict(), "length": src.to_dict(),
                                           "speakers": ["joe", "ann"]})
-    again, meta = load_trm(tmp_path / "part")
+    again, _ = load_trm(tmp_path / "part")
     ids, tl, spk, fl, _ = batch(m)
     assert torch.equal(m(ids, tl, spk, fl).logits, again(ids, tl, spk, fl).logits)
     pipe = TRMPipeline.load(tmp_path / "part")

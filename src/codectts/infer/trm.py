@@ -7,8 +7,8 @@ and tokenizer passed in). `TRMPipeline.load(part_dir)` bundles what a trained pa
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import torch
 
@@ -105,7 +105,7 @@ class TRMPipeline:
     frame_rate: float | None = None
 
     @classmethod
-    def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "TRMPipeline":
+    def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> TRMPipeline:
         model, meta = load_trm(path, device)
         for key in ("tokenizer", "length"):
             if key not in meta:

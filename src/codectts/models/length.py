@@ -11,8 +11,9 @@ released model part stores beside its weights; `length_source_from_dict` rebuild
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterable, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from codectts.errors import ConfigError, TextError
 from codectts.text.normalize import normalize_text
@@ -86,7 +87,7 @@ class CharRateLength:
         return n if self.max_frames is None else min(n, self.max_frames)
 
     @classmethod
-    def fit(cls, items: Iterable[tuple[str, int]], frame_rate: float, **kwargs) -> "CharRateLength":
+    def fit(cls, items: Iterable[tuple[str, int]], frame_rate: float, **kwargs) -> CharRateLength:
         """Measure seconds per character from (text, n_frames) pairs: total frames / total characters.
 
         A ratio of totals (not a mean of ratios) so short utterances do not dominate.

@@ -37,12 +37,21 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from codectts.errors import ConfigError
-from codectts.models.blocks import (Attention, RMSNorm, SwiGLU, Transformer, TransformerConfig, apply_rope,
-                                    count_params, padding_mask, rope_tables)
+from codectts.models.blocks import (
+    Attention,
+    RMSNorm,
+    SwiGLU,
+    Transformer,
+    TransformerConfig,
+    apply_rope,
+    count_params,
+    padding_mask,
+    rope_tables,
+)
 from codectts.parts import load_part, load_state_strict, save_part
 
 MODEL_TYPE = "tts_trm"
@@ -111,7 +120,7 @@ class TRMConfig:
                                  norm_eps=self.norm_eps, dropout=self.dropout, causal=False)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TRMConfig":
+    def from_dict(cls, d: dict) -> TRMConfig:
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
@@ -357,10 +366,10 @@ class TTSTRM(nn.Module):
         n_frames = int(frame_lengths.max()) if targets is None else targets.shape[-1]
         if n_frames > cfg.max_frames:
             raise ConfigError(f"{n_frames} frames asked for; this model handles at most max_frames={cfg.max_frames}")
-        if targets is not None:
-            if targets.shape != (text_ids.shape[0], cfg.n_codebooks, n_frames) or int(frame_lengths.max()) > n_frames:
-                raise ConfigError(f"targets must be [B, {cfg.n_codebooks}, F >= max frame length], got "
-                                  f"{tuple(targets.shape)}")
+        if targets is not None and (targets.shape != (text_ids.shape[0], cfg.n_codebooks, n_frames)
+                                    or int(frame_lengths.max()) > n_frames):
+            raise ConfigError(f"targets must be [B, {cfg.n_codebooks}, F >= max frame length], got "
+                              f"{tuple(targets.shape)}")
         text = self.encode_text(text_ids, text_lengths, speaker)
         y = self.refine(text, text_lengths, frame_lengths, n_frames)
         logits = self.head(y)
