@@ -1,5 +1,12 @@
-"""Vocoders: log-mel -> waveform behind one `Vocoder` contract (Griffin-Lim needs no training; HiFi-GAN does)."""
+"""Vocoders: log-mel -> waveform behind one `Vocoder` contract (Griffin-Lim needs no training; HiFi-GAN does).
+
+`load_vocoder(spec, root)` rebuilds a vocoder from the JSON a voice stores; `VocoderStream` turns
+any of them into a chunked, streaming one.
+"""
 from codectts.vocoders.base import Vocoder, check_mel, load_vocoder
 from codectts.vocoders.griffinlim import GriffinLim
+from codectts.vocoders.hifigan import HIFIGAN_PRESETS, HiFiGAN, HiFiGANConfig, hifigan_preset
+from codectts.vocoders.streaming import StreamConfig, VocoderStream, stream_config_for, vocode_chunked
 
-__all__ = ["Vocoder", "GriffinLim", "check_mel", "load_vocoder"]
+__all__ = ["Vocoder", "GriffinLim", "HiFiGAN", "HiFiGANConfig", "HIFIGAN_PRESETS", "hifigan_preset", "check_mel",
+           "load_vocoder", "StreamConfig", "VocoderStream", "stream_config_for", "vocode_chunked"]

@@ -116,40 +116,47 @@ class GriffinLim(torch.nn.Module):
         env = F.fold(w2, output_size=(1, length), kernel_size=(1, cfg.n_fft), stride=(1, cfg.hop_length))
         return env.reshape(1, length).clamp(min=ENVELOPE_FLOOR)
 
-    def _initial_phase(self, mag: torch.Tensor, prefix: torch.Tensor | None) -> torch.Tensor:
-        """Unit complex [B, F, N]: seeded random phase, or the prefix's phase where it covers a frame."""
+    def _known_frames(self, prefix: torch.Tensor | None, batch: int, n_frames: int) -> torch.Tensor | None:
+        """STFT [B, k, N] of the frames that lie wholly inside `prefix` (after the frontend's left pad)."""
+        if prefix is None or prefix.shape[-1] == 0:
+            return None
+        cfg = self.mel
+        known = prefix.to(self.window.dtype).reshape(batch, -1)[:, : n_frames * cfg.hop_length]
+        covered = min(n_frames, max(0, (known.shape[-1] + left_pad(cfg) - cfg.n_fft) // cfg.hop_length + 1))
+        if not covered:
+            return None
+        x = F.pad(known, (left_pad(cfg), 0))[:, : (covered - 1) * cfg.hop_length + cfg.n_fft]
+        return self._stft(x)
+
+    def _initial_phase(self, mag: torch.Tensor) -> torch.Tensor:
+        """Unit complex [B, F, N] with seeded random angles (deterministic, so chunks and reruns agree)."""
         gen = torch.Generator(device="cpu").manual_seed(self.seed)
         angles = torch.rand(mag.shape, generator=gen, dtype=torch.float32).to(mag.device) * (2 * math.pi)
-        phase = torch.polar(torch.ones_like(mag), angles)
-        if prefix is not None and prefix.shape[-1] > 0:
-            cfg = self.mel
-            n_samples = mag.shape[1] * cfg.hop_length
-            known = prefix.to(mag.dtype).reshape(mag.shape[0], -1)[:, :n_samples]
-            # Frames that lie wholly inside the prefix (after the frontend's left pad).
-            covered = max(0, (known.shape[-1] + left_pad(cfg) - cfg.n_fft) // cfg.hop_length + 1)
-            covered = min(covered, mag.shape[1])
-            if covered:
-                x = F.pad(known, (left_pad(cfg), 0))[:, : (covered - 1) * cfg.hop_length + cfg.n_fft]
-                ref = self._stft(x)[:, :covered]
-                phase[:, :covered] = ref / (ref.abs() + PHASE_EPS)
-        return phase
+        return torch.polar(torch.ones_like(mag), angles)
 
     # ---- the algorithm ---------------------------------------------------------------------
     def reconstruct(self, mag: torch.Tensor, prefix: torch.Tensor | None = None) -> torch.Tensor:
-        """Linear magnitude [B, F, N] -> wav [B, F * hop] by fast Griffin-Lim."""
+        """Linear magnitude [B, F, N] -> wav [B, F * hop] by fast Griffin-Lim.
+
+        Frames wholly inside `prefix` are held at the prefix's own STFT (they were already played),
+        so the new frames' phases grow out of them, as in real-time iterative phase reconstruction.
+        """
         cfg = self.mel
         n_frames = mag.shape[1]
         envelope = self._envelope(n_frames).to(mag.device)
-        spec = mag * self._initial_phase(mag, prefix)
+        known = self._known_frames(prefix, mag.shape[0], n_frames)
+        k = 0 if known is None else known.shape[1]
+        spec = mag * self._initial_phase(mag)
+        if k:
+            spec[:, :k] = known
         prev = None
         for _ in range(self.n_iter):
             rebuilt = self._stft(self._istft(spec, envelope))  # projection onto consistent spectrograms
-            if prev is not None and self.momentum:
-                accel = rebuilt + self.momentum * (rebuilt - prev)
-            else:
-                accel = rebuilt
+            accel = rebuilt if prev is None or not self.momentum else rebuilt + self.momentum * (rebuilt - prev)
             prev = rebuilt
             spec = mag * (accel / (accel.abs() + PHASE_EPS))  # projection onto the target magnitude
+            if k:
+                spec[:, :k] = known
         wav = self._istft(spec, envelope)
         start = left_pad(cfg)
         return wav[:, start:start + n_frames * cfg.hop_length]
