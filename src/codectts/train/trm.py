@@ -1,0 +1,476 @@
+"""Recipe: `codectts train trm --token-dir TOKDIR --out RUN` (seed 003, the TTS TRM).
+
+Reads a code cache (any codec: K and N come from its cache.json), tokenizes the text once
+(characters, or espeak phonemes), batches by frame count, and trains through the shared Trainer
+(checkpoints, --resume, JSONL/TensorBoard logs, --max-minutes). Every `--sample-interval` steps it
+writes `samples/step_XXXXXXX/sample_N_generated.npy` (codes [K, F]) and, when the cache's codec can
+be loaded with a decoder, `sample_N_generated.wav`, plus `info.json`.
+
+The exported part (`RUN/best`, `RUN/last`) carries what inference needs beside the weights:
+tokenizer, speaker names, the length source (a character rate fitted on the training set) and the
+codec spec; `codectts.infer.trm.TRMPipeline.load(RUN/best)` reads it.
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+import typer
+
+from codectts.errors import CodecTTSError, DataError, TextError
+from codectts.train.loop import Task, TrainConfig, Trainer
+
+log = logging.getLogger(__name__)
+
+RUN_META = "trm_run.json"  # model config + tokenizer + speakers, fixed at the first start (for --resume)
+PROMPT_SEP = "|"
+DEFAULT_MAX_BATCH_FRAMES = 4000
+
+
+@dataclass
+class TRMBatch:
+    text_ids: torch.Tensor  # [B, S] padded with PAD_ID
+    text_lengths: torch.Tensor  # [B]
+    speaker: torch.Tensor  # [B]
+    frame_lengths: torch.Tensor  # [B]
+    codes: torch.Tensor  # [B, K, F] padded with 0 (masked by frame_lengths)
+
+    def to(self, device) -> "TRMBatch":
+        return TRMBatch(*(t.to(device) for t in (self.text_ids, self.text_lengths, self.speaker,
+                                                 self.frame_lengths, self.codes)))
+
+
+@dataclass
+class Prompt:
+    text: str
+    speaker: int
+    n_frames: int | None = None  # None: from the length source
+    cache_index: int | None = None  # a dev item: its codes are the ground truth
+
+
+class TRMData:
+    """The usable items of one code cache split: text ids, speaker index, frame count (codes read lazily)."""
+
+    def __init__(self, cache, tokenizer, speakers: list[str], max_frames: int, max_text_len: int):
+        self.cache = cache
+        self.index: list[int] = []
+        self.ids: list[list[int]] = []
+        self.speaker: list[int] = []
+        skipped = {"text": 0, "speaker": 0, "too_long": 0}
+        spk_index = {s: i for i, s in enumerate(speakers)}
+        for i, e in enumerate(cache.entries):
+            if e.speaker not in spk_index:
+                skipped["speaker"] += 1
+                continue
+            if e.n_frames < 1 or e.n_frames > max_frames:
+                skipped["too_long"] += 1
+                continue
+            try:
+                ids = tokenizer.encode(e.text)
+            except TextError:
+                skipped["text"] += 1
+                continue
+            if len(ids) > max_text_len:
+                skipped["too_long"] += 1
+                continue
+            self.index.append(i)
+            self.ids.append(ids)
+            self.speaker.append(spk_index[e.speaker])
+        if any(skipped.values()):
+            log.warning("%s: skipped %s (of %d)", cache.root, skipped, len(cache.entries))
+        self.skipped = skipped
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def n_frames(self, j: int) -> int:
+        return self.cache.entries[self.index[j]].n_frames
+
+    def text(self, j: int) -> str:
+        return self.cache.entries[self.index[j]].text
+
+    def lengths(self) -> list[int]:
+        return [self.n_frames(j) for j in range(len(self))]
+
+    def collate(self, js: list[int]) -> TRMBatch:
+        b = len(js)
+        s = max(len(self.ids[j]) for j in js)
+        f = max(self.n_frames(j) for j in js)
+        k = self.cache.n_codebooks
+        text = torch.zeros(b, s, dtype=torch.long)  # PAD_ID = 0
+        codes = torch.zeros(b, k, f, dtype=torch.long)
+        for row, j in enumerate(js):
+            text[row, :len(self.ids[j])] = torch.tensor(self.ids[j])
+            c = self.cache.codes(self.index[j])
+            codes[row, :, :c.shape[1]] = c
+        return TRMBatch(text, torch.tensor([len(self.ids[j]) for j in js]), torch.tensor([self.speaker[j] for j in js]),
+                        torch.tensor([self.n_frames(j) for j in js]), codes)
+
+
+def read_prompts(path: str | Path) -> list[tuple[str | None, str]]:
+    """`speaker|text` or plain `text` per line; blank lines and `#` comments skipped."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: unreadable prompts file ({e})") from None
+    out: list[tuple[str | None, str]] = []
+    for n, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        speaker, sep, text = line.partition(PROMPT_SEP)
+        if not sep:
+            speaker, text = None, line
+        speaker, text = (speaker.strip() or None) if speaker is not None else None, text.strip()
+        if not text:
+            raise DataError(f"{path}:{n}: prompt has no text")
+        out.append((speaker, text))
+    if not out:
+        raise DataError(f"{path}: no prompts")
+    return out
+
+
+def resolve_speaker(speaker: str | int | None, speakers: list[str], where: str) -> int:
+    """A speaker name from the corpus, or an index into the speaker list; None = the first."""
+    if speaker is None:
+        return 0
+    if str(speaker) in speakers:
+        return speakers.index(str(speaker))
+    try:
+        idx = int(speaker)
+    except ValueError:
+        raise DataError(f"{where}: unknown speaker {speaker!r} (known: {speakers[:10]})") from None
+    if not 0 <= idx < len(speakers):
+        raise DataError(f"{where}: speaker index {idx} out of range [0, {len(speakers)})")
+    return idx
+
+
+def load_decoder(spec: dict | None):
+    """The cache's codec with a waveform decoder, or None (logged) when it cannot be loaded here."""
+    if not spec:
+        return None
+    try:
+        try:
+            from codectts.codecs import load_codec
+        except ImportError:
+            from codectts.codecs.registry import load_codec
+        codec = load_codec(spec)
+        if getattr(codec, "vocoder", False) is None:  # a mel codec without its vocoder: Griffin-Lim needs no weights
+            from codectts.vocoders import GriffinLim
+
+            codec.vocoder = GriffinLim(codec.cfg.mel)
+        return codec
+    except (ImportError, CodecTTSError, OSError) as e:
+        log.warning("samples: no decoder for codec %s (%s); writing codes only", spec.get("type"), e)
+        return None
+
+
+def _save_npy(path: Path, arr: np.ndarray) -> None:
+    from codectts.audio.io import atomic_write_bytes
+
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+class TRMTask(Task):
+    def __init__(self, model, train: TRMData, dev: TRMData, extra: dict, batch_size: int, max_batch_frames: int,
+                 seed: int, prompts: list[Prompt], sampling: dict, max_dev_batches: int | None = None):
+        self.model = model
+        self.train, self.dev = train, dev
+        self.extra = extra
+        self.sampler = _sampler(train.lengths(), batch_size, max_batch_frames, seed, shuffle=True)
+        self.dev_batches = _sampler(dev.lengths(), batch_size, max_batch_frames, seed, shuffle=False).batches(0)
+        if max_dev_batches is not None:
+            self.dev_batches = self.dev_batches[:max_dev_batches]
+        self.prompts, self.sampling = prompts, sampling
+        self._decoder = None
+        self._decoder_loaded = False
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+    def train_batches(self, epoch: int):
+        for js in self.sampler.batches(epoch):
+            yield self.train.collate(js)
+
+    def loss(self, batch: TRMBatch):
+        b = batch.to(self.device)
+        out = self.model(b.text_ids, b.text_lengths, b.speaker, b.frame_lengths, b.codes)
+        return out.loss, {"ce_0": float(out.codebook_loss[0].detach()), "acc_0": float(out.codebook_accuracy[0]),
+                          "acc_mean": float(out.codebook_accuracy.mean()), "frames": float(b.frame_lengths.sum())}
+
+    def evaluate(self) -> dict[str, float]:
+        k = self.train.cache.n_codebooks
+        ce, acc, frames, weighted = torch.zeros(k), torch.zeros(k), 0.0, 0.0
+        for js in self.dev_batches:
+            b = self.dev.collate(js).to(self.device)
+            out = self.model(b.text_ids, b.text_lengths, b.speaker, b.frame_lengths, b.codes)
+            n = float(b.frame_lengths.sum())
+            ce += out.codebook_loss.float().cpu() * n
+            acc += out.codebook_accuracy.float().cpu() * n
+            weighted += float(out.loss) * n
+            frames += n
+        if not frames:
+            return {}
+        ce, acc = ce / frames, acc / frames
+        metrics = {"score": weighted / frames, "loss": weighted / frames, "ce_mean": float(ce.mean()),
+                   "acc_mean": float(acc.mean())}
+        metrics.update({f"ce_{i}": float(v) for i, v in enumerate(ce)})
+        metrics.update({f"acc_{i}": float(v) for i, v in enumerate(acc)})
+        return metrics
+
+    def export(self, path: Path) -> None:
+        from codectts.models.trm import save_trm
+
+        save_trm(path, _unwrap(self.model), extra=self.extra)
+
+    def sample(self, out_dir: Path, step: int) -> None:
+        from codectts.audio.io import save_wav
+        from codectts.infer.trm import generate
+        from codectts.models.length import length_source_from_dict
+        from codectts.text.tokenizers import tokenizer_from_dict
+
+        if not self.prompts:
+            return
+        if not self._decoder_loaded:
+            self._decoder, self._decoder_loaded = load_decoder(self.extra.get("codec")), True
+        model = _unwrap(self.model)
+        tok = tokenizer_from_dict(self.extra["tokenizer"])
+        length = length_source_from_dict(self.extra["length"])
+        out_dir.mkdir(parents=True, exist_ok=True)
+        records = []
+        for n, p in enumerate(self.prompts, 1):
+            rec = {"text": p.text, "speaker": self.extra["speakers"][p.speaker]}
+            try:
+                codes = generate(model, p.text, p.speaker, n_frames=p.n_frames,
+                                 length_source=None if p.n_frames else length, tokenizer=tok,
+                                 seed=self.sampling["seed"] + n, **{k: v for k, v in self.sampling.items()
+                                                                     if k != "seed"})
+            except CodecTTSError as e:  # e.g. a prompt longer than max_frames: report it, keep training
+                log.warning("sample %d (%r): %s", n, p.text[:40], e)
+                records.append({**rec, "error": str(e)})
+                continue
+            _save_npy(out_dir / f"sample_{n}_generated.npy", codes.cpu().numpy().astype(np.int64))
+            rec.update(n_frames=int(codes.shape[1]), codes=f"sample_{n}_generated.npy")
+            if p.cache_index is not None:
+                gt = out_dir.parent / f"sample_{n}_ground_truth.npy"
+                if not gt.exists():
+                    _save_npy(gt, self.dev.cache.codes(p.cache_index).numpy())
+                rec["ground_truth"] = f"../{gt.name}"
+            if self._decoder is not None:
+                try:
+                    wav = self._decoder.decode(codes[None].to("cpu"))[0].cpu().numpy()
+                    save_wav(out_dir / f"sample_{n}_generated.wav", wav, self._decoder.sample_rate)
+                    rec["wav"] = f"sample_{n}_generated.wav"
+                    gt_wav = out_dir.parent / f"sample_{n}_ground_truth.wav"
+                    if p.cache_index is not None and not gt_wav.exists():
+                        ref = self.dev.cache.codes(p.cache_index)[None]
+                        save_wav(gt_wav, self._decoder.decode(ref)[0].cpu().numpy(), self._decoder.sample_rate)
+                except CodecTTSError as e:
+                    log.warning("sample %d: decoding failed (%s)", n, e)
+            records.append(rec)
+        info = {"step": step, **self.sampling, "codec": (self.extra.get("codec") or {}).get("type"),
+                "wavs": self._decoder is not None, "samples": records}
+        from codectts.audio.io import atomic_write_bytes
+
+        atomic_write_bytes(out_dir / "info.json", json.dumps(info, indent=1, ensure_ascii=False).encode("utf-8"))
+
+
+def _unwrap(model):
+    return getattr(model, "module", model)
+
+
+def _sampler(lengths, batch_size, max_batch_frames, seed, shuffle):
+    from codectts.data.sampler import DynamicBatchSampler
+
+    return DynamicBatchSampler(lengths, max_samples=batch_size, max_tokens=max_batch_frames, seed=seed,
+                               shuffle=shuffle)
+
+
+def open_splits(token_dir: Path, max_dev: int, seed: int):
+    """(train cache, dev cache, dev indices): the cache's dev split when it has one, else held-out train items."""
+    from codectts.data.codecache import CodeCache
+
+    train = CodeCache(token_dir)
+    if not len(train):
+        raise DataError(f"{token_dir}: the code cache holds no utterances")
+    if (token_dir / "dev.jsonl").exists():
+        dev = CodeCache(token_dir, split="dev")
+        if len(dev):
+            return train, dev, None
+    held = sorted(random.Random(seed).sample(range(len(train)), min(max_dev, max(1, len(train) // 4))))
+    return train, train, held
+
+
+def build_tokenizer(kind: str):
+    from codectts.errors import ConfigError
+    from codectts.text import CharTokenizer, PhonemeTokenizer
+
+    if kind == "char":
+        return CharTokenizer()
+    if kind == "phoneme":
+        return PhonemeTokenizer()
+    raise ConfigError(f"--text must be char or phoneme, got {kind!r}")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("trm")
+    def train_trm(
+        token_dir: Path = typer.Option(..., "--token-dir", help="Code cache (codectts codes extract)."),
+        out: Path = typer.Option(Path("runs/trm"), "--out", "--output-dir", help="Run folder."),
+        preset: str = typer.Option("small", help="Model preset: tiny, small, seed."),
+        text: str = typer.Option("char", help="Text units: char or phoneme."),
+        # model options (None = the preset's value)
+        text_embed_dim: Optional[int] = typer.Option(None, "--text-embed-dim"),
+        audio_embed_dim: Optional[int] = typer.Option(None, "--audio-embed-dim"),
+        hidden_dim: Optional[int] = typer.Option(None, "--hidden-dim", help="FFN hidden size."),
+        text_layers: Optional[int] = typer.Option(None, "--text-layers"),
+        l_layers: Optional[int] = typer.Option(None, "--L-layers", help="Recursive blocks per low-level cycle."),
+        h_cycles: Optional[int] = typer.Option(None, "--H-cycles", help="High-level refinement cycles."),
+        l_cycles: Optional[int] = typer.Option(None, "--L-cycles", help="Low-level reasoning cycles."),
+        num_heads: Optional[int] = typer.Option(None, "--num-heads"),
+        share_output_heads: Optional[bool] = typer.Option(None, "--share-output-heads/--separate-output-heads"),
+        grad_cycles: Optional[int] = typer.Option(None, "--grad-cycles",
+                                                  help="Back-propagate through the last N H-cycles only (0 = all)."),
+        max_text_length: Optional[int] = typer.Option(None, "--max-text-length"),
+        max_audio_frames: Optional[int] = typer.Option(None, "--max-audio-frames",
+                                                       help="Longest utterance (frames); longer ones are skipped."),
+        dropout: Optional[float] = typer.Option(None, "--dropout"),
+        # training
+        epochs: Optional[int] = typer.Option(None, "--epochs", help="Stop after N epochs."),
+        max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Default: epochs x batches per epoch."),
+        max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Wall-clock budget for this run."),
+        batch_size: int = typer.Option(8, "--batch-size", help="Most utterances per batch."),
+        max_batch_frames: int = typer.Option(DEFAULT_MAX_BATCH_FRAMES, "--max-batch-frames",
+                                             help="Most padded frames per batch."),
+        lr: float = typer.Option(1e-4, "--lr"),
+        weight_decay: float = typer.Option(0.1, "--weight-decay"),
+        grad_clip: float = typer.Option(1.0, "--grad-clip"),
+        warmup_steps: int = typer.Option(200, "--warmup-steps"),
+        mixed_precision: str = typer.Option("no", "--mixed-precision", help="no, bf16 or fp16 (GPU)."),
+        log_interval: int = typer.Option(10, "--log-interval"),
+        eval_interval: int = typer.Option(500, "--eval-interval"),
+        save_interval: int = typer.Option(1000, "--save-interval"),
+        max_dev: int = typer.Option(64, "--max-dev", help="Held-out utterances used for evaluation."),
+        # samples
+        sample_interval: int = typer.Option(0, "--sample-interval", help="Write samples every N steps (0 = off)."),
+        num_samples: int = typer.Option(3, "--num-samples", help="Held-out utterances sampled when no prompts."),
+        sample_prompts: Optional[list[str]] = typer.Option(None, "--sample-prompts",
+                                                           help="A prompt text (repeat the option for more)."),
+        sample_prompts_file: Optional[Path] = typer.Option(None, "--sample-prompts-file",
+                                                           help="Lines of `speaker|text` or `text`; # comments."),
+        sample_speaker: str = typer.Option("0", "--sample-speaker", help="Speaker (name or index) for --sample-prompts."),
+        sample_temperature: float = typer.Option(0.8, "--sample-temperature"),
+        sample_top_k: Optional[int] = typer.Option(50, "--sample-top-k"),
+        sample_top_p: Optional[float] = typer.Option(None, "--sample-top-p"),
+        # system
+        resume: bool = typer.Option(False, "--resume", help="Continue from the run folder's last checkpoint."),
+        seed: int = typer.Option(42, "--seed"),
+        threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads."),
+        progress: bool = typer.Option(True, "--progress/--no-progress"),
+    ):
+        """Train the non-autoregressive TTS TRM on a code cache (checkpoints, --resume, samples)."""
+        from codectts.errors import ConfigError
+        from codectts.models.length import CharRateLength
+        from codectts.models.trm import TTSTRM, TRMConfig, trm_preset
+        from codectts.text.tokenizers import tokenizer_from_dict
+
+        if threads:
+            torch.set_num_threads(threads)
+        train_cache, dev_cache, held = open_splits(token_dir, max_dev, seed)
+        meta_file = out / RUN_META
+        if resume and meta_file.exists():
+            run_meta = json.loads(meta_file.read_text(encoding="utf-8"))
+            cfg = TRMConfig.from_dict(run_meta["model"])
+            tok = tokenizer_from_dict(run_meta["tokenizer"])
+            speakers = run_meta["speakers"]
+            log.info("resuming with the model config of %s (model options on the command line are ignored)",
+                     meta_file)
+        else:
+            tok = build_tokenizer(text)
+            speakers = sorted({e.speaker for e in train_cache.entries})
+            overrides = {"text_dim": text_embed_dim, "dim": audio_embed_dim, "ffn_dim": hidden_dim,
+                         "text_layers": text_layers, "L_layers": l_layers, "H_cycles": h_cycles,
+                         "L_cycles": l_cycles, "n_heads": num_heads, "share_output_heads": share_output_heads,
+                         "grad_cycles": grad_cycles, "max_text_len": max_text_length,
+                         "max_frames": max_audio_frames, "dropout": dropout}
+            cfg = trm_preset(preset, **{k: v for k, v in overrides.items() if v is not None},
+                             vocab_size=tok.vocab_size, n_speakers=len(speakers),
+                             n_codebooks=train_cache.n_codebooks, codebook_size=train_cache.codebook_size)
+            out.mkdir(parents=True, exist_ok=True)
+            from codectts.audio.io import atomic_write_bytes
+
+            atomic_write_bytes(meta_file, json.dumps({"model": asdict(cfg), "tokenizer": tok.to_dict(),
+                                                      "speakers": speakers}, indent=1).encode("utf-8"))
+        if (cfg.n_codebooks, cfg.codebook_size) != (train_cache.n_codebooks, train_cache.codebook_size):
+            raise ConfigError(f"{token_dir}: codes are {train_cache.n_codebooks} x {train_cache.codebook_size}, "
+                              f"the run's model expects {cfg.n_codebooks} x {cfg.codebook_size}")
+
+        train = TRMData(train_cache, tok, speakers, cfg.max_frames, cfg.max_text_len)
+        if held is None:
+            dev = TRMData(dev_cache, tok, speakers, cfg.max_frames, cfg.max_text_len)
+        else:  # no dev split in the cache: hold out items of the training split
+            held_set = set(held)
+            dev = _subset(train, [j for j, i in enumerate(train.index) if i in held_set])
+            train = _subset(train, [j for j, i in enumerate(train.index) if i not in held_set])
+        if not len(train) or not len(dev):
+            raise DataError(f"{token_dir}: {len(train)} usable training and {len(dev)} held-out utterances")
+        length = CharRateLength.fit(((train.text(j), train.n_frames(j)) for j in range(len(train))),
+                                    frame_rate=train_cache.frame_rate, max_frames=cfg.max_frames)
+        extra = {"tokenizer": tok.to_dict(), "speakers": speakers, "length": length.to_dict(),
+                 "codec": train_cache.meta.get("codec"), "frame_rate": train_cache.frame_rate,
+                 "token_dir": str(token_dir)}
+
+        prompts: list[Prompt] = []
+        if sample_prompts_file is not None:
+            prompts = [Prompt(t, resolve_speaker(s, speakers, str(sample_prompts_file)))
+                       for s, t in read_prompts(sample_prompts_file)]
+        elif sample_prompts:
+            spk = resolve_speaker(sample_speaker, speakers, "--sample-speaker")
+            prompts = [Prompt(t, spk) for t in sample_prompts]
+        else:
+            prompts = [Prompt(dev.text(j), dev.speaker[j], dev.n_frames(j), dev.index[j])
+                       for j in range(min(num_samples, len(dev)))]
+        sampling = {"temperature": sample_temperature, "top_k": sample_top_k, "top_p": sample_top_p, "seed": seed}
+
+        torch.manual_seed(seed)
+        model = TTSTRM(cfg)
+        n_batches = len(_sampler(train.lengths(), batch_size, max_batch_frames, seed, shuffle=True))
+        if max_steps is None:
+            max_steps = (epochs or 100) * n_batches  # the seed's default: 100 epochs
+        tcfg = TrainConfig(out_dir=str(out), max_steps=max_steps, max_epochs=epochs, max_minutes=max_minutes, lr=lr,
+                           weight_decay=weight_decay, grad_clip=grad_clip,
+                           warmup_steps=min(warmup_steps, max(1, max_steps // 10)), log_every=log_interval,
+                           eval_every=eval_interval, save_every=save_interval, sample_every=sample_interval,
+                           mixed_precision=mixed_precision, seed=seed, progress=progress)
+        task = TRMTask(model, train, dev, extra, batch_size, max_batch_frames, seed, prompts, sampling)
+        codec = (extra["codec"] or {}).get("type")
+        typer.echo(f"TTS TRM: {model.num_params():,} parameters; {len(train)} train / {len(dev)} dev utterances, "
+                   f"{n_batches} batches an epoch; codes {cfg.n_codebooks} x {cfg.codebook_size} ({codec}) at "
+                   f"{train_cache.frame_rate:g} Hz; {len(speakers)} speaker(s); text {tok.kind} "
+                   f"({tok.vocab_size} symbols); length {length.frames_per_char:.2f} frames/char")
+        trainer = Trainer(task, tcfg, run_config={"trm": asdict(cfg), **extra})
+        if resume:
+            trainer.resume()
+        metrics = trainer.fit()
+        typer.echo(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}))
+
+
+def _subset(data: TRMData, keep: list[int]) -> TRMData:
+    """The same TRMData restricted to positions `keep` (shares the cache)."""
+    sub = object.__new__(TRMData)
+    sub.cache, sub.skipped = data.cache, data.skipped
+    sub.index = [data.index[j] for j in keep]
+    sub.ids = [data.ids[j] for j in keep]
+    sub.speaker = [data.speaker[j] for j in keep]
+    return sub

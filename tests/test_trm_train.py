@@ -1,0 +1,111 @@
+"""The `codectts train trm` recipe end to end on a synthetic code cache (no audio, no codec weights)."""
+import json
+
+import numpy as np
+import pytest
+import torch
+import typer
+from typer.testing import CliRunner
+
+from codectts.data.codecache import CacheEntry, write_cache_meta, write_codes, write_index
+from codectts.errors import DataError
+from codectts.train.trm import read_prompts, register, resolve_speaker
+
+K, N, RATE = 2, 16, 20.0
+SENTENCES = ["the cat sat on the mat", "a dog ran home", "birds sing at dawn", "rain falls softly",
+             "we walk to town", "the sun is warm", "cold wind blows", "she reads a book"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def make_cache(root, n_items: int | None = None):
+    rng = np.random.default_rng(0)
+    write_cache_meta(root, {"type": "synthetic-test"}, K, N, RATE, 16000, "test")
+    entries = []
+    for i, text in enumerate(SENTENCES[:n_items]):
+        f = 2 * len(text)  # frames follow the text length, as in speech
+        codes = rng.integers(0, N, size=(K, f))
+        rel = write_codes(root, f"u{i}", codes, N)
+        entries.append(CacheEntry(id=f"u{i}", text=text, n_frames=f, file=rel, speaker="ann" if i % 2 else "bob"))
+    write_index(root, entries)
+    return root
+
+
+def cli():
+    app = typer.Typer()
+    register(app)
+
+    @app.callback()
+    def _main():  # a group, so the command is invoked by name as under `codectts train`
+        pass
+
+    return app
+
+
+def test_prompts_file(tmp_path):
+    p = tmp_path / "prompts.txt"
+    p.write_text("# comment\n0|Hello, this is speaker zero.\n\nann| And this is Ann.\nJust text.\n")
+    assert read_prompts(p) == [("0", "Hello, this is speaker zero."), ("ann", "And this is Ann."),
+                               (None, "Just text.")]
+    p.write_text("bob|\n")
+    with pytest.raises(DataError, match=":1: prompt has no text"):
+        read_prompts(p)
+    assert resolve_speaker("ann", ["ann", "bob"], "x") == 0
+    assert resolve_speaker("1", ["ann", "bob"], "x") == 1
+    with pytest.raises(DataError, match="unknown speaker"):
+        resolve_speaker("carl", ["ann", "bob"], "x")
+
+
+def test_train_samples_export_and_resume(tmp_path):
+    cache = make_cache(tmp_path / "codes")
+    run = tmp_path / "run"
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("# two prompts\nann|hello there\nthe quick fox\n")
+    args = ["trm", "--token-dir", str(cache), "--out", str(run), "--preset", "tiny", "--max-steps", "4",
+            "--batch-size", "4", "--lr", "3e-3", "--eval-interval", "2", "--save-interval", "2",
+            "--sample-interval", "2", "--sample-prompts-file", str(prompts), "--max-dev", "2", "--no-progress"]
+    res = CliRunner().invoke(cli(), args)
+    assert res.exit_code == 0, res.output
+    step = run / "samples" / "step_0000002"
+    info = json.loads((step / "info.json").read_text())
+    assert [s["text"] for s in info["samples"]] == ["hello there", "the quick fox"]
+    assert info["samples"][0]["speaker"] == "ann" and info["wavs"] is False  # no decoder for this codec
+    for n, s in enumerate(info["samples"], 1):
+        codes = np.load(step / f"sample_{n}_generated.npy")
+        assert codes.shape == (K, s["n_frames"]) and codes.min() >= 0 and codes.max() < N
+
+    from codectts.infer.trm import TRMPipeline
+
+    pipe = TRMPipeline.load(run / "last")
+    assert pipe.speakers == ["ann", "bob"] and pipe.frame_rate == RATE
+    # the fitted rate: 2 frames per character in this cache
+    assert pipe.length.n_frames("abcde") == 10
+    assert pipe.generate("hello", speaker="bob", seed=0).shape == (K, 10)
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert {r["kind"] for r in log} >= {"eval"} and "acc_0" in [r for r in log if r["kind"] == "eval"][-1]
+
+    res = CliRunner().invoke(cli(), [*args[:8], "6", *args[9:], "--resume"])
+    assert res.exit_code == 0, res.output
+    steps = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
+    assert max(steps) == 6 and (run / "checkpoints" / "step_0000006").exists()
+
+
+def test_default_samples_are_held_out_items_with_ground_truth(tmp_path):
+    cache = make_cache(tmp_path / "codes")
+    run = tmp_path / "run"
+    res = CliRunner().invoke(cli(), ["trm", "--token-dir", str(cache), "--out", str(run), "--preset", "tiny",
+                                     "--max-steps", "2", "--sample-interval", "2", "--num-samples", "2",
+                                     "--max-dev", "2", "--eval-interval", "2", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    info = json.loads((run / "samples" / "step_0000002" / "info.json").read_text())
+    assert len(info["samples"]) == 2
+    for n, s in enumerate(info["samples"], 1):
+        gt = np.load(run / "samples" / f"sample_{n}_ground_truth.npy")
+        gen = np.load(run / "samples" / "step_0000002" / f"sample_{n}_generated.npy")
+        assert gen.shape == gt.shape == (K, 2 * len(s["text"]))  # a held-out item: generated at its true length
