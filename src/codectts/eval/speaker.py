@@ -23,6 +23,7 @@ from codectts.errors import AudioError, ConfigError, DataError
 
 ENCODER_SAMPLE_RATE = 16000  # resemblyzer's hparams.sampling_rate
 MIN_VOICED_SECONDS = 0.3  # after silence trimming; shorter clips give unreliable embeddings
+SILENCE_PEAK = 1e-4  # about -80 dBFS; resemblyzer's volume normalisation divides by the RMS
 INSTALL_HINT = "pip install 'codectts[eval]'"
 
 
@@ -49,6 +50,8 @@ class SpeakerEncoder:
         wav = np.asarray(wav, dtype=np.float32).reshape(-1)
         if wav.size == 0 or not np.isfinite(wav).all():
             raise AudioError("speaker embedding needs non-empty, finite audio")
+        if float(np.abs(wav).max()) < SILENCE_PEAK:
+            raise AudioError("audio is silent: nothing to take a speaker embedding from")
         wav = self._preprocess(resample(wav, sr, ENCODER_SAMPLE_RATE))  # volume-normalise, trim long silences
         if len(wav) < MIN_VOICED_SECONDS * ENCODER_SAMPLE_RATE:
             raise AudioError(f"only {len(wav) / ENCODER_SAMPLE_RATE:.2f} s of voiced audio: a speaker embedding "
