@@ -194,6 +194,7 @@ class TRMTask(Task):
         self.prompts, self.sampling = prompts, sampling
         self._decoder = None
         self._decoder_loaded = False
+        self._unigram: torch.Tensor | None = None
 
     @property
     def device(self):
@@ -210,8 +211,12 @@ class TRMTask(Task):
                           "acc_mean": float(out.codebook_accuracy.mean()), "frames": float(b.frame_lengths.sum())}
 
     def evaluate(self) -> dict[str, float]:
+        """Held-out loss, CE and accuracy per codebook, plus two yardsticks: the CE of a unigram model
+        of the training codes (what a model ignoring text and position gets) and the loss with each
+        item's text swapped for a neighbour's of similar length (`text_gain` > 0: the model reads the text)."""
         k = self.train.cache.n_codebooks
         ce, acc, frames, weighted = torch.zeros(k), torch.zeros(k), 0.0, 0.0
+        wrong, wrong_frames = 0.0, 0.0
         for js in self.dev_batches:
             b = self.dev.collate(js).to(self.device)
             out = self.model(b.text_ids, b.text_lengths, b.speaker, b.frame_lengths, b.codes)
@@ -220,14 +225,40 @@ class TRMTask(Task):
             acc += out.codebook_accuracy.float().cpu() * n
             weighted += float(out.loss) * n
             frames += n
+            if len(js) > 1:  # batches are length-sorted: the neighbour's text has a similar length
+                swapped = self.model(b.text_ids.roll(1, 0), b.text_lengths.roll(1, 0), b.speaker, b.frame_lengths,
+                                     b.codes)
+                wrong += float(swapped.loss) * n
+                wrong_frames += n
         if not frames:
             return {}
         ce, acc = ce / frames, acc / frames
         metrics = {"score": weighted / frames, "loss": weighted / frames, "ce_mean": float(ce.mean()),
                    "acc_mean": float(acc.mean())}
+        if wrong_frames:
+            metrics["loss_wrong_text"] = wrong / wrong_frames
+            metrics["text_gain"] = metrics["loss_wrong_text"] - metrics["loss"]
         metrics.update({f"ce_{i}": float(v) for i, v in enumerate(ce)})
         metrics.update({f"acc_{i}": float(v) for i, v in enumerate(acc)})
+        metrics.update({f"unigram_ce_{i}": float(v) for i, v in enumerate(self.unigram_ce())})
         return metrics
+
+    def unigram_ce(self) -> torch.Tensor:
+        """[K] CE of the held-out codes under each codebook's training-code frequencies (add-one smoothed)."""
+        if self._unigram is None:
+            k, n = self.train.cache.n_codebooks, self.train.cache.codebook_size
+            counts = torch.ones(k, n, dtype=torch.float64)
+            for i in self.train.index:
+                c = self.train.cache.codes(i)  # [K, F]
+                counts.scatter_add_(1, c, torch.ones_like(c, dtype=torch.float64))
+            logp = (counts / counts.sum(1, keepdim=True)).log()
+            nll, total = torch.zeros(k, dtype=torch.float64), 0
+            for i in self.dev.index:
+                c = self.dev.cache.codes(i)
+                nll -= logp.gather(1, c).sum(1)
+                total += c.shape[1]
+            self._unigram = (nll / max(1, total)).float()
+        return self._unigram
 
     def export(self, path: Path) -> None:
         from codectts.models.trm import save_trm
