@@ -98,10 +98,12 @@ def test_train_samples_export_and_resume(tmp_path):
     assert max(steps) == 6 and (run / "checkpoints" / "step_0000006").exists()
 
 
-def test_default_samples_are_held_out_items_with_ground_truth(tmp_path):
+@pytest.mark.parametrize("text", ["char", "phoneme"])
+def test_default_samples_are_held_out_items_with_ground_truth(tmp_path, text):
     cache = make_cache(tmp_path / "codes")
     run = tmp_path / "run"
     res = CliRunner().invoke(cli(), ["trm", "--token-dir", str(cache), "--out", str(run), "--preset", "tiny",
+                                     "--text", text,
                                      "--max-steps", "2", "--sample-interval", "2", "--num-samples", "2",
                                      "--max-dev", "2", "--eval-interval", "2", "--no-progress"])
     assert res.exit_code == 0, res.output
@@ -111,3 +113,6 @@ def test_default_samples_are_held_out_items_with_ground_truth(tmp_path):
         gt = np.load(run / "samples" / f"sample_{n}_ground_truth.npy")
         gen = np.load(run / "samples" / "step_0000002" / f"sample_{n}_generated.npy")
         assert gen.shape == gt.shape == (K, 2 * len(s["text"]))  # a held-out item: generated at its true length
+    from codectts.infer.trm import TRMPipeline
+
+    assert TRMPipeline.load(run / "last").tokenizer.kind == text
