@@ -8,8 +8,15 @@ import pytest
 import soundfile as sf
 
 from codectts.errors import AudioError
-from codectts.serve.formats import (FORMATS, OPUS_RATES, StreamEncoder, encodable_formats, encode_full,
-                                    output_rate, to_pcm16)
+from codectts.serve.formats import (
+    FORMATS,
+    OPUS_RATES,
+    StreamEncoder,
+    encodable_formats,
+    encode_full,
+    output_rate,
+    to_pcm16,
+)
 
 SR = 22050
 

@@ -39,13 +39,11 @@ def test_speech_create_default_format_decodes(client):
 
 
 def test_streaming_response_yields_pcm_in_pieces(client):
-    pieces = []
     with client.audio.speech.with_streaming_response.create(
             model="tts-1", voice="tone", input=TEXT, response_format="pcm", speed=2.0,
             extra_body={"stream": True}) as response:
         assert response.headers["content-type"] == "audio/pcm"
-        for chunk in response.iter_bytes(chunk_size=None):
-            pieces.append(chunk)
+        pieces = list(response.iter_bytes(chunk_size=None))
     pcm = np.frombuffer(b"".join(pieces), dtype="<i2")
     assert pcm.size == int(len(TEXT) * SECONDS_PER_CHAR / 2.0 * 22050)
     assert len(pieces) > 1

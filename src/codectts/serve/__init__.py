@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from codectts.serve.app import ServeConfig, SpeechRequest, Synthesizer, create_app
 
-__all__ = ["create_app", "ServeConfig", "SpeechRequest", "Synthesizer"]
+__all__ = ["ServeConfig", "SpeechRequest", "Synthesizer", "create_app"]
 
 
 def __getattr__(name: str) -> Any:

@@ -16,11 +16,12 @@ import math
 import threading
 import time
 import uuid
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, AsyncIterator, Iterator, Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 from fastapi import FastAPI, Request
@@ -30,7 +31,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from codectts.errors import TextError
-from codectts.serve.formats import FORMATS, KNOWN_UNENCODABLE, StreamEncoder, encodable_formats, encode_full, output_rate
+from codectts.serve.formats import (
+    FORMATS,
+    KNOWN_UNENCODABLE,
+    StreamEncoder,
+    encodable_formats,
+    encode_full,
+    output_rate,
+)
 
 log = logging.getLogger("codectts.serve")
 access_log = logging.getLogger("codectts.serve.access")
@@ -355,7 +363,8 @@ def create_app(synthesizers: dict[str, Synthesizer], *, max_input_chars: int = D
         except UnicodeEncodeError:
             raise ApiError(400, "input holds unpaired UTF-16 surrogates (not valid Unicode text)",
                            code="invalid_value", param="input") from None
-        kwargs = dict(speed=req.speed, temperature=req.temperature, top_k=req.top_k, top_p=req.top_p, seed=req.seed)
+        kwargs = {"speed": req.speed, "temperature": req.temperature, "top_k": req.top_k, "top_p": req.top_p,
+                  "seed": req.seed}
         job = _Job(voices[voice], text, kwargs, fmt,
                    log={"voice": voice, "format": fmt, "stream": stream_format, "chars": len(text), "speed": req.speed})
         return job, streaming, stream_format
@@ -391,7 +400,7 @@ def create_app(synthesizers: dict[str, Synthesizer], *, max_input_chars: int = D
         except TimeoutError:
             raise ApiError(504, f"generation took longer than {cfg.request_timeout_s:g} s", code="timeout",
                            type="server_error") from None
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - any model failure becomes a JSON error, never a traceback
             raise synthesis_failed(e, request_id) from None
         job.log["audio_s"] = round(seconds, 3)
         headers = {"X-Sample-Rate": str(sr), "Content-Disposition": f'inline; filename="speech.{job.fmt}"'}
@@ -410,8 +419,11 @@ def create_app(synthesizers: dict[str, Synthesizer], *, max_input_chars: int = D
                 stop.set()
 
         def produce() -> None:
-            """Worker thread: owns the synthesizer's iterator and the encoder from start to end."""
-            t0, samples, chunks = time.perf_counter(), 0, None
+            """Worker thread: owns the synthesizer's iterator and the encoder from start to end.
+
+            The slot is freed before the last item goes out, so a client that sends its next request
+            the moment this stream ends never meets its own finished generation in the count."""
+            t0, samples, chunks, last = time.perf_counter(), 0, None, []
             try:
                 encoder = StreamEncoder(job.fmt, job.synth.sample_rate)
                 chunks = iter(job.synth.stream(job.text, **job.kwargs))
@@ -422,18 +434,19 @@ def create_app(synthesizers: dict[str, Synthesizer], *, max_input_chars: int = D
                     samples += chunk.size
                     if data := encoder.feed(chunk):
                         emit(("data", data))
-                emit(("data", encoder.finish()))
-                emit(("end", samples / job.synth.sample_rate))
+                last = [("data", encoder.finish()), ("end", samples / job.synth.sample_rate)]
             except BaseException as e:  # noqa: BLE001 - every failure must reach the client side
-                emit(("error", e))
+                last = [("error", e)]
             finally:
                 close = getattr(chunks, "close", None)
                 if close is not None:
                     try:
                         close()
-                    except Exception:  # noqa: BLE001 - closing an abandoned generator must not mask the result
+                    except Exception:
                         log.warning("request %s: closing the synthesizer stream failed", request_id, exc_info=True)
                 slots.release(time.perf_counter() - t0)
+                for item in last:
+                    emit(item)
 
         async def next_item() -> tuple[str, Any]:
             return await asyncio.wait_for(queue.get(), max(0.0, deadline - loop.time()))

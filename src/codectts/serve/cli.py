@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from typing import Optional
+from typing import Annotated
 
 import typer
 
@@ -38,18 +38,20 @@ def register(app: typer.Typer) -> None:
     """Add the top-level `serve` command to the `codectts` CLI."""
 
     @app.command("serve")
-    def serve(voice: Optional[list[str]] = typer.Option(
-                  None, "--voice", help="Voice name or folder; repeat for several (first = default). "
-                                        "Default: the shipped voice."),
-              host: str = typer.Option("127.0.0.1", help="Address to bind. The server has no authentication: "
-                                                         "keep it on localhost unless you mean otherwise."),
-              port: int = typer.Option(8000, min=0, max=65535, help="TCP port."),
-              max_concurrent: int = typer.Option(2, "--max-concurrent", min=1,
-                                                 help="Generations at once; more get 429 + Retry-After."),
-              max_input_chars: int = typer.Option(4096, "--max-input-chars", min=1,
-                                                  help="Longest input accepted (413 beyond)."),
-              timeout: float = typer.Option(120.0, "--timeout", min=0.001, help="Seconds a request may take."),
-              device: str = typer.Option("cpu", help="Torch device for the voices (cpu, cuda).")):
+    def serve(
+        voice: Annotated[list[str] | None, typer.Option(
+            "--voice", help="Voice name or folder; repeat for several (first = default). "
+                            "Default: the shipped voice.")] = None,
+        host: Annotated[str, typer.Option(help="Address to bind. The server has no authentication: "
+                                               "keep it on localhost unless you mean otherwise.")] = "127.0.0.1",
+        port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port.")] = 8000,
+        max_concurrent: Annotated[int, typer.Option(
+            "--max-concurrent", min=1, help="Generations at once; more get 429 + Retry-After.")] = 2,
+        max_input_chars: Annotated[int, typer.Option(
+            "--max-input-chars", min=1, help="Longest input accepted (413 beyond).")] = 4096,
+        timeout: Annotated[float, typer.Option("--timeout", min=0.001, help="Seconds a request may take.")] = 120.0,
+        device: Annotated[str, typer.Option(help="Torch device for the voices (cpu, cuda).")] = "cpu",
+    ) -> None:
         """Serve voices over HTTP: OpenAI-compatible /v1/audio/speech, streaming, and a web page at /."""
         import uvicorn
 
