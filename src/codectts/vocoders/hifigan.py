@@ -10,7 +10,6 @@ and the full `HiFiGANConfig` (including the mel config it was trained on) + mode
 """
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -208,9 +207,20 @@ class Generator(nn.Module):
 
 
 def plain_state_dict(gen: Generator) -> dict[str, torch.Tensor]:
-    """State dict with weight norm folded in, leaving `gen` untouched (it may still be training)."""
-    g = copy.deepcopy(gen).cpu().float()
-    return g.remove_weight_norm().state_dict()
+    """State dict with weight norm folded in, leaving `gen` untouched (it may still be training).
+
+    (Not deepcopy + remove: parametrised modules share a generated class, and removing the
+    parametrisation from the copy would break the original.)
+    """
+    plain = Generator(gen.cfg, use_weight_norm=False)
+    mods = dict(gen.named_modules())
+    with torch.no_grad():
+        for name, m in plain.named_modules():
+            if isinstance(m, (nn.Conv1d, nn.ConvTranspose1d)):
+                src = mods[name]
+                m.weight.copy_(src.weight)  # the parametrised weight g * v / |v|
+                m.bias.copy_(src.bias)
+    return plain.state_dict()
 
 
 def receptive_field_frames(cfg: HiFiGANConfig) -> int:
