@@ -1,0 +1,403 @@
+"""Recipe: `codectts train vocoder --data DIR --preset P --out RUN` (the seeds' train_vocoder.py).
+
+HiFi-GAN on random one-second-scale segments of a corpus: the generator sees the log-mel of the
+whole utterance (exactly what inference sees), sliced to the segment; the losses compare the
+segment's audio. Optimisers: AdamW for the generator and for the discriminators (MPD + MSD).
+Generator loss = LSGAN adversarial + 2 x feature matching + 45 x mel L1 (HiFi-GAN's weights).
+Before `disc_start` steps the generator trains alone on mel L1 + MR-STFT (cheap on CPU, and a
+sound start for the GAN). Held-out evaluation: log-mel L1 and MR-STFT on whole dev utterances,
+with Griffin-Lim's figures on the same audio logged once as the bar to clear.
+
+`--codec-mels DIR` fine-tunes on a codec's reconstructions: DIR/<utterance id>.npy holds the
+codec's decoded log-mel [n_mels, F] (float32, the vocoder's mel config); the target stays the real
+audio, so the vocoder learns to undo the codec's artefacts.
+
+Multi-GPU is not supported by this recipe (the two optimisers step outside DDP's hooks).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import typer
+from torch import nn
+
+from codectts.audio.io import load_audio, save_wav
+from codectts.audio.mel import MelConfig, MelSpectrogram, mel_preset
+from codectts.data.manifest import Utterance, read_corpus
+from codectts.errors import AudioError, ConfigError, DataError
+from codectts.parts import save_part
+from codectts.train.loop import Task, TrainConfig, Trainer, adamw
+from codectts.vocoders.discriminators import DiscriminatorConfig, Discriminators
+from codectts.vocoders.griffinlim import GriffinLim
+from codectts.vocoders.hifigan import (MODEL_TYPE, Generator, HiFiGAN, HiFiGANConfig, hifigan_preset,
+                                       plain_state_dict)
+from codectts.vocoders.losses import (discriminator_loss, feature_matching_loss, generator_adv_loss,
+                                      multi_resolution_stft)
+
+log = logging.getLogger(__name__)
+
+GAN_BETAS = (0.8, 0.99)  # HiFi-GAN's AdamW betas
+LAMBDA_MEL = 45.0
+LAMBDA_FM = 2.0
+LAMBDA_STFT = 1.0  # warm-up only (before the discriminators start)
+SAMPLE_UTTS = 2
+CODEC_MEL_FRAME_SLACK = 2  # codec mels may differ from ceil(T / hop) by this many frames
+
+
+@dataclass
+class VocoderRecipeConfig:
+    """What `codectts train vocoder` trains; saved in each checkpoint's run.json."""
+
+    preset: str = "small"
+    mel_preset: str = "vocoder"
+    segment_frames: int = 32  # 32 x 256 = 8192 samples, HiFi-GAN's segment
+    batch_size: int = 16
+    lambda_mel: float = LAMBDA_MEL
+    lambda_fm: float = LAMBDA_FM
+    lambda_stft: float = LAMBDA_STFT
+    disc_start: int = 0  # generator-only steps (mel + MR-STFT) before the GAN starts
+    periods: tuple[int, ...] = (2, 3, 5)
+    n_scales: int = 2
+    disc_width: float = 1.0
+    eval_utts: int = 8
+    eval_seconds: float = 4.0  # crop dev utterances to bound evaluation time on CPU
+    codec_mels: str | None = None
+    codec_mel_prob: float = 1.0  # chance a segment uses the codec's mel instead of the real one
+    init: str | None = None  # start the generator from a released part (fine-tuning)
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.segment_frames < 2:
+            raise ConfigError(f"segment_frames must be >= 2, got {self.segment_frames}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not 0.0 <= self.codec_mel_prob <= 1.0:
+            raise ConfigError(f"codec_mel_prob must be in [0, 1], got {self.codec_mel_prob}")
+
+
+class VocoderGAN(nn.Module):
+    """Generator + discriminators as one module, so the Trainer's checkpoints hold both."""
+
+    def __init__(self, gcfg: HiFiGANConfig, dcfg: DiscriminatorConfig):
+        super().__init__()
+        self.cfg = gcfg
+        self.generator = Generator(gcfg, use_weight_norm=True)
+        self.discriminators = Discriminators(dcfg)
+
+
+@dataclass
+class Clip:
+    utt: Utterance
+    root: Path
+    n_frames: int
+
+
+def scan_clips(utts: list[Utterance], root: Path, mel: MelConfig, min_frames: int) -> list[Clip]:
+    """Utterances with at least `min_frames` mel frames; the rest are skipped with a logged count."""
+    import soundfile as sf
+
+    clips, short, bad = [], 0, 0
+    for u in utts:
+        path = u.audio_path(root)
+        if u.duration and u.sample_rate == mel.sample_rate:
+            n = mel.n_frames(round(u.duration * mel.sample_rate))
+        else:
+            try:
+                info = sf.info(str(path))
+            except (RuntimeError, sf.LibsndfileError) as e:
+                log.warning("skip %s: %s", u.id, e)
+                bad += 1
+                continue
+            n = mel.n_frames(round(info.frames * mel.sample_rate / info.samplerate))
+        if n < min_frames:
+            short += 1
+            continue
+        clips.append(Clip(u, root, n))
+    if short or bad:
+        log.warning("skipped %d utterance(s) shorter than %d frames and %d unreadable, of %d", short, min_frames,
+                    bad, len(utts))
+    return clips
+
+
+class VocoderTask(Task):
+    def __init__(self, rc: VocoderRecipeConfig, gcfg: HiFiGANConfig, train: list[Clip], dev: list[Clip]):
+        self.rc, self.gcfg = rc, gcfg
+        self.mel_cfg = gcfg.mel
+        self.model = VocoderGAN(gcfg, DiscriminatorConfig(rc.periods, rc.n_scales, rc.disc_width))
+        if rc.init:
+            init = HiFiGAN.load(rc.init)
+            init.mel.check_compatible(self.mel_cfg, f"--init {rc.init}")
+            _load_plain_into_weight_norm(self.model.generator, init.generator)
+        self.train_clips, self.dev_clips = train, dev
+        self.melspec = MelSpectrogram(self.mel_cfg)  # training device
+        self.cpu_melspec = MelSpectrogram(self.mel_cfg)  # CPU: input mels, dev items, scores
+        self.codec_dir = Path(rc.codec_mels) if rc.codec_mels else None
+        self._gl_reference: dict[str, float] | None = None
+        self._dev_cache: list[tuple[str, torch.Tensor, torch.Tensor]] | None = None
+
+    # ---- optimisers ------------------------------------------------------------------------
+    def configure_optimizers(self, cfg: TrainConfig) -> list[torch.optim.Optimizer]:
+        return [adamw(self.model, cfg, self.model.generator.parameters()),
+                adamw(self.model, cfg, self.model.discriminators.parameters())]
+
+    # ---- data --------------------------------------------------------------------------------
+    def train_batches(self, epoch: int) -> Iterator[list[tuple[int, int]]]:
+        """Lazy batches of (clip index, start frame): cheap to skip when resuming mid-epoch."""
+        rng = random.Random(f"{self.rc.seed}:{epoch}")
+        order = list(range(len(self.train_clips)))
+        rng.shuffle(order)
+        seg, bs = self.rc.segment_frames, self.rc.batch_size
+        for i in range(0, len(order) - bs + 1, bs):
+            yield [(j, rng.randrange(0, self.train_clips[j].n_frames - seg + 1)) for j in order[i:i + bs]]
+
+    def _codec_mel(self, utt: Utterance) -> torch.Tensor | None:
+        path = self.codec_dir / f"{utt.id}.npy"
+        if not path.exists():
+            return None
+        try:
+            m = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as e:
+            raise DataError(f"{path}: unreadable codec mel ({e})") from None
+        if m.ndim != 2 or m.shape[0] != self.mel_cfg.n_mels:
+            raise ConfigError(f"{path}: codec mel must be [{self.mel_cfg.n_mels}, F], got {list(m.shape)}")
+        return torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32))
+
+    def load_batch(self, batch: list[tuple[int, int]], rng: random.Random) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (input log-mel [B, M, seg], real audio [B, seg * hop])."""
+        hop, seg = self.mel_cfg.hop_length, self.rc.segment_frames
+        mels, wavs = [], []
+        for j, start in batch:
+            clip = self.train_clips[j]
+            wav, _ = load_audio(clip.utt.audio_path(clip.root), sr=self.mel_cfg.sample_rate)
+            x = torch.from_numpy(wav)
+            mel = None
+            if self.codec_dir is not None and rng.random() < self.rc.codec_mel_prob:
+                mel = self._codec_mel(clip.utt)
+                if mel is not None and abs(mel.shape[-1] - self.mel_cfg.n_frames(len(wav))) > CODEC_MEL_FRAME_SLACK:
+                    raise DataError(f"{clip.utt.id}: codec mel has {mel.shape[-1]} frames, audio gives "
+                                    f"{self.mel_cfg.n_frames(len(wav))}")
+            if mel is None:
+                mel = self.cpu_melspec(x[None])[0]
+            n = min(mel.shape[-1], self.mel_cfg.n_frames(len(wav)))
+            start = min(start, max(0, n - seg))  # the manifest's duration may round differently
+            m = mel[:, start:start + seg]
+            w = x[start * hop:(start + seg) * hop]
+            if m.shape[-1] < seg or w.shape[-1] < seg * hop:  # pad the rare clip that came up short
+                m = F.pad(m, (0, seg - m.shape[-1]), value=self.mel_cfg.log_min)
+                w = F.pad(w, (0, seg * hop - w.shape[-1]))
+            mels.append(m)
+            wavs.append(w)
+        return torch.stack(mels), torch.stack(wavs)
+
+    # ---- one GAN step ------------------------------------------------------------------------
+    def train_step(self, batch, trainer: Trainer) -> dict[str, float]:
+        acc, rc = trainer.accelerator, self.rc
+        gan: VocoderGAN = acc.unwrap_model(self.model)
+        opt_g, opt_d = trainer.optimizers
+        rng = random.Random(f"{rc.seed}:codec:{trainer.step}")
+        mel, wav = (t.to(acc.device) for t in self.load_batch(batch, rng))
+        melspec = self.melspec.to(acc.device)
+        with acc.autocast():
+            fake = gan.generator(mel).float()  # [B, 1, T]
+        loss_mel = F.l1_loss(melspec(fake.squeeze(1)), melspec(wav))
+        metrics: dict[str, float] = {"mel_l1": float(loss_mel.detach())}
+        real = wav.unsqueeze(1)
+        if trainer.step >= rc.disc_start:
+            with acc.autocast():
+                scores, fmaps = gan.discriminators(torch.cat([real, fake.detach()]))
+            b = real.shape[0]
+            real_scores = [s[:b].float() for s in scores]
+            loss_d = discriminator_loss(real_scores, [s[b:].float() for s in scores])
+            if not torch.isfinite(loss_d):
+                return {"loss": float("nan")}
+            opt_d.zero_grad(set_to_none=True)
+            acc.backward(loss_d)
+            metrics["grad_norm_d"] = self._clip(acc, gan.discriminators, trainer.cfg.grad_clip)
+            opt_d.step()
+            # Real features from the pass above (targets are detached), generated ones through the updated D.
+            real_fmaps = [[f[:b].detach().float() for f in fm] for fm in fmaps]
+            with acc.autocast():
+                fake_scores, fake_fmaps = gan.discriminators(fake)
+            adv = generator_adv_loss([s.float() for s in fake_scores])
+            fm = feature_matching_loss(real_fmaps, [[f.float() for f in fm] for fm in fake_fmaps])
+            loss_g = adv + rc.lambda_fm * fm + rc.lambda_mel * loss_mel
+            metrics.update(d_loss=float(loss_d.detach()), adv=float(adv.detach()), fm=float(fm.detach()))
+        else:
+            stft = multi_resolution_stft(fake, wav).total
+            loss_g = rc.lambda_mel * loss_mel + rc.lambda_stft * stft
+            metrics["mrstft"] = float(stft.detach())
+        if not torch.isfinite(loss_g):
+            return {"loss": float("nan")}
+        opt_g.zero_grad(set_to_none=True)
+        acc.backward(loss_g)
+        metrics["grad_norm_g"] = self._clip(acc, gan.generator, trainer.cfg.grad_clip)
+        opt_g.step()
+        return {"loss": float(loss_g.detach()), **metrics}
+
+    @staticmethod
+    def _clip(acc, module: nn.Module, max_norm: float) -> float:
+        if not max_norm:
+            return 0.0
+        return float(acc.clip_grad_norm_(module.parameters(), max_norm))
+
+    # ---- evaluation, samples, export -------------------------------------------------------
+    def _dev_items(self) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+        """(id, log-mel [1, M, F], audio [1, F * hop]) for the first `eval_utts` dev clips, cropped."""
+        if self._dev_cache is None:
+            items = []
+            max_frames = self.mel_cfg.n_frames(int(self.rc.eval_seconds * self.mel_cfg.sample_rate))
+            for clip in self.dev_clips[:self.rc.eval_utts]:
+                try:
+                    wav, _ = load_audio(clip.utt.audio_path(clip.root), sr=self.mel_cfg.sample_rate)
+                except AudioError as e:
+                    log.warning("dev clip skipped: %s", e)
+                    continue
+                x = torch.from_numpy(wav)[None]
+                mel = self.cpu_melspec(x)[..., :max_frames]
+                x = F.pad(x, (0, max(0, mel.shape[-1] * self.mel_cfg.hop_length - x.shape[-1])))
+                items.append((clip.utt.id, mel, x[:, :mel.shape[-1] * self.mel_cfg.hop_length]))
+            self._dev_cache = items
+        return self._dev_cache
+
+    def _score(self, vocode) -> dict[str, float]:
+        l1 = stft = n = 0.0
+        melspec = self.cpu_melspec
+        for _, mel, wav in self._dev_items():
+            y = vocode(mel).reshape(1, -1).float().cpu()
+            l1 += float(F.l1_loss(melspec(y), mel)) * mel.shape[-1]
+            stft += float(multi_resolution_stft(y, wav).total) * mel.shape[-1]
+            n += mel.shape[-1]
+        return {"mel_l1": l1 / max(n, 1), "mrstft": stft / max(n, 1)}
+
+    def evaluate(self) -> dict[str, float]:
+        if not self._dev_items():
+            return {}
+        gen = _unwrap(self.model).generator
+        device = next(gen.parameters()).device
+        out = self._score(lambda m: gen(m.to(device)))
+        if self._gl_reference is None:
+            gl = GriffinLim(self.mel_cfg)
+            self._gl_reference = {f"griffinlim_{k}": v for k, v in self._score(gl).items()}
+        return {"score": out["mel_l1"], **out, **self._gl_reference}
+
+    def sample(self, out_dir: Path, step: int) -> None:
+        gen = _unwrap(self.model).generator
+        device = next(gen.parameters()).device
+        for uid, mel, wav in self._dev_items()[:SAMPLE_UTTS]:
+            y = gen(mel.to(device)).reshape(-1).float().cpu().numpy()
+            save_wav(out_dir / f"{uid}.wav", y, self.mel_cfg.sample_rate)
+            ref = out_dir.parent / "reference" / f"{uid}.wav"
+            if not ref.exists():
+                save_wav(ref, wav.reshape(-1).numpy(), self.mel_cfg.sample_rate)
+
+    def export(self, path: Path) -> None:
+        gen = _unwrap(self.model).generator
+        save_part(path, plain_state_dict(gen), self.gcfg.to_dict(), MODEL_TYPE,
+                  extra={"training": {"preset": self.rc.preset, "codec_mels": bool(self.rc.codec_mels)}})
+
+
+def _unwrap(model: nn.Module) -> VocoderGAN:
+    return getattr(model, "module", model)
+
+
+def _load_plain_into_weight_norm(gen: Generator, plain: Generator) -> None:
+    """Copy folded weights into a weight-normed generator (g = |w|, v = w reproduces w exactly)."""
+    from torch.nn.utils import parametrize
+
+    src = dict(plain.named_modules())
+    with torch.no_grad():
+        for name, m in gen.named_modules():
+            p = src.get(name)
+            if p is None or not hasattr(p, "weight"):
+                continue
+            if parametrize.is_parametrized(m, "weight"):
+                m.weight = p.weight.detach().clone()  # the weight-norm parametrisation's right_inverse
+            elif hasattr(m, "weight") and m.weight is not None:
+                m.weight.copy_(p.weight)
+            if getattr(m, "bias", None) is not None:
+                m.bias.copy_(p.bias)
+
+
+def split_corpus(data: Path, max_dev: int, seed: int) -> tuple[list[Utterance], Path, list[Utterance], Path]:
+    utts, root = read_corpus(data, "train")
+    try:
+        dev, dev_root = read_corpus(data, "dev")
+    except DataError:
+        utts = list(utts)
+        random.Random(seed).shuffle(utts)
+        dev, dev_root, utts = utts[:max_dev], root, utts[max_dev:]
+    return utts, root, dev, dev_root
+
+
+def train_vocoder(data: Path, out: Path, rc: VocoderRecipeConfig, tcfg: TrainConfig, resume: bool = False,
+                  overrides: dict | None = None) -> dict[str, float]:
+    """Build the task from a corpus and run the shared loop; returns the last evaluation."""
+    mel = mel_preset(rc.mel_preset)
+    gcfg = hifigan_preset(rc.preset, mel, **(overrides or {}))
+    utts, root, dev_utts, dev_root = split_corpus(data, max(rc.eval_utts, 1), rc.seed)
+    train = scan_clips(utts, root, mel, rc.segment_frames)
+    dev = scan_clips(dev_utts, dev_root, mel, 1)
+    if len(train) < rc.batch_size:
+        raise DataError(f"{data}: {len(train)} usable utterance(s) of >= {rc.segment_frames} frames, fewer than "
+                        f"one batch of {rc.batch_size}")
+    if rc.codec_mels and not Path(rc.codec_mels).is_dir():
+        raise ConfigError(f"--codec-mels {rc.codec_mels}: not a directory of <utterance id>.npy files")
+    task = VocoderTask(rc, gcfg, train, dev)
+    n_g = sum(p.numel() for p in task.model.generator.parameters())
+    n_d = sum(p.numel() for p in task.model.discriminators.parameters())
+    log.info("hifigan %s: generator %.2f M, discriminators %.2f M parameters; %d train / %d dev clips",
+             rc.preset, n_g / 1e6, n_d / 1e6, len(train), len(dev))
+    trainer = Trainer(task, tcfg, run_config={"vocoder": asdict(rc), "generator": gcfg.to_dict(), "data": str(data)})
+    if resume:
+        trainer.resume()
+    return trainer.fit()
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("vocoder")
+    def train_vocoder_cmd(
+            data: Path = typer.Option(..., help="Corpus folder (manifest.jsonl + dev.jsonl, or metadata.csv)."),
+            out: Path = typer.Option(Path("runs/vocoder"), help="Run folder (checkpoints, logs, samples, best/, last/)."),
+            preset: str = typer.Option("small", help="Generator preset: seed, v1, v3, small, tiny."),
+            mel: str = typer.Option("vocoder", "--mel-preset", help="Mel frontend preset (codectts.audio.mel_preset)."),
+            resume: bool = typer.Option(False, help="Continue from the run's last checkpoint."),
+            max_steps: int = typer.Option(100_000), max_minutes: Optional[float] = typer.Option(None),
+            batch_size: int = typer.Option(16), segment_frames: int = typer.Option(32),
+            lr: float = typer.Option(2e-4), warmup_steps: int = typer.Option(100),
+            disc_start: int = typer.Option(0, help="Generator-only (mel + MR-STFT) steps before the GAN starts."),
+            disc_width: float = typer.Option(1.0, help="Discriminator channel multiplier (< 1 for CPU)."),
+            periods: str = typer.Option("2,3,5", help="MPD periods, comma-separated (HiFi-GAN: 2,3,5,7,11)."),
+            scales: int = typer.Option(2, help="MSD scales."),
+            codec_mels: Optional[Path] = typer.Option(None, help="Folder of <utterance id>.npy codec-decoded mels "
+                                                                 "to fine-tune on."),
+            codec_mel_prob: float = typer.Option(1.0, help="Share of segments using the codec's mel."),
+            init: Optional[Path] = typer.Option(None, help="Start the generator from a released part."),
+            eval_every: int = typer.Option(500), save_every: int = typer.Option(500),
+            sample_every: int = typer.Option(1000, help="Write dev audio samples every N steps (0 = never)."),
+            eval_utts: int = typer.Option(8), grad_clip: float = typer.Option(100.0),
+            mixed_precision: str = typer.Option("no", help="no | bf16 (GPU)."),
+            threads: Optional[int] = typer.Option(None, help="torch CPU threads."),
+            seed: int = typer.Option(0)):
+        """Train a HiFi-GAN vocoder (checkpoints, --resume, audio samples, JSONL/TensorBoard logs)."""
+        if threads:
+            torch.set_num_threads(threads)
+        try:
+            period_list = tuple(int(p) for p in periods.split(",") if p.strip())
+        except ValueError:
+            raise ConfigError(f"--periods must be comma-separated integers, got {periods!r}") from None
+        rc = VocoderRecipeConfig(preset=preset, mel_preset=mel, segment_frames=segment_frames, batch_size=batch_size,
+                                 disc_start=disc_start, periods=period_list, n_scales=scales, disc_width=disc_width,
+                                 eval_utts=eval_utts, codec_mels=str(codec_mels) if codec_mels else None,
+                                 codec_mel_prob=codec_mel_prob, init=str(init) if init else None, seed=seed)
+        tcfg = TrainConfig(out_dir=str(out), max_steps=max_steps, max_minutes=max_minutes, lr=lr, betas=GAN_BETAS,
+                           warmup_steps=warmup_steps, eval_every=eval_every, save_every=save_every,
+                           sample_every=sample_every, grad_clip=grad_clip, mixed_precision=mixed_precision, seed=seed)
+        typer.echo(json.dumps(train_vocoder(data, out, rc, tcfg, resume=resume)))
