@@ -104,7 +104,7 @@ def serve_double(port: int, max_concurrent: int, chunk_delay_s: float) -> None:
 
     from codectts.serve import create_app
 
-    app = create_app({"tone": ToneSynthesizer(chunk_delay_s=chunk_delay_s)}, max_concurrent=max_concurrent)
+    app = create_app({"tone": ToneSynthesizer(chunk_delay_s=chunk_delay_s, record_calls=False)}, max_concurrent=max_concurrent)
     uvicorn.run(app, host="127.0.0.1", port=port, access_log=False, log_level="warning")
 
 

@@ -28,9 +28,10 @@ class ToneSynthesizer:
     """Thread-safe: no state changes after construction except counters under a lock."""
 
     def __init__(self, name: str = "tone", sample_rate: int = 22050, *, chunk_delay_s: float = 0.0,
-                 description: str = "test tone") -> None:
+                 description: str = "test tone", record_calls: bool = True) -> None:
         self.name, self.sample_rate, self.description = name, sample_rate, description
         self.chunk_delay_s = chunk_delay_s
+        self.record_calls = record_calls  # off for load benchmarks: the record grows with every request
         self.gate: threading.Event | None = None  # if given: stream waits on it after its first chunk,
         # synthesize before it returns
         self.calls: list[dict] = []
@@ -52,7 +53,8 @@ class ToneSynthesizer:
 
     def _enter(self, kind: str, text: str, kwargs: dict) -> None:
         with self._lock:
-            self.calls.append({"kind": kind, "text": text, **kwargs})
+            if self.record_calls:
+                self.calls.append({"kind": kind, "text": text, **kwargs})
             self.active += 1
             self.max_active = max(self.max_active, self.active)
 
