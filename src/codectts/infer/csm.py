@@ -1,0 +1,167 @@
+"""CSM generation: the loop around `CSM.generate_frame`, sampling, stopping, voice cloning, decoding.
+
+Voice cloning puts a reference clip (its codes from any Codec) and its transcript before the target
+text, exactly as training sequences put one utterance before another:
+
+    [reference text][reference frames][EOS frame][target text] -> frames until the EOS frame
+
+so the continuation is predicted in the reference's voice. Without a reference the model speaks in
+whatever voice the text alone makes most likely (for a one-speaker corpus, that speaker).
+"""
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from codectts.errors import ConfigError, TextError
+from codectts.models.csm import CSM, Segment, build_sequence
+from codectts.text.tokenizers import Tokenizer, tokenizer_from_dict
+
+DEFAULT_TEMPERATURE = 0.9
+DEFAULT_TOP_K = 50
+
+
+def sample_logits(logits: torch.Tensor, temperature: float, top_k: int | None,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """logits [B, V] -> ids [B]. temperature <= 0 is greedy; top_k keeps the k most likely ids."""
+    if temperature <= 0:
+        return logits.argmax(-1)
+    logits = logits.float() / temperature
+    if top_k is not None and 0 < top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = logits.softmax(-1)
+    return torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(logits.device)
+
+
+@dataclass
+class Reference:
+    """A voice prompt: codes [K, F] of the reference audio and what it says."""
+
+    codes: torch.Tensor
+    transcript: str
+
+
+@dataclass
+class CSMResult:
+    codes: torch.Tensor  # [K, F], EOS frame not included
+    stopped: bool  # True when the model ended the utterance itself (EOS), False when max_frames ran out
+    wav: torch.Tensor | None = None  # [T] when a codec was given
+    sample_rate: int | None = None
+
+
+class CSMGenerator:
+    """Receives its parts (model, codec, tokenizer); fetches nothing itself."""
+
+    def __init__(self, model: CSM, codec=None, tokenizer: Tokenizer | None = None):
+        self.model = model.eval()
+        self.codec = codec
+        if tokenizer is None:
+            raise ConfigError("CSMGenerator needs the tokenizer the model was trained with")
+        self.tokenizer = tokenizer
+        cfg = model.cfg
+        if tokenizer.vocab_size > cfg.text_vocab_size:
+            raise ConfigError(f"tokenizer has {tokenizer.vocab_size} symbols, model embeds {cfg.text_vocab_size}")
+        if codec is not None and (codec.n_codebooks != cfg.n_codebooks or codec.codebook_size != cfg.codebook_size):
+            raise ConfigError(f"codec gives {codec.n_codebooks} x {codec.codebook_size} codes, model predicts "
+                              f"{cfg.n_codebooks} x {cfg.codebook_size}")
+
+    @classmethod
+    def load(cls, path: str | Path, codec=None, device: str | torch.device = "cpu") -> CSMGenerator:
+        """From a release part written by `codectts train csm` (the tokenizer is stored in its config.json)."""
+        model, meta = CSM.load(path, device)
+        if "tokenizer" not in meta:
+            raise ConfigError(f"{path}: config.json has no 'tokenizer'")
+        return cls(model, codec, tokenizer_from_dict(meta["tokenizer"]))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def reference_from_audio(self, wav: np.ndarray | torch.Tensor, sr: int, transcript: str) -> Reference:
+        """Encode reference audio with this generator's codec."""
+        if self.codec is None:
+            raise ConfigError("a reference given as audio needs a codec; pass codes instead")
+        wav = torch.as_tensor(np.asarray(wav, dtype=np.float32))
+        codes = self.codec.encode(wav[None], sr=sr) if sr != self.codec.sample_rate else self.codec.encode(wav[None])
+        return Reference(codes[0], transcript)
+
+    def prompt(self, text: str, reference: Reference | tuple[torch.Tensor, str] | None = None,
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The backbone prompt ([1, S], [1, S, K], [1, S]) for `text` after an optional reference."""
+        segments = []
+        if reference is not None:
+            ref = reference if isinstance(reference, Reference) else Reference(*reference)
+            if not ref.transcript.strip():
+                raise TextError("the reference needs its transcript")
+            codes = torch.as_tensor(ref.codes)
+            if codes.dim() == 3:
+                codes = codes[0]
+            segments.append(Segment(self.tokenizer.encode(ref.transcript), codes))
+        segments.append(Segment(self.tokenizer.encode(text)))
+        cfg = self.model.cfg
+        seq = build_sequence(segments, cfg.n_codebooks, cfg.eos_code)
+        return tuple(t[None].to(self.device) for t in seq)  # type: ignore[return-value]
+
+    @torch.inference_mode()
+    def frames(self, text: str, reference: Reference | tuple[torch.Tensor, str] | None = None, *,
+               temperature: float = DEFAULT_TEMPERATURE, top_k: int | None = DEFAULT_TOP_K,
+               max_frames: int | None = None, min_frames: int = 0, seed: int | None = None,
+               ) -> Generator[torch.Tensor, None, bool]:
+        """Yield frames [K] one at a time until the model emits EOS or `max_frames` is reached.
+
+        The generator's return value (StopIteration.value) is True when it stopped on EOS."""
+        cfg = self.model.cfg
+        text_ids, audio, mask = self.prompt(text, reference)
+        n_prompt = text_ids.shape[1]
+        room = cfg.max_seq_len - n_prompt
+        if room < 1:
+            raise ConfigError(f"prompt of {n_prompt} positions (reference + text) leaves no room in "
+                              f"max_seq_len {cfg.max_seq_len}; use a shorter reference or text")
+        max_frames = room if max_frames is None else min(max_frames, room)
+        gen = torch.Generator().manual_seed(seed) if seed is not None else None
+        n_done = 0
+
+        def sample(logits: torch.Tensor, codebook: int) -> torch.Tensor:
+            if codebook == 0 and n_done < min_frames:
+                logits = logits.clone()
+                logits[:, cfg.eos_code] = float("-inf")
+            return sample_logits(logits, temperature, top_k, gen)
+
+        caches, dec_caches = self.model.make_caches(1, max_len=n_prompt + max_frames, device=self.device)
+        h = self.model.prefill(text_ids, audio, mask, caches)
+        while n_done < max_frames:
+            out = self.model.generate_frame(h, dec_caches, sample)
+            if bool(out.is_eos(cfg.eos_code)[0]):
+                return True
+            n_done += 1
+            yield out.codes[0]
+            if n_done < max_frames:
+                h = self.model.step(out.codes, caches)
+        return False
+
+    def generate(self, text: str, reference: Reference | tuple[torch.Tensor, str] | None = None, *,
+                 temperature: float = DEFAULT_TEMPERATURE, top_k: int | None = DEFAULT_TOP_K,
+                 max_frames: int | None = None, min_frames: int = 0, seed: int | None = None,
+                 decode: bool = True) -> CSMResult:
+        """Text (and an optional reference voice) -> codes [K, F], and the waveform when a codec is set."""
+        it = self.frames(text, reference, temperature=temperature, top_k=top_k, max_frames=max_frames,
+                         min_frames=min_frames, seed=seed)
+        frames: list[torch.Tensor] = []
+        while True:
+            try:
+                frames.append(next(it))
+            except StopIteration as done:
+                stopped = bool(done.value)
+                break
+        k = self.model.cfg.n_codebooks
+        codes = torch.stack(frames, dim=1).cpu() if frames else torch.zeros(k, 0, dtype=torch.long)
+        result = CSMResult(codes=codes, stopped=stopped)
+        if decode and self.codec is not None and codes.shape[1]:
+            result.wav = self.codec.decode(codes[None])[0]
+            result.sample_rate = self.codec.sample_rate
+        return result

@@ -1,0 +1,351 @@
+"""CSM / Marvis-style model: a backbone over interleaved text and audio frames predicts codebook 0 of
+the next frame; a small depth decoder predicts codebooks 1..K-1 inside that frame.
+
+Sequence layout (one tensor layout, stated once). A sequence is a run of *segments*; each segment is
+its text tokens (BOS ... EOS), then its audio frames, then one EOS frame:
+
+    position:   t t t t | a a a a a | E | t t t | a a ... | E
+    text     [B, S]     token ids at text positions (PAD elsewhere)
+    audio    [B, S, K]  codes at audio positions (0 elsewhere)
+    audio_mask [B, S]   True at audio positions, EOS frames included
+
+A text position enters the backbone as its text embedding; an audio frame as the sum of its K codebook
+embeddings (one table, codebook k's rows offset by k * (codebook_size + 1)). The backbone's output at
+position s predicts codebook 0 of the frame at s + 1 whenever s + 1 is audio. For that frame the depth
+decoder sees [proj(h_s), proj(emb(c0)), ..., proj(emb(c_{K-2}))] and its output at position k predicts
+c_k; its KV cache is reset every frame.
+
+End of speech: a dedicated EOS code, `eos_code = codebook_size`, one extra row per codebook in the
+embedding table and one extra class in the codebook-0 head; the EOS frame is all codebooks = eos_code.
+(CSM uses an all-zero frame instead; zero is a real code, e.g. every code of a silent frame of some
+codecs, so a frame of real audio could stop generation.) Right-padded batches need no attention mask:
+attention is causal and padding carries no targets.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from codectts.errors import ConfigError
+from codectts.models.blocks import (
+    KVCache,
+    Transformer,
+    TransformerConfig,
+    count_params,
+    make_caches,
+)
+
+MODEL_TYPE = "csm"
+TEXT_PAD_ID = 0  # codectts.text tokenizers: PAD=0, BOS=1, EOS=2
+
+
+@dataclass
+class CSMConfig:
+    text_vocab_size: int = 64
+    n_codebooks: int = 8
+    codebook_size: int = 1024
+    # backbone (one position per text token or audio frame)
+    dim: int = 256
+    n_layers: int = 6
+    n_heads: int = 4
+    n_kv_heads: int = 2
+    ffn_dim: int = 768
+    max_seq_len: int = 1024
+    # depth decoder (one position per codebook of one frame)
+    decoder_dim: int = 128
+    decoder_layers: int = 2
+    decoder_heads: int = 4
+    decoder_kv_heads: int = 2
+    decoder_ffn_dim: int = 384
+    rope_theta: float = 10_000.0
+    norm_eps: float = 1e-5
+    dropout: float = 0.0
+
+    def __post_init__(self):
+        if self.n_codebooks < 2:
+            raise ConfigError(f"CSM needs at least 2 codebooks (1 for the backbone, the rest for the decoder), "
+                              f"got n_codebooks={self.n_codebooks}")
+        for name in ("text_vocab_size", "codebook_size", "dim", "n_layers", "decoder_dim", "decoder_layers",
+                     "max_seq_len"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"CSMConfig.{name} must be positive, got {getattr(self, name)}")
+        _ = (self.backbone_config, self.decoder_config)  # validates heads / dims now, not at first use
+
+    @property
+    def eos_code(self) -> int:
+        return self.codebook_size
+
+    @property
+    def audio_vocab(self) -> int:
+        """Rows per codebook in the embedding table: the codes plus EOS."""
+        return self.codebook_size + 1
+
+    @property
+    def backbone_config(self) -> TransformerConfig:
+        return TransformerConfig(dim=self.dim, n_layers=self.n_layers, n_heads=self.n_heads, n_kv_heads=self.n_kv_heads,
+                                 ffn_dim=self.ffn_dim, max_seq_len=self.max_seq_len, rope_theta=self.rope_theta,
+                                 norm_eps=self.norm_eps, dropout=self.dropout)
+
+    @property
+    def decoder_config(self) -> TransformerConfig:
+        return TransformerConfig(dim=self.decoder_dim, n_layers=self.decoder_layers, n_heads=self.decoder_heads,
+                                 n_kv_heads=self.decoder_kv_heads, ffn_dim=self.decoder_ffn_dim,
+                                 max_seq_len=self.n_codebooks, rope_theta=self.rope_theta, norm_eps=self.norm_eps,
+                                 dropout=self.dropout)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> CSMConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"CSMConfig: unknown field(s) {unknown}")
+        return cls(**d)
+
+
+# Named sizes. Data-dependent fields (text_vocab_size, n_codebooks, codebook_size) are filled by `csm_preset`.
+CSM_PRESETS: dict[str, dict] = {
+    # unit tests: builds and runs in milliseconds
+    "tiny": {"dim": 64, "n_layers": 2, "n_heads": 4, "n_kv_heads": 2, "ffn_dim": 128, "max_seq_len": 512,
+             "decoder_dim": 32, "decoder_layers": 1, "decoder_heads": 2, "decoder_kv_heads": 1, "decoder_ffn_dim": 64},
+    # CPU experiments: 4.7 M backbone, in the d 256 range that trains at a few thousand tokens/s on 2 cores
+    "small": {"dim": 256, "n_layers": 6, "n_heads": 4, "n_kv_heads": 2, "ffn_dim": 768, "max_seq_len": 1024,
+              "decoder_dim": 128, "decoder_layers": 2, "decoder_heads": 4, "decoder_kv_heads": 2, "decoder_ffn_dim": 384},
+    # seed 004: Llama "250M" backbone (6 layers, d 1536, 12 q / 3 kv heads, FFN 8192) + "60M" depth decoder
+    # (4 layers, d 1024, 8 q / 2 kv heads, FFN 4096) over Mimi 32 x 2048; RoPE base 500k, 2048 positions
+    "marvis": {"dim": 1536, "n_layers": 6, "n_heads": 12, "n_kv_heads": 3, "ffn_dim": 8192, "max_seq_len": 2048,
+               "decoder_dim": 1024, "decoder_layers": 4, "decoder_heads": 8, "decoder_kv_heads": 2,
+               "decoder_ffn_dim": 4096, "rope_theta": 500_000.0, "n_codebooks": 32, "codebook_size": 2048},
+}
+
+
+def csm_preset(name: str, **overrides) -> CSMConfig:
+    """A named size with the data-dependent fields (and anything else) overridden."""
+    if name not in CSM_PRESETS:
+        raise ConfigError(f"unknown CSM preset {name!r}; choose from {sorted(CSM_PRESETS)}")
+    return CSMConfig(**{**CSM_PRESETS[name], **overrides})
+
+
+@dataclass
+class CSMOutput:
+    """Teacher-forced forward. Logits are for the target frames only (flattened over the batch)."""
+
+    loss: torch.Tensor
+    backbone_loss: torch.Tensor
+    decoder_loss: torch.Tensor
+    c0_logits: torch.Tensor  # [N, codebook_size + 1]: every frame that follows a position
+    c0_targets: torch.Tensor  # [N]
+    decoder_logits: torch.Tensor  # [M, K - 1, codebook_size]: the frames the decoder was trained on
+    decoder_targets: torch.Tensor  # [M, K - 1]
+    accuracy: list[float] = field(default_factory=list)  # per codebook (0 = backbone)
+
+
+@dataclass
+class FrameOutput:
+    """One generated frame: codes [B, K] (all eos_code where codebook 0 chose EOS) and the logits used."""
+
+    codes: torch.Tensor
+    c0_logits: torch.Tensor  # [B, codebook_size + 1]
+    logits: torch.Tensor | None  # [B, K - 1, codebook_size]; None when every row chose EOS
+
+    def is_eos(self, eos_code: int) -> torch.Tensor:
+        return self.codes[:, 0] == eos_code
+
+
+Sampler = Callable[[torch.Tensor, int], torch.Tensor]  # (logits [B, V], codebook index) -> codes [B]
+
+
+class CSM(nn.Module):
+    def __init__(self, cfg: CSMConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.text_embed = nn.Embedding(cfg.text_vocab_size, cfg.dim)
+        self.audio_embed = nn.Embedding(cfg.n_codebooks * cfg.audio_vocab, cfg.dim)
+        self.backbone = Transformer(cfg.backbone_config)
+        self.projection = nn.Linear(cfg.dim, cfg.decoder_dim, bias=False)
+        self.decoder = Transformer(cfg.decoder_config)
+        self.c0_head = nn.Linear(cfg.dim, cfg.audio_vocab, bias=False)
+        self.audio_head = nn.Parameter(torch.empty(cfg.n_codebooks - 1, cfg.decoder_dim, cfg.codebook_size))
+        self.register_buffer("codebook_offset", torch.arange(cfg.n_codebooks) * cfg.audio_vocab, persistent=False)
+        for w in (self.text_embed.weight, self.audio_embed.weight, self.projection.weight, self.c0_head.weight,
+                  self.audio_head):
+            nn.init.normal_(w, std=0.02)
+
+    # ---- sizes -------------------------------------------------------------------------------
+    def param_counts(self) -> dict[str, int]:
+        parts = {"backbone": count_params(self.backbone), "decoder": count_params(self.decoder),
+                 "embeddings": count_params(self.text_embed) + count_params(self.audio_embed),
+                 "heads": count_params(self.c0_head) + self.audio_head.numel() + count_params(self.projection)}
+        parts["total"] = sum(parts.values())
+        return parts
+
+    # ---- embeddings ----------------------------------------------------------------------------
+    def embed_codes(self, codes: torch.Tensor, first_codebook: int = 0) -> torch.Tensor:
+        """codes [..., n] of codebooks first..first+n-1 -> embeddings [..., n, D]."""
+        n = codes.shape[-1]
+        return self.audio_embed(codes + self.codebook_offset[first_codebook:first_codebook + n])
+
+    def embed(self, text: torch.Tensor, audio: torch.Tensor, audio_mask: torch.Tensor) -> torch.Tensor:
+        """[B, S], [B, S, K], [B, S] -> [B, S, D]: text embedding, or the sum of a frame's codebook embeddings."""
+        a = self.embed_codes(audio).sum(-2)  # [B, S, D]
+        t = self.text_embed(text)
+        return torch.where(audio_mask[..., None], a, t)
+
+    # ---- teacher-forced training forward -----------------------------------------------------
+    def decoder_logits(self, h: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        """Backbone states h [M, D] and their target frames [M, K] -> logits [M, K - 1, codebook_size]."""
+        seq = torch.cat([h[:, None], self.embed_codes(frames[:, :-1])], dim=1)  # [M, K, D]
+        out = self.decoder(self.projection(seq))  # [M, K, Dd]
+        return torch.einsum("mkd,kdv->mkv", out[:, 1:], self.audio_head)
+
+    def forward(self, text: torch.Tensor, audio: torch.Tensor, audio_mask: torch.Tensor,
+                decoder_fraction: float = 1.0, generator: torch.Generator | None = None) -> CSMOutput:
+        """Loss = CE(codebook 0, backbone) + CE(codebooks 1..K-1, decoder).
+
+        `decoder_fraction` < 1 trains the decoder on a random subset of frames (CSM's compute amortisation;
+        the backbone always sees every frame).
+        """
+        cfg = self.cfg
+        if audio.shape[-1] != cfg.n_codebooks:
+            raise ConfigError(f"audio has {audio.shape[-1]} codebooks, model expects {cfg.n_codebooks}")
+        h = self.backbone(self.embed(text, audio, audio_mask))  # [B, S, D]
+        target_mask = audio_mask[:, 1:]  # position s predicts the frame at s + 1
+        h_pred = h[:, :-1][target_mask]  # [N, D]
+        frames = audio[:, 1:][target_mask]  # [N, K]
+        if frames.shape[0] == 0:
+            raise ConfigError("batch holds no audio frames to predict")
+        c0_logits = self.c0_head(h_pred)
+        backbone_loss = F.cross_entropy(c0_logits.float(), frames[:, 0])
+
+        real = (frames[:, 0] != cfg.eos_code).nonzero().squeeze(1)  # EOS frames have no codebooks 1..K-1
+        if decoder_fraction < 1.0 and real.numel():
+            keep = max(1, math.ceil(real.numel() * decoder_fraction))
+            real = real[torch.randperm(real.numel(), generator=generator, device="cpu")[:keep].to(real.device)]
+        dec_targets = frames[real, 1:]
+        if real.numel():
+            dec_logits = self.decoder_logits(h_pred[real], frames[real])
+            decoder_loss = F.cross_entropy(dec_logits.flatten(0, 1).float(), dec_targets.flatten())
+        else:
+            dec_logits = h_pred.new_zeros(0, cfg.n_codebooks - 1, cfg.codebook_size)
+            decoder_loss = h_pred.new_zeros(())
+        with torch.no_grad():
+            acc = [float((c0_logits.argmax(-1) == frames[:, 0]).float().mean())]
+            if real.numel():
+                acc += (dec_logits.argmax(-1) == dec_targets).float().mean(0).tolist()
+            else:
+                acc += [float("nan")] * (cfg.n_codebooks - 1)
+        return CSMOutput(loss=backbone_loss + decoder_loss, backbone_loss=backbone_loss, decoder_loss=decoder_loss,
+                         c0_logits=c0_logits, c0_targets=frames[:, 0], decoder_logits=dec_logits,
+                         decoder_targets=dec_targets, accuracy=acc)
+
+    # ---- incremental decoding (explicit caches) ------------------------------------------------
+    def make_caches(self, batch: int = 1, max_len: int | None = None, device=None,
+                    dtype=torch.float32) -> tuple[list[KVCache], list[KVCache]]:
+        """(backbone caches for the whole sequence, decoder caches for one frame)."""
+        return (make_caches(self.cfg.backbone_config, batch, max_len or self.cfg.max_seq_len, device, dtype),
+                make_caches(self.cfg.decoder_config, batch, self.cfg.n_codebooks, device, dtype))
+
+    def prefill(self, text: torch.Tensor, audio: torch.Tensor, audio_mask: torch.Tensor,
+                caches: list[KVCache], start: int = 0) -> torch.Tensor:
+        """Run positions start..start+S-1 through the backbone into `caches`; returns the last state [B, D]."""
+        return self.backbone(self.embed(text, audio, audio_mask), start=start, caches=caches)[:, -1]
+
+    def step(self, frame: torch.Tensor, caches: list[KVCache]) -> torch.Tensor:
+        """Feed one frame [B, K] at the next position; returns the backbone state [B, D]."""
+        start = caches[0].length
+        x = self.embed_codes(frame).sum(-2)[:, None]  # [B, 1, D]
+        return self.backbone(x, start=start, caches=caches)[:, 0]
+
+    def generate_frame(self, h: torch.Tensor, decoder_caches: list[KVCache], sample: Sampler,
+                       forced: torch.Tensor | None = None) -> FrameOutput:
+        """Backbone state h [B, D] -> the next frame: codebook 0 from the backbone head, then the depth
+        decoder one codebook at a time on its own cache (reset here). `forced` [B, K] replaces the sampled
+        codes (teacher forcing through the exact generation path, for tests)."""
+        cfg = self.cfg
+        c0_logits = self.c0_head(h)  # [B, V + 1]
+        c0 = forced[:, 0] if forced is not None else sample(c0_logits, 0)
+        eos = c0 == cfg.eos_code
+        if bool(eos.all()) and forced is None:
+            return FrameOutput(torch.full((h.shape[0], cfg.n_codebooks), cfg.eos_code, device=h.device), c0_logits, None)
+        for c in decoder_caches:
+            c.reset()
+        codes, logits = [c0], []
+        x = torch.cat([h[:, None], self.embed_codes(c0[:, None])], dim=1)  # [B, 2, D]
+        for k in range(1, cfg.n_codebooks):
+            out = self.decoder(self.projection(x), start=decoder_caches[0].length, caches=decoder_caches)
+            lk = out[:, -1] @ self.audio_head[k - 1]  # [B, V]
+            ck = forced[:, k] if forced is not None else sample(lk, k)
+            logits.append(lk)
+            codes.append(ck)
+            x = self.embed_codes(ck[:, None], first_codebook=k)  # [B, 1, D]
+        frame = torch.stack(codes, dim=1)
+        if forced is None:
+            frame[eos] = cfg.eos_code
+        return FrameOutput(frame, c0_logits, torch.stack(logits, dim=1))
+
+    # ---- release parts -------------------------------------------------------------------------
+    def save(self, path: str | Path, extra: dict | None = None) -> Path:
+        from codectts.parts import save_part
+
+        return save_part(path, self.state_dict(), self.cfg, MODEL_TYPE, extra=extra)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> tuple[CSM, dict]:
+        """(model in eval mode, the part's meta: config plus whatever `save` was given as extra)."""
+        from codectts.parts import load_part, load_state_strict
+
+        sd, meta = load_part(path, MODEL_TYPE)
+        model = cls(CSMConfig.from_dict(meta["config"]))
+        load_state_strict(model, sd, str(path))
+        return model.to(device).eval(), meta
+
+
+# ---- sequence building (shared by training and inference) -------------------------------------
+@dataclass
+class Segment:
+    """Text ids (with BOS/EOS) and, unless it is the prompt being continued, its codes [K, F]."""
+
+    text_ids: Sequence[int]
+    codes: torch.Tensor | None = None
+    end_of_speech: bool = True  # append the EOS frame after the codes
+
+
+def build_sequence(segments: Sequence[Segment], n_codebooks: int, eos_code: int,
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Segments -> (text [S], audio [S, K], audio_mask [S]) in the layout of the module docstring."""
+    text, audio, mask = [], [], []
+    for seg in segments:
+        n_text = len(seg.text_ids)
+        text.append(torch.as_tensor(list(seg.text_ids), dtype=torch.long))
+        audio.append(torch.zeros(n_text, n_codebooks, dtype=torch.long))
+        mask.append(torch.zeros(n_text, dtype=torch.bool))
+        if seg.codes is not None:
+            codes = torch.as_tensor(seg.codes, dtype=torch.long)
+            if codes.dim() != 2 or codes.shape[0] < n_codebooks:
+                raise ConfigError(f"segment codes must be [K>={n_codebooks}, F], got {tuple(codes.shape)}")
+            frames = codes[:n_codebooks].T  # [F, K]
+            if frames.numel() and (frames.min() < 0 or frames.max() >= eos_code):
+                raise ConfigError(f"segment codes out of range [0, {eos_code})")
+            if seg.end_of_speech:
+                frames = torch.cat([frames, torch.full((1, n_codebooks), eos_code, dtype=torch.long)])
+            text.append(torch.full((frames.shape[0],), TEXT_PAD_ID, dtype=torch.long))
+            audio.append(frames)
+            mask.append(torch.ones(frames.shape[0], dtype=torch.bool))
+    return torch.cat(text), torch.cat(audio), torch.cat(mask)
+
+
+def collate(sequences: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-pad sequences from `build_sequence` into a batch ([B, S], [B, S, K], [B, S])."""
+    pad = torch.nn.utils.rnn.pad_sequence
+    return (pad([s[0] for s in sequences], batch_first=True, padding_value=TEXT_PAD_ID),
+            pad([s[1] for s in sequences], batch_first=True),
+            pad([s[2] for s in sequences], batch_first=True))
