@@ -1,0 +1,323 @@
+"""Recipe: `codectts train csm --codes TOKDIR --preset small` (seed 004, CSM / Marvis).
+
+Reads a code cache (`codectts codes extract`, any codec), builds sequences of segments (text, frames,
+EOS frame; see `codectts.models.csm`), batches them dynamically (seed: at most 16 samples and 5,000
+positions per batch), and trains backbone CE (codebook 0) + depth-decoder CE (codebooks 1..K-1) on the
+shared loop (warmup + cosine LR, bf16 on a GPU that has it, checkpoints every N steps, --resume).
+
+Voice cloning is learned the way it is used: with probability `context_prob` an utterance is preceded
+by another utterance of the same speaker, so the model learns to continue in the voice of the context.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import typer
+
+from codectts.errors import ConfigError, DataError
+from codectts.train.loop import Task, TrainConfig, Trainer
+
+log = logging.getLogger(__name__)
+
+SEED_MAX_SAMPLES = 16  # seed 004: dynamic batches of at most 16 samples ...
+SEED_MAX_TOKENS = 5000  # ... and 5,000 positions (text tokens + frames)
+DEV_HOLDOUT = 50  # utterances held out when the cache has no dev split
+
+
+@dataclass
+class CSMRunConfig:
+    codes: str = "data/codes"
+    out_dir: str = "runs/csm"
+    preset: str = "small"
+    n_codebooks: int = 0  # 0 = every codebook in the cache; fewer = the first n (e.g. 8 of Mimi's 32)
+    tokenizer: str = "char"  # char | phoneme (phonemes from the cache's teacher alignments when present)
+    max_samples: int = SEED_MAX_SAMPLES
+    max_tokens: int = SEED_MAX_TOKENS
+    context_prob: float = 0.5
+    decoder_fraction: float = 1.0  # < 1: train the decoder on that share of frames (CSM uses 1/16)
+    dropout: float = 0.0
+    lr: float = 3e-4  # the seed's 1e-4 is for the 310M model
+    weight_decay: float = 0.01
+    warmup_steps: int = 200
+    max_steps: int = 20_000
+    max_minutes: float | None = None
+    log_every: int = 25
+    eval_every: int = 500
+    save_every: int = 500
+    sample_every: int = 0
+    max_eval_batches: int = 20
+    mixed_precision: str = "auto"  # bf16 on a CUDA device that supports it, else no
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.tokenizer not in ("char", "phoneme"):
+            raise ConfigError(f"tokenizer must be char or phoneme, got {self.tokenizer!r}")
+        if not 0.0 <= self.context_prob <= 1.0:
+            raise ConfigError(f"context_prob must be in [0, 1], got {self.context_prob}")
+        if not 0.0 < self.decoder_fraction <= 1.0:
+            raise ConfigError(f"decoder_fraction must be in (0, 1], got {self.decoder_fraction}")
+
+
+@dataclass
+class Utt:
+    index: int  # row in its CodeCache
+    text_ids: list[int]
+    n_frames: int
+    speaker: str
+
+    @property
+    def length(self) -> int:
+        """Backbone positions: text tokens, frames, the EOS frame."""
+        return len(self.text_ids) + self.n_frames + 1
+
+
+def make_tokenizer(kind: str):
+    from codectts.text.tokenizers import CharTokenizer, PhonemeTokenizer
+
+    return CharTokenizer() if kind == "char" else PhonemeTokenizer()
+
+
+def load_utts(cache, tokenizer, max_len: int) -> list[Utt]:
+    """Index entries with their text ids; drop (with a warning) those that cannot be used."""
+    from codectts.errors import TextError
+
+    utts, skipped = [], 0
+    for i, e in enumerate(cache.entries):
+        try:
+            if tokenizer.kind == "phoneme" and e.phonemes:
+                ids = [tokenizer.index[p] for p in e.phonemes]  # teacher phonemes, framed by ^ ... $
+            else:
+                ids = tokenizer.encode(e.text)
+        except (TextError, KeyError) as err:
+            log.warning("skip %s: %s", e.id, err)
+            skipped += 1
+            continue
+        u = Utt(i, ids, e.n_frames, e.speaker)
+        if u.n_frames < 1 or u.length > max_len:
+            skipped += 1
+            continue
+        utts.append(u)
+    if skipped:
+        log.warning("%s split: skipped %d of %d utterances (no frames, untokenizable, or longer than %d positions)",
+                    cache.split, skipped, len(cache.entries), max_len)
+    return utts
+
+
+def pair_contexts(utts: list[Utt], prob: float, max_len: int, rng: random.Random) -> list[int | None]:
+    """For each utterance, the index (into `utts`) of a same-speaker context utterance, or None."""
+    by_speaker: dict[str, list[int]] = {}
+    for j, u in enumerate(utts):
+        by_speaker.setdefault(u.speaker, []).append(j)
+    out: list[int | None] = []
+    for i, u in enumerate(utts):
+        ctx = None
+        pool = by_speaker[u.speaker]
+        if prob > 0 and len(pool) > 1 and rng.random() < prob:
+            for _ in range(4):  # a few tries to find one that fits
+                j = pool[rng.randrange(len(pool))]
+                if j != i and u.length + utts[j].length <= max_len:
+                    ctx = j
+                    break
+        out.append(ctx)
+    return out
+
+
+class CSMTask(Task):
+    def __init__(self, model, cache, train: list[Utt], dev: list[Utt], dev_cache, rc: CSMRunConfig,
+                 tokenizer, export_meta: dict):
+        self.model, self.cache, self.dev_cache, self.rc = model, cache, dev_cache, rc
+        self.train, self.dev = train, dev
+        self.tokenizer, self.export_meta = tokenizer, export_meta
+        self.k = model.cfg.n_codebooks
+        self._codec = None
+
+    @property
+    def core(self):
+        """The CSM module itself (accelerate may wrap it for several GPUs)."""
+        model = self.model
+        while hasattr(model, "module"):
+            model = model.module
+        return model
+
+    @property
+    def device(self) -> torch.device:
+        return self.core.c0_head.weight.device
+
+    def _sequence(self, cache, u: Utt, ctx: Utt | None):
+        from codectts.models.csm import Segment, build_sequence
+
+        segs = [] if ctx is None else [Segment(ctx.text_ids, cache.codes(ctx.index))]
+        segs.append(Segment(u.text_ids, cache.codes(u.index)))
+        return build_sequence(segs, self.k, self.core.cfg.eos_code)
+
+    def _batch(self, seqs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        from codectts.models.csm import collate
+
+        return tuple(t.to(self.device) for t in collate(seqs))  # type: ignore[return-value]
+
+    def epoch_plan(self, epoch: int) -> tuple[list[list[int]], list[int | None]]:
+        """(batches of indices into self.train, context per item), a pure function of (seed, epoch)."""
+        from codectts.data.sampler import DynamicBatchSampler
+
+        rng = random.Random(f"csm-context:{self.rc.seed}:{epoch}")
+        ctx = pair_contexts(self.train, self.rc.context_prob, min(self.rc.max_tokens, self.core.cfg.max_seq_len), rng)
+        lengths = [u.length + (self.train[c].length if c is not None else 0) for u, c in zip(self.train, ctx)]
+        sampler = DynamicBatchSampler(lengths, max_samples=self.rc.max_samples, max_tokens=self.rc.max_tokens,
+                                      seed=self.rc.seed)
+        return sampler.batches(epoch), ctx
+
+    def train_batches(self, epoch: int) -> Iterator:
+        batches, ctx = self.epoch_plan(epoch)
+        for idx in batches:
+            yield self._batch([self._sequence(self.cache, self.train[i],
+                                              self.train[ctx[i]] if ctx[i] is not None else None) for i in idx])
+
+    def _metrics(self, out, prefix: str = "") -> dict[str, float]:
+        m = {f"{prefix}backbone_loss": float(out.backbone_loss.detach()),
+             f"{prefix}decoder_loss": float(out.decoder_loss.detach())}
+        m.update({f"{prefix}acc_c{k}": a for k, a in enumerate(out.accuracy) if math.isfinite(a)})
+        return m
+
+    def loss(self, batch):
+        out = self.model(*batch, decoder_fraction=self.rc.decoder_fraction)
+        return out.loss, self._metrics(out)
+
+    def evaluate(self) -> dict[str, float]:
+        """Held-out loss and per-codebook accuracy, no context prefix, every frame through the decoder."""
+        if not self.dev:
+            return {}
+        sums: dict[str, float] = {}
+        n_batches = 0
+        order = sorted(range(len(self.dev)), key=lambda i: self.dev[i].length)
+        batch: list[int] = []
+        batches = []
+        for i in order:  # deterministic length-sorted batches under the same bounds as training
+            if batch and (len(batch) + 1 > self.rc.max_samples
+                          or (len(batch) + 1) * self.dev[i].length > self.rc.max_tokens):
+                batches.append(batch)
+                batch = []
+            batch.append(i)
+        batches.append(batch)
+        for idx in batches[: self.rc.max_eval_batches]:
+            out = self.model(*self._batch([self._sequence(self.dev_cache, self.dev[i], None) for i in idx]))
+            for k, v in {"dev_loss": float(out.loss), **self._metrics(out, "dev_")}.items():
+                sums[k] = sums.get(k, 0.0) + v
+            n_batches += 1
+        res = {k: v / n_batches for k, v in sums.items()}
+        res["score"] = res["dev_loss"]
+        return res
+
+    def export(self, path: Path) -> None:
+        self.core.save(path, extra=self.export_meta)
+
+    def sample(self, out_dir: Path, step: int) -> None:
+        """Codes (and a wav when the cache's codec can be loaded here) for two held-out texts."""
+        from codectts.infer.csm import CSMGenerator
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        codec = self._sample_codec()
+        gen = CSMGenerator(self.core, codec, self.tokenizer)
+        for n, u in enumerate(self.dev[:2]):
+            text = self.dev_cache.entries[u.index].text
+            res = gen.generate(text, temperature=0.9, top_k=50, seed=step + n, max_frames=2 * u.n_frames + 10)
+            np.save(out_dir / f"{n}.npy", res.codes.numpy())
+            if res.wav is not None:
+                from codectts.audio.io import save_wav
+
+                save_wav(out_dir / f"{n}.wav", res.wav.numpy(), res.sample_rate)
+            (out_dir / f"{n}.json").write_text(json.dumps({"text": text, "frames": res.codes.shape[1],
+                                                           "stopped": res.stopped}))
+
+    def _sample_codec(self):
+        if self._codec is None:
+            try:
+                from codectts.codecs.registry import load_codec
+
+                codec = load_codec(self.cache.meta["codec"], root=self.cache.root)
+                self._codec = codec if codec.n_codebooks == self.k else False
+            except Exception as e:  # samples are optional: codes are written regardless
+                log.info("samples are codes only (codec not loadable here: %s)", str(e)[:120])
+                self._codec = False
+        return self._codec or None
+
+
+def train_csm(rc: CSMRunConfig, resume: bool = False) -> dict:
+    from codectts.data.codecache import CodeCache
+    from codectts.models.csm import CSM, csm_preset
+
+    cache = CodeCache(rc.codes, "train")
+    if len(cache) == 0:
+        raise DataError(f"{rc.codes}: the code cache's training split is empty")
+    k = rc.n_codebooks or cache.n_codebooks
+    if not 2 <= k <= cache.n_codebooks:
+        raise ConfigError(f"--n-codebooks must be in 2..{cache.n_codebooks} for {rc.codes}, got {k}")
+    tokenizer = make_tokenizer(rc.tokenizer)
+    cfg = csm_preset(rc.preset, text_vocab_size=tokenizer.vocab_size, n_codebooks=k,
+                     codebook_size=cache.codebook_size, dropout=rc.dropout)
+    max_len = min(rc.max_tokens, cfg.max_seq_len)
+    train = load_utts(cache, tokenizer, max_len)
+    dev_cache = CodeCache(rc.codes, "dev")
+    dev = load_utts(dev_cache, tokenizer, max_len) if len(dev_cache) else []
+    if not dev:
+        n = min(DEV_HOLDOUT, len(train) // 10)
+        dev, train, dev_cache = train[:n], train[n:], cache
+    if not train:
+        raise DataError(f"{rc.codes}: no usable training utterances")
+    torch.manual_seed(rc.seed)
+    model = CSM(cfg)
+    mp = rc.mixed_precision
+    if mp == "auto":
+        mp = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    tcfg = TrainConfig(out_dir=rc.out_dir, max_steps=rc.max_steps, max_minutes=rc.max_minutes, lr=rc.lr,
+                       weight_decay=rc.weight_decay, warmup_steps=rc.warmup_steps, log_every=rc.log_every,
+                       eval_every=rc.eval_every, save_every=rc.save_every, sample_every=rc.sample_every,
+                       seed=rc.seed, mixed_precision=mp)
+    meta = {"tokenizer": tokenizer.to_dict(), "codec": cache.meta.get("codec"), "frame_rate": cache.frame_rate,
+            "sample_rate": cache.meta.get("sample_rate"), "preset": rc.preset}
+    task = CSMTask(model, cache, train, dev, dev_cache, rc, tokenizer, meta)
+    counts = model.param_counts()
+    log.info("csm %s: backbone %.2fM + decoder %.2fM (%.2fM total), %d x %d codes, %d train / %d dev utterances",
+             rc.preset, counts["backbone"] / 1e6, counts["decoder"] / 1e6, counts["total"] / 1e6, k,
+             cache.codebook_size, len(train), len(dev))
+    trainer = Trainer(task, tcfg, run_config={"csm": asdict(rc), "model": cfg.to_dict(), "params": counts})
+    if resume:
+        trainer.resume()
+    return trainer.fit()
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("csm")
+    def csm_cmd(codes: Path = typer.Option(..., "--codes", help="Code cache folder (codectts codes extract)."),
+                out: Path = typer.Option(Path("runs/csm"), "--out", help="Run folder (checkpoints, logs, best/, last/)."),
+                preset: str = typer.Option("small", help="Model size: tiny | small | marvis."),
+                n_codebooks: int = typer.Option(0, help="Use the first N codebooks of the cache (0 = all)."),
+                tokenizer: str = typer.Option("char", help="char | phoneme."),
+                max_samples: int = typer.Option(SEED_MAX_SAMPLES, help="Dynamic batching: samples per batch."),
+                max_tokens: int = typer.Option(SEED_MAX_TOKENS, help="Dynamic batching: positions per batch."),
+                context_prob: float = typer.Option(0.5, help="Share of items preceded by a same-speaker utterance."),
+                decoder_fraction: float = typer.Option(1.0, help="Share of frames the depth decoder trains on."),
+                lr: float = typer.Option(3e-4, help="Peak learning rate (warmup then cosine)."),
+                steps: int = typer.Option(20_000, help="Training steps."),
+                minutes: float | None = typer.Option(None, help="Wall-clock budget; stops with a checkpoint."),
+                warmup: int = typer.Option(200, help="Warmup steps."),
+                eval_every: int = typer.Option(500, help="Held-out evaluation every N steps."),
+                save_every: int = typer.Option(500, help="Checkpoint every N steps."),
+                sample_every: int = typer.Option(0, help="Write generated samples every N steps (0 = never)."),
+                precision: str = typer.Option("auto", help="auto | no | bf16 | fp16."),
+                seed: int = typer.Option(0, help="Seed for init, batches and contexts."),
+                resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in --out.")):
+        """Train a CSM / Marvis-style model (backbone + depth decoder) on a code cache."""
+        rc = CSMRunConfig(codes=str(codes), out_dir=str(out), preset=preset, n_codebooks=n_codebooks,
+                          tokenizer=tokenizer, max_samples=max_samples, max_tokens=max_tokens,
+                          context_prob=context_prob, decoder_fraction=decoder_fraction, lr=lr, max_steps=steps,
+                          max_minutes=minutes, warmup_steps=warmup, eval_every=eval_every, save_every=save_every,
+                          sample_every=sample_every, mixed_precision=precision, seed=seed)
+        typer.echo(json.dumps(train_csm(rc, resume=resume), indent=1))
