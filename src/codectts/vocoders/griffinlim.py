@@ -62,7 +62,6 @@ class GriffinLim(torch.nn.Module):
         fb = mel_filterbank(mel_cfg).double()  # [M, N]
         self.register_buffer("fb", fb.float(), persistent=False)
         self.register_buffer("fb_pinv", torch.linalg.pinv(fb).float(), persistent=False)  # [N, M]
-        self.register_buffer("fb_gram", (fb.T @ fb).float(), persistent=False)  # [N, N]
         self.register_buffer("window", frame_window(mel_cfg), persistent=False)
 
     # ---- spec ------------------------------------------------------------------------------
@@ -90,7 +89,7 @@ class GriffinLim(torch.nn.Module):
             s = s + NNLS_EPS
             numer = target @ self.fb  # [B, F, N] = fb^T mel
             for _ in range(self.nnls_iter):
-                s = s * numer / (s @ self.fb_gram + NNLS_EPS)
+                s = s * numer / ((s @ self.fb.T) @ self.fb + NNLS_EPS)  # fb^T fb s, through the M-dim side
         return s.pow(1.0 / self.mel.power) if self.mel.power != 1.0 else s
 
     # ---- STFT pair with the mel frontend's framing ----------------------------------------
@@ -101,20 +100,28 @@ class GriffinLim(torch.nn.Module):
 
     def _istft(self, spec: torch.Tensor, envelope: torch.Tensor) -> torch.Tensor:
         """complex [B, F, N] -> padded wav [B, P], least-squares overlap-add."""
+        frames = torch.fft.irfft(spec, n=self.mel.n_fft, dim=-1) * self.window  # [B, F, n_fft]
+        return self._overlap_add(frames) / envelope
+
+    def _overlap_add(self, frames: torch.Tensor) -> torch.Tensor:
+        """[B, F, n_fft] -> [B, (F - 1) * hop + n_fft]."""
         cfg = self.mel
-        frames = torch.fft.irfft(spec, n=cfg.n_fft, dim=-1) * self.window  # [B, F, n_fft]
-        n_frames = frames.shape[1]
-        length = (n_frames - 1) * cfg.hop_length + cfg.n_fft
-        wav = F.fold(frames.transpose(1, 2), output_size=(1, length), kernel_size=(1, cfg.n_fft),
-                     stride=(1, cfg.hop_length)).reshape(frames.shape[0], length)
-        return wav / envelope
+        b, n_frames, n_fft = frames.shape
+        hop = cfg.hop_length
+        if n_fft % hop == 0:  # shift-and-add hop-sized blocks: several times faster than fold on CPU
+            r = n_fft // hop
+            blocks = frames.reshape(b, n_frames, r, hop)
+            out = frames.new_zeros(b, n_frames + r - 1, hop)
+            for k in range(r):
+                out[:, k:k + n_frames] += blocks[:, :, k]
+            return out.reshape(b, -1)
+        length = (n_frames - 1) * hop + n_fft
+        return F.fold(frames.transpose(1, 2), output_size=(1, length), kernel_size=(1, n_fft),
+                      stride=(1, hop)).reshape(b, length)
 
     def _envelope(self, n_frames: int) -> torch.Tensor:
-        cfg = self.mel
-        length = (n_frames - 1) * cfg.hop_length + cfg.n_fft
-        w2 = (self.window ** 2).reshape(1, cfg.n_fft, 1).expand(1, cfg.n_fft, n_frames)
-        env = F.fold(w2, output_size=(1, length), kernel_size=(1, cfg.n_fft), stride=(1, cfg.hop_length))
-        return env.reshape(1, length).clamp(min=ENVELOPE_FLOOR)
+        w2 = (self.window ** 2).expand(1, n_frames, self.mel.n_fft)
+        return self._overlap_add(w2).clamp(min=ENVELOPE_FLOOR)
 
     def _known_frames(self, prefix: torch.Tensor | None, batch: int, n_frames: int) -> torch.Tensor | None:
         """STFT [B, k, N] of the frames that lie wholly inside `prefix` (after the frontend's left pad)."""
