@@ -14,8 +14,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -66,7 +66,7 @@ class MimiCodec:
     @classmethod
     def load(cls, source: str | os.PathLike = DEFAULT_SOURCE, n_codebooks: int = SEED_N_CODEBOOKS,
              device: str | torch.device = "cpu", local_only: bool | None = None,
-             cache_dir: str | os.PathLike | None = None) -> "MimiCodec":
+             cache_dir: str | os.PathLike | None = None) -> MimiCodec:
         """Load from a local folder, or a hub id (from the local HF cache, else the hub when reachable).
 
         `local_only` (default: on when HF_HUB_OFFLINE is set) never touches the network.
@@ -99,7 +99,7 @@ class MimiCodec:
         return cls(model.to(device), n_codebooks, source=src)
 
     @classmethod
-    def from_spec(cls, spec: dict, device: str | torch.device = "cpu", **kwargs) -> "MimiCodec":
+    def from_spec(cls, spec: dict, device: str | torch.device = "cpu", **kwargs) -> MimiCodec:
         """Reload the codec a code cache or voice was made with (from `spec()`)."""
         if spec.get("type") != CODEC_TYPE:
             raise ConfigError(f"codec spec is a {spec.get('type')!r}, not {CODEC_TYPE!r}")
@@ -117,7 +117,7 @@ class MimiCodec:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def to(self, device: str | torch.device) -> "MimiCodec":
+    def to(self, device: str | torch.device) -> MimiCodec:
         self.model.to(device)
         return self
 

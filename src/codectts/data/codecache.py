@@ -3,7 +3,7 @@
 On disk (format_version 1):
     TOKDIR/cache.json      {"format_version": 1, "codec": codec.spec(), "n_codebooks", "codebook_size",
                             "frame_rate", "sample_rate", "source": corpus folder}
-    TOKDIR/index.jsonl     one record per utterance: id, text, normalized, speaker, n_frames, file,
+    TOKDIR/index.jsonl     (training split; dev.jsonl holds the held-out split) one record per utterance: id, text, normalized, speaker, n_frames, file,
                            and when the corpus has teacher alignments: phonemes + durations re-timed
                            to the codec frame rate (they sum exactly to n_frames)
     TOKDIR/codes/ID.npy    int16 [K, n_frames] (int32 when a codebook has more than 32,767 entries)
@@ -46,8 +46,9 @@ class CacheEntry:
 class CodeCache:
     """Read side: `len(cache)`, `cache.entries[i]`, `cache.codes(i) -> LongTensor [K, F]` (loaded lazily)."""
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, split: str = "train"):
         self.root = Path(root)
+        self.split = split
         meta_file = self.root / "cache.json"
         if not meta_file.exists():
             raise DataError(f"{self.root}: not a code cache (no cache.json); run `codectts codes extract`")
@@ -55,7 +56,7 @@ class CodeCache:
         if self.meta.get("format_version") != FORMAT_VERSION:
             raise DataError(f"{meta_file}: unsupported format_version {self.meta.get('format_version')}")
         self.entries: list[CacheEntry] = []
-        index = self.root / "index.jsonl"
+        index = self.root / index_name(split)
         if index.exists():
             for n, line in enumerate(index.read_text(encoding="utf-8").splitlines(), 1):
                 if line.strip():
@@ -104,8 +105,12 @@ def write_cache_meta(root: Path, codec_spec: dict, n_codebooks: int, codebook_si
     atomic_write_bytes(existing, json.dumps(meta, indent=1).encode())
 
 
-def write_index(root: Path, entries: list[CacheEntry]) -> None:
+def index_name(split: str) -> str:
+    return "index.jsonl" if split == "train" else f"{split}.jsonl"
+
+
+def write_index(root: Path, entries: list[CacheEntry], split: str = "train") -> None:
     from dataclasses import asdict
 
-    atomic_write_bytes(root / "index.jsonl",
+    atomic_write_bytes(root / index_name(split),
                        "".join(json.dumps(asdict(e), ensure_ascii=False) + "\n" for e in entries).encode("utf-8"))

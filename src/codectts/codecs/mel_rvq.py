@@ -1,0 +1,260 @@
+"""Mel RVQ codec (seeds 000, 002): log-mel frames -> residual VQ codes -> log-mel frames.
+
+The `seed` preset is exactly the seed's: one 128-bin mel frame (16 kHz, 12.5 Hz) -> proj_in Linear
+128->64 (no bias) -> 2 residual codebooks of 128 x 64 -> sum -> proj_out 64->128: 32,768 parameters.
+Larger presets stack `stack` consecutive mel frames into one codec frame and use small
+convolutional encoders/decoders (context across neighbouring frames), more and larger codebooks.
+
+Frame relations are explicit and checked: codec frame rate = mel.sample_rate / (mel.hop * stack);
+a vocoder paired with the codec must expect the same MelConfig (its upsampling = mel hop).
+Mels are standardised per bin (mean/std measured on the training corpus, stored as buffers); the
+reported reconstruction MSE is on these standardised mels (1.0 = predicting each bin's mean).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from codectts.audio.mel import MelConfig, MelSpectrogram, mel_preset
+from codectts.codecs.base import check_codes
+from codectts.codecs.rvq import ResidualVQ, RVQOutput
+from codectts.errors import ConfigError
+from codectts.parts import load_part, load_state_strict, save_part
+
+MODEL_TYPE = "mel_rvq_codec"
+
+
+@dataclass
+class MelRVQConfig:
+    mel: MelConfig = field(default_factory=lambda: mel_preset("seed"))
+    stack: int = 1  # mel frames per codec frame
+    arch: str = "linear"  # "linear" (the seed's projections) or "conv"
+    codebook_dim: int = 64
+    n_codebooks: int = 2
+    codebook_size: int = 128
+    hidden: int = 256  # conv arch only
+    n_res_blocks: int = 2  # conv arch only
+    kernel: int = 5  # conv arch only
+    commitment: float = 0.25
+    quantizer_dropout: float = 0.0  # probability of training with a random prefix of codebooks
+
+    def __post_init__(self):
+        if isinstance(self.mel, dict):
+            self.mel = MelConfig(**self.mel)
+        if self.arch not in ("linear", "conv"):
+            raise ConfigError(f"arch must be linear|conv, got {self.arch!r}")
+        if self.stack < 1:
+            raise ConfigError("stack must be >= 1")
+        if self.arch == "conv" and self.kernel % 2 == 0:
+            raise ConfigError("kernel must be odd")
+
+    @property
+    def frame_dim(self) -> int:
+        return self.mel.n_mels * self.stack
+
+    @property
+    def frame_rate(self) -> float:
+        return self.mel.sample_rate / (self.mel.hop_length * self.stack)
+
+    @property
+    def samples_per_frame(self) -> int:
+        return self.mel.hop_length * self.stack
+
+    @property
+    def bits_per_second(self) -> float:
+        import math
+
+        return self.frame_rate * self.n_codebooks * math.log2(self.codebook_size)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+CODEC_PRESETS: dict[str, MelRVQConfig] = {
+    "seed": MelRVQConfig(),
+    # 22.05 kHz / hop 256 mels, 4 frames stacked (21.5 Hz), conv encoder/decoder.
+    "k4x512": MelRVQConfig(mel=mel_preset("vocoder"), stack=4, arch="conv", n_codebooks=4, codebook_size=512),
+    "k6x1024": MelRVQConfig(mel=mel_preset("vocoder"), stack=4, arch="conv", n_codebooks=6, codebook_size=1024),
+    "k8x1024": MelRVQConfig(mel=mel_preset("vocoder"), stack=4, arch="conv", n_codebooks=8, codebook_size=1024),
+}
+
+
+def codec_preset(name: str) -> MelRVQConfig:
+    try:
+        return MelRVQConfig(**asdict(CODEC_PRESETS[name]))
+    except KeyError:
+        raise ConfigError(f"unknown codec preset {name!r}; choose from {sorted(CODEC_PRESETS)}") from None
+
+
+class ResBlock1d(nn.Module):
+    def __init__(self, ch: int, kernel: int):
+        super().__init__()
+        self.c1 = nn.Conv1d(ch, ch, kernel, padding=kernel // 2)
+        self.c2 = nn.Conv1d(ch, ch, 1)
+
+    def forward(self, x):
+        return x + self.c2(F.gelu(self.c1(F.gelu(x))))
+
+
+def conv_stack(c_in: int, c_out: int, cfg: MelRVQConfig) -> nn.Sequential:
+    return nn.Sequential(nn.Conv1d(c_in, cfg.hidden, cfg.kernel, padding=cfg.kernel // 2),
+                         *[ResBlock1d(cfg.hidden, cfg.kernel) for _ in range(cfg.n_res_blocks)],
+                         nn.GELU(), nn.Conv1d(cfg.hidden, c_out, 1))
+
+
+@dataclass
+class CodecOutput:
+    recon: torch.Tensor  # standardised mel [B, n_mels, F * stack]
+    target: torch.Tensor  # standardised mel, padded to a multiple of stack
+    rvq: RVQOutput
+
+
+class MelRVQCodec(nn.Module):
+    """Codec over log-mels. `encode(wav)` / `decode(codes)` need `self.vocoder` for the wav side."""
+
+    def __init__(self, cfg: MelRVQConfig, vocoder=None):
+        super().__init__()
+        self.cfg = cfg
+        d, fd = cfg.codebook_dim, cfg.frame_dim
+        if cfg.arch == "linear":
+            self.proj_in = nn.Linear(fd, d, bias=False)
+            self.proj_out = nn.Linear(d, fd, bias=False)
+        else:
+            self.proj_in = conv_stack(fd, d, cfg)
+            self.proj_out = conv_stack(d, fd, cfg)
+        self.rvq = ResidualVQ(n_codebooks=cfg.n_codebooks, codebook_size=cfg.codebook_size, dim=d)
+        self.register_buffer("mel_mean", torch.zeros(cfg.mel.n_mels))
+        self.register_buffer("mel_std", torch.ones(cfg.mel.n_mels))
+        self.melspec = MelSpectrogram(cfg.mel)
+        self.vocoder = vocoder
+        if vocoder is not None:
+            cfg.mel.check_compatible(vocoder.mel, "codec vs vocoder")
+
+    # Codec protocol --------------------------------------------------------------------------
+    sample_rate = property(lambda self: self.cfg.mel.sample_rate)
+    frame_rate = property(lambda self: self.cfg.frame_rate)
+    n_codebooks = property(lambda self: self.cfg.n_codebooks)
+    codebook_size = property(lambda self: self.cfg.codebook_size)
+
+    @property
+    def context_frames(self) -> int:
+        """Codec frames on each side that one decoded frame depends on (its decoder's receptive half-width)."""
+        if self.cfg.arch == "linear":
+            return 0
+        return (self.cfg.kernel // 2) * (1 + self.cfg.n_res_blocks)
+
+    @torch.no_grad()
+    def set_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.mel_mean.copy_(mean)
+        self.mel_std.copy_(std.clamp(min=1e-3))
+
+    def normalize(self, mel: torch.Tensor) -> torch.Tensor:
+        return (mel - self.mel_mean[:, None]) / self.mel_std[:, None]
+
+    def denormalize(self, mel: torch.Tensor) -> torch.Tensor:
+        return mel * self.mel_std[:, None] + self.mel_mean[:, None]
+
+    def pad_to_stack(self, mel: torch.Tensor) -> torch.Tensor:
+        """Pad log-mel [B, M, T] at the end with silence to a multiple of `stack` frames."""
+        extra = (-mel.shape[-1]) % self.cfg.stack
+        return F.pad(mel, (0, extra), value=self.cfg.mel.log_min) if extra else mel
+
+    def _stack(self, x: torch.Tensor) -> torch.Tensor:  # [B, M, F*S] -> [B, M*S, F]
+        b, m, t = x.shape
+        s = self.cfg.stack
+        return x.view(b, m, t // s, s).permute(0, 1, 3, 2).reshape(b, m * s, t // s)
+
+    def _unstack(self, x: torch.Tensor) -> torch.Tensor:  # [B, M*S, F] -> [B, M, F*S]
+        b, _, f = x.shape
+        s, m = self.cfg.stack, self.cfg.mel.n_mels
+        return x.view(b, m, s, f).permute(0, 1, 3, 2).reshape(b, m, f * s)
+
+    def _enc(self, x: torch.Tensor) -> torch.Tensor:  # [B, M*S, F] -> [B, F, D]
+        if self.cfg.arch == "linear":
+            return self.proj_in(x.transpose(1, 2))
+        return self.proj_in(x).transpose(1, 2)
+
+    def _dec(self, z: torch.Tensor) -> torch.Tensor:  # [B, F, D] -> [B, M*S, F]
+        if self.cfg.arch == "linear":
+            return self.proj_out(z).transpose(1, 2)
+        return self.proj_out(z.transpose(1, 2))
+
+    def forward(self, mel: torch.Tensor) -> CodecOutput:
+        """Training forward on log-mel [B, M, T]."""
+        self._check_mel(mel)
+        target = self.normalize(self.pad_to_stack(mel))
+        n_q = None
+        if self.training and self.cfg.quantizer_dropout > 0 and torch.rand(()) < self.cfg.quantizer_dropout:
+            n_q = int(torch.randint(1, self.cfg.n_codebooks + 1, ()))
+        q = self.rvq(self._enc(self._stack(target)), n_codebooks=n_q)
+        return CodecOutput(recon=self._unstack(self._dec(q.quantized)), target=target, rvq=q)
+
+    def _check_mel(self, mel: torch.Tensor) -> None:
+        if mel.dim() != 3 or mel.shape[1] != self.cfg.mel.n_mels:
+            raise ConfigError(f"expected log-mel [B, {self.cfg.mel.n_mels}, T], got {tuple(mel.shape)}")
+        if mel.shape[-1] == 0:
+            raise ConfigError("empty mel (0 frames)")
+        if not torch.isfinite(mel).all():
+            raise ConfigError("mel holds NaN or Inf")
+
+    @torch.no_grad()
+    def encode_mel(self, mel: torch.Tensor) -> torch.Tensor:
+        """log-mel [B, M, T] -> codes [B, K, ceil(T / stack)]."""
+        self._check_mel(mel)
+        z = self._enc(self._stack(self.normalize(self.pad_to_stack(mel))))
+        was = self.rvq.training
+        self.rvq.eval()
+        codes = self.rvq(z).codes
+        self.rvq.train(was)
+        return codes
+
+    @torch.no_grad()
+    def decode_mel(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes [B, K, F] -> log-mel [B, M, F * stack]."""
+        codes = check_codes(codes, self.cfg.n_codebooks, self.cfg.codebook_size)
+        return self.denormalize(self._unstack(self._dec(self.rvq.decode(codes))))
+
+    @torch.no_grad()
+    def encode(self, wav: torch.Tensor) -> torch.Tensor:
+        """wav [B, T] at `sample_rate` -> codes [B, K, F]."""
+        if wav.dim() == 1:
+            wav = wav.unsqueeze(0)
+        if wav.shape[-1] == 0:
+            raise ConfigError("cannot encode empty audio")
+        if not torch.isfinite(wav).all():
+            raise ConfigError("audio holds NaN or Inf")
+        return self.encode_mel(self.melspec(wav.to(self.mel_mean.device)))
+
+    @torch.no_grad()
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        if self.vocoder is None:
+            raise ConfigError("this mel codec has no vocoder attached: set codec.vocoder (e.g. Griffin-Lim)")
+        return self.vocoder(self.decode_mel(codes))
+
+    def spec(self, path: str | None = None) -> dict:
+        return {"type": "mel_rvq", "path": path, "config": self.cfg.to_dict()}
+
+    # parts -----------------------------------------------------------------------------------
+    def save(self, path: str | Path, half: bool = False) -> Path:
+        sd = {k: v for k, v in self.state_dict().items() if not k.startswith(("melspec.", "vocoder."))}
+        return save_part(path, sd, self.cfg.to_dict(), MODEL_TYPE, half=half)
+
+    @classmethod
+    def load(cls, path: str | Path, vocoder=None, device: str = "cpu") -> "MelRVQCodec":
+        sd, meta = load_part(path, MODEL_TYPE)
+        model = cls(MelRVQConfig(**meta["config"]), vocoder=vocoder)
+        load_state_strict(model, sd, str(path))
+        return model.to(device).eval()
+
+    def state_dict(self, *args, **kwargs):
+        sd = super().state_dict(*args, **kwargs)
+        return {k: v for k, v in sd.items() if not k.startswith("vocoder.")}
+
+
+def codec_param_count(model: MelRVQCodec) -> int:
+    """Parameters as the seed counts them: projections + codebooks (normalisation stats are buffers)."""
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,100 @@
+"""Top-level commands: `codectts say`, `codectts voices`, `codectts make-voice`."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def _read_text(text: Optional[str], file: Optional[Path]) -> str:
+    from codectts.errors import TextError
+
+    if file is not None:
+        try:
+            return file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise TextError(f"{file}: cannot read text ({e})") from None
+    if text is None or text == "-":
+        if sys.stdin is None or sys.stdin.isatty():
+            raise TextError("no text: give it as an argument, with --file, or on standard input")
+        return sys.stdin.read()
+    return text
+
+
+def play_wav(path: Path) -> None:
+    from codectts.errors import CodecTTSError
+
+    for player in (["aplay", "-q"], ["paplay"], ["ffplay", "-nodisp", "-autoexit", "-loglevel", "quiet"]):
+        if shutil.which(player[0]):
+            if subprocess.run([*player, str(path)]).returncode == 0:
+                return
+    raise CodecTTSError("--play: no working audio player/device found (tried aplay, paplay, ffplay); the wav was written")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("say")
+    def say(text: Optional[str] = typer.Argument(None, help="Text to speak ('-' or nothing: read standard input)."),
+            out: Path = typer.Option(Path("out.wav"), "-o", "--out", help="Output wav ('-' = standard output)."),
+            file: Optional[Path] = typer.Option(None, "--file", "-f", help="Read the text from a UTF-8 file."),
+            voice: Optional[str] = typer.Option(None, help="Voice name or folder (default: the shipped voice)."),
+            speed: float = typer.Option(1.0, help="Speaking rate (0.25-4; 1 = normal)."),
+            temperature: Optional[float] = typer.Option(None, help="Sampling temperature (0 = greedy)."),
+            top_k: Optional[int] = typer.Option(None), top_p: Optional[float] = typer.Option(None),
+            seed: Optional[int] = typer.Option(None, help="Random seed (same seed + text = same audio)."),
+            play: bool = typer.Option(False, help="Also play the audio when an audio device exists.")):
+        """Speak text into a wav file."""
+        import numpy as np
+
+        from codectts.audio.io import save_wav, wav_bytes
+        from codectts.infer import Synthesizer
+
+        content = _read_text(text, file)
+        synth = Synthesizer.load(voice)
+        wav, sr = synth.synthesize(content, speed=speed, temperature=temperature, top_k=top_k, top_p=top_p,
+                                   seed=seed)
+        if str(out) == "-":
+            sys.stdout.buffer.write(wav_bytes(wav, sr))
+            sys.stdout.buffer.flush()
+            return
+        save_wav(out, wav, sr)
+        typer.echo(f"wrote {out} ({len(wav) / sr:.2f} s, {sr} Hz, voice {synth.name}, peak {float(np.abs(wav).max()):.2f})",
+                   err=True)
+        if play:
+            play_wav(out)
+
+    @app.command("voices")
+    def voices(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")):
+        """List the voices this installation can load."""
+        from codectts.infer import list_voices
+
+        vs = list_voices()
+        if as_json:
+            typer.echo(json.dumps(vs, indent=1))
+            return
+        for v in vs:
+            typer.echo(f"{v['name']:<12} {v['sample_rate'] or '?':>6} Hz  {v['model'] or '?':<8} {v['description']}")
+        if not vs:
+            typer.echo("no voices found")
+
+    @app.command("make-voice")
+    def make_voice(out: Path = typer.Option(..., help="Voice folder to write."),
+                   name: str = typer.Option(..., help="Voice name."),
+                   talker: Path = typer.Option(..., help="Talker part (a run's best/ folder)."),
+                   codec: Path = typer.Option(..., help="Codec part folder."),
+                   duration: Optional[Path] = typer.Option(None, help="Duration model part (aligned talkers)."),
+                   vocoder: str = typer.Option("griffinlim", help="'griffinlim' or a HiFi-GAN part folder."),
+                   description: str = typer.Option(""), temperature: float = typer.Option(0.6),
+                   top_k: int = typer.Option(20), half: bool = typer.Option(True, help="Store weights as fp16."),
+                   model_card: Optional[Path] = typer.Option(None, help="MODEL_CARD.md to copy in.")):
+        """Assemble trained parts into a voice folder (checked by loading it)."""
+        from codectts.infer.packaging import build_voice
+
+        build_voice(out, name=name, talker=talker, codec=codec, duration=duration, vocoder=vocoder,
+                    description=description, sampling={"temperature": temperature, "top_k": top_k}, half=half,
+                    model_card=model_card)
+        typer.echo(f"wrote voice {name!r} to {out}")

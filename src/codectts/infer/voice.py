@@ -1,0 +1,77 @@
+"""Voices: a directory with `voice.json` naming its parts, each a release part or a JSON spec.
+
+    voice.json = {
+      "format_version": 1, "name": "joe", "description": "...", "sample_rate": 22050,
+      "model": {"type": "talker", "path": "talker"},      # acoustic model part
+      "duration": {"path": "duration"},                    # length source (aligned models)
+      "codec": {"type": "mel_rvq", "path": "codec"},
+      "vocoder": {...vocoder.spec()...},                   # e.g. Griffin-Lim settings, or a HiFi-GAN part
+      "tokenizer": "tokenizer.json",
+      "sampling": {"temperature": 0.5, "top_k": 20},     # defaults a user may override
+      "sentence_pause_s": 0.2
+    }
+Shipped voices live in `codectts/voices/`; more are found in $CODECTTS_VOICES (colon-separated folders).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from codectts.errors import ConfigError
+
+VOICE_FORMAT = 1
+PACKAGE_VOICES = Path(__file__).resolve().parent.parent / "voices"
+DEFAULT_VOICE = "joe"
+
+
+def voice_dirs() -> list[Path]:
+    extra = [Path(p) for p in os.environ.get("CODECTTS_VOICES", "").split(os.pathsep) if p]
+    return [*extra, PACKAGE_VOICES]
+
+
+def resolve_voice(voice: str | os.PathLike | None) -> Path:
+    """A voice name (shipped or in $CODECTTS_VOICES) or a path -> its directory."""
+    voice = DEFAULT_VOICE if voice is None else voice
+    p = Path(voice)
+    if (p / "voice.json").exists():
+        return p
+    if isinstance(voice, str) and os.sep not in voice:
+        for d in voice_dirs():
+            if (d / voice / "voice.json").exists():
+                return d / voice
+    names = [v["name"] for v in list_voices()]
+    raise ConfigError(f"voice {str(voice)!r} not found (no voice.json); available: {names or 'none'}")
+
+
+def read_voice_json(path: Path) -> dict:
+    f = Path(path) / "voice.json"
+    try:
+        meta = json.loads(f.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: not a voice (no voice.json)") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{f}: invalid JSON ({e})") from None
+    if meta.get("format_version") != VOICE_FORMAT:
+        raise ConfigError(f"{f}: voice format_version {meta.get('format_version')!r} unsupported (expected {VOICE_FORMAT})")
+    for key in ("name", "model", "codec", "vocoder", "tokenizer"):
+        if key not in meta:
+            raise ConfigError(f"{f}: voice lacks {key!r}")
+    return meta
+
+
+def list_voices() -> list[dict]:
+    out, seen = [], set()
+    for d in voice_dirs():
+        if not d.is_dir():
+            continue
+        for v in sorted(d.iterdir()):
+            if (v / "voice.json").exists() and v.name not in seen:
+                try:
+                    meta = read_voice_json(v)
+                except ConfigError:
+                    continue
+                seen.add(v.name)
+                out.append({"name": v.name, "path": str(v), "sample_rate": meta.get("sample_rate"),
+                            "description": meta.get("description", ""), "model": meta["model"].get("type")})
+    return out

@@ -1,0 +1,89 @@
+"""Duration model: phonemes -> frames per phoneme (non-autoregressive, log-duration regression).
+
+A small bidirectional transformer over phoneme ids with a linear head predicting log(1 + d).
+At inference, continuous durations are divided by `speed` and turned into integers by rounding
+the cumulative boundaries (not each phoneme alone), so the total length carries no rounding drift.
+It is also the shared length source of the non-autoregressive models (`n_frames`).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from codectts.errors import ConfigError
+from codectts.models.blocks import Transformer, TransformerConfig, padding_mask
+
+SPEED_RANGE = (0.25, 4.0)
+
+
+@dataclass
+class DurationConfig:
+    text_vocab: int = 151
+    dim: int = 192
+    n_layers: int = 3
+    n_heads: int = 4
+    ffn_dim: int = 512
+    dropout: float = 0.1
+    frame_rate: float = 21.533203125  # frames the durations are counted in
+    max_seq_len: int = 1024
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def check_speed(speed: float) -> float:
+    lo, hi = SPEED_RANGE
+    if not lo <= speed <= hi:
+        raise ConfigError(f"speed must be within [{lo}, {hi}], got {speed}")
+    return speed
+
+
+def round_durations(cont: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Continuous durations [B, P] -> integers by rounding cumulative boundaries (total stays exact)."""
+    if mask is not None:
+        cont = cont * mask
+    bounds = torch.round(cont.cumsum(-1))
+    return torch.diff(bounds, dim=-1, prepend=torch.zeros_like(bounds[..., :1])).long().clamp(min=0)
+
+
+class DurationModel(nn.Module):
+    def __init__(self, cfg: DurationConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.emb = nn.Embedding(cfg.text_vocab, cfg.dim)
+        self.encoder = Transformer(TransformerConfig(dim=cfg.dim, n_layers=cfg.n_layers, n_heads=cfg.n_heads,
+                                                     n_kv_heads=cfg.n_heads, ffn_dim=cfg.ffn_dim, causal=False,
+                                                     dropout=cfg.dropout, max_seq_len=cfg.max_seq_len))
+        self.head = nn.Linear(cfg.dim, 1)
+
+    def forward(self, text: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """text [B, P] -> predicted log(1 + frames) [B, P]."""
+        mask = padding_mask(lengths, text.shape[1])
+        h = self.encoder(self.emb(text), mask=mask[:, None, None, :])
+        return self.head(h)[..., 0]
+
+    def loss(self, text, lengths, durations) -> torch.Tensor:
+        mask = padding_mask(lengths, text.shape[1])
+        pred = self(text, lengths)
+        return F.mse_loss(pred[mask], torch.log1p(durations.float())[mask])
+
+    @torch.no_grad()
+    def predict(self, text: torch.Tensor, lengths: torch.Tensor | None = None, speed: float = 1.0) -> torch.Tensor:
+        """Integer frames per phoneme [B, P]; every utterance gets at least one frame."""
+        check_speed(speed)
+        if lengths is None:
+            lengths = (text != 0).sum(1)
+        mask = padding_mask(lengths, text.shape[1])
+        cont = torch.expm1(self(text, lengths)).clamp(min=0) / speed
+        d = round_durations(cont, mask)
+        empty = d.sum(1) == 0
+        if empty.any():
+            d[empty, 0] = 1
+        return d
+
+    def n_frames(self, text: torch.Tensor, speed: float = 1.0) -> int:
+        """Length source for non-autoregressive models: total frames of one utterance [1, P]."""
+        return int(self.predict(text, speed=speed).sum())

@@ -1,0 +1,120 @@
+"""Recipe: `codectts train codec --data DIR --preset P --out RUN` (seed 002, Stage D part 1).
+
+Trains a MelRVQCodec on random crops of corpus log-mels; reports held-out reconstruction MSE on
+standardised mels (and on raw natural-log mels) plus per-codebook usage and perplexity each eval.
+"""
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+import typer
+
+from codectts.train.loop import Task, TrainConfig, Trainer
+
+log = logging.getLogger(__name__)
+
+
+class CodecTask(Task):
+    def __init__(self, model, train_mels: list[torch.Tensor], dev_mels: list[torch.Tensor], batch_size: int,
+                 segment_frames: int, steps_per_epoch: int, seed: int):
+        self.model = model
+        self.train_mels, self.dev_mels = train_mels, dev_mels
+        self.batch_size, self.seg, self.steps_per_epoch, self.seed = batch_size, segment_frames, steps_per_epoch, seed
+
+    def train_batches(self, epoch: int):
+        rng = random.Random(f"{self.seed}:{epoch}")
+        floor = self.model.cfg.mel.log_min
+        for _ in range(self.steps_per_epoch):
+            batch = []
+            for _ in range(self.batch_size):
+                m = self.train_mels[rng.randrange(len(self.train_mels))]
+                if m.shape[-1] <= self.seg:
+                    batch.append(F.pad(m, (0, self.seg - m.shape[-1]), value=floor))
+                else:
+                    s = rng.randrange(0, m.shape[-1] - self.seg + 1)
+                    batch.append(m[:, s:s + self.seg])
+            yield torch.stack(batch)
+
+    def loss(self, batch):
+        out = self.model(batch.to(self.model.mel_mean.device))
+        recon = F.mse_loss(out.recon, out.target)
+        loss = recon + self.model.cfg.commitment * out.rvq.commit_loss + out.rvq.codebook_loss
+        return loss, {"recon_mse": float(recon), "commit": float(out.rvq.commit_loss),
+                      "perplexity_min": float(out.rvq.perplexity.min())}
+
+    def evaluate(self) -> dict[str, float]:
+        return codec_metrics(self.model, self.dev_mels)
+
+    def export(self, path: Path) -> None:
+        self.model.save(path)
+
+
+@torch.no_grad()
+def codec_metrics(model, mels: list[torch.Tensor]) -> dict[str, float]:
+    """Held-out reconstruction through the codes: standardised-mel MSE, raw log-mel MSE/L1, usage."""
+    model.eval()
+    dev = model.mel_mean.device
+    se = se_raw = l1_raw = n = 0.0
+    counts = torch.zeros(model.cfg.n_codebooks, model.cfg.codebook_size)
+    for mel in mels:
+        mel = mel.to(dev)[None]
+        codes = model.encode_mel(mel)
+        recon = model.decode_mel(codes)[..., : mel.shape[-1]]
+        se += float(F.mse_loss(model.normalize(recon), model.normalize(mel), reduction="sum"))
+        se_raw += float(F.mse_loss(recon, mel, reduction="sum"))
+        l1_raw += float(F.l1_loss(recon, mel, reduction="sum"))
+        n += mel.numel()
+        for k in range(codes.shape[1]):
+            counts[k] += torch.bincount(codes[0, k].cpu(), minlength=model.cfg.codebook_size).float()
+    p = counts / counts.sum(1, keepdim=True).clamp(min=1)
+    ppl = torch.exp(-(p * (p + 1e-10).log()).sum(1))
+    out = {"score": se / n, "recon_mse": se / n, "logmel_mse": se_raw / n, "logmel_l1": l1_raw / n,
+           "usage_min": float((counts > 0).float().mean(1).min()), "perplexity_mean": float(ppl.mean())}
+    out.update({f"perplexity_{k}": float(v) for k, v in enumerate(ppl)})
+    return out
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("codec")
+    def train_codec(data: Path = typer.Option(..., help="Corpus folder (manifest.jsonl / metadata.csv)."),
+                    out: Path = typer.Option(Path("runs/codec"), help="Run folder."),
+                    preset: str = typer.Option("seed", help="Codec preset: seed, k4x512, k6x1024, k8x1024."),
+                    max_steps: int = typer.Option(3000), max_minutes: Optional[float] = typer.Option(None),
+                    batch_size: int = typer.Option(32), segment_frames: int = typer.Option(128),
+                    lr: float = typer.Option(1e-3), eval_every: int = typer.Option(500),
+                    max_dev: int = typer.Option(100, help="Held-out utterances used for evaluation."),
+                    resume: bool = typer.Option(False), seed: int = typer.Option(0)):
+        """Train a mel RVQ codec (checkpoints, --resume, JSONL/TensorBoard logs)."""
+        from codectts.codecs.mel_rvq import MelRVQCodec, codec_preset
+        from codectts.data.manifest import read_corpus
+        from codectts.data.mels import corpus_mels
+        from codectts.errors import DataError
+
+        cfg = codec_preset(preset)
+        utts, root = read_corpus(data, "train")
+        try:
+            dev_utts, dev_root = read_corpus(data, "dev")
+        except DataError:
+            random.Random(seed).shuffle(utts)
+            dev_utts, dev_root, utts = utts[:max_dev], root, utts[max_dev:]
+        train_mels, _ = corpus_mels(utts, root, cfg.mel, min_frames=cfg.stack)
+        dev_mels, _ = corpus_mels(dev_utts[:max_dev], dev_root, cfg.mel, min_frames=cfg.stack)
+        if not train_mels or not dev_mels:
+            raise DataError(f"{data}: no usable audio for training/evaluation")
+        model = MelRVQCodec(cfg)
+        allm = torch.cat(train_mels, dim=1)
+        model.set_stats(allm.mean(1), allm.std(1))
+        seg = max(cfg.stack, segment_frames - segment_frames % cfg.stack)
+        tcfg = TrainConfig(out_dir=str(out), max_steps=max_steps, max_minutes=max_minutes, lr=lr, warmup_steps=100,
+                           eval_every=eval_every, save_every=eval_every, seed=seed, weight_decay=0.0)
+        task = CodecTask(model, train_mels, dev_mels, batch_size, seg, steps_per_epoch=1000, seed=seed)
+        trainer = Trainer(task, tcfg, run_config={"codec": cfg.to_dict(), "data": str(data)})
+        if resume:
+            trainer.resume()
+        metrics = trainer.fit()
+        typer.echo(f"done: {metrics}")
