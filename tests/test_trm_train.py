@@ -116,3 +116,29 @@ def test_default_samples_are_held_out_items_with_ground_truth(tmp_path, text):
     from codectts.infer.trm import TRMPipeline
 
     assert TRMPipeline.load(run / "last").tokenizer.kind == text
+
+
+def test_samples_are_decoded_to_wavs_when_the_codec_loads(tmp_path):
+    """A cache made by a (tiny, untrained) mel RVQ codec: samples get wavs through Griffin-Lim."""
+    import soundfile as sf
+
+    from codectts.audio import mel_preset
+    from codectts.codecs.mel_rvq import MelRVQCodec, MelRVQConfig
+
+    cfg = MelRVQConfig(mel=mel_preset("vocoder"), stack=4, n_codebooks=K, codebook_size=N, codebook_dim=8)
+    MelRVQCodec(cfg).save(tmp_path / "codec")
+    cache = make_cache(tmp_path / "codes")
+    meta = json.loads((cache / "cache.json").read_text())
+    meta["codec"] = {"type": "mel_rvq", "path": str(tmp_path / "codec")}
+    (cache / "cache.json").write_text(json.dumps(meta))
+    run = tmp_path / "run"
+    res = CliRunner().invoke(cli(), ["trm", "--token-dir", str(cache), "--out", str(run), "--preset", "tiny",
+                                     "--max-steps", "1", "--sample-interval", "1", "--num-samples", "1",
+                                     "--max-dev", "2", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    step = run / "samples" / "step_0000001"
+    info = json.loads((step / "info.json").read_text())
+    assert info["wavs"] is True and info["samples"][0]["wav"] == "sample_1_generated.wav"
+    wav, sr = sf.read(step / "sample_1_generated.wav")
+    assert sr == cfg.mel.sample_rate and len(wav) == info["samples"][0]["n_frames"] * cfg.samples_per_frame
+    assert (run / "samples" / "sample_1_ground_truth.wav").exists()
