@@ -13,8 +13,14 @@ from codectts.audio.mel import MelSpectrogram, mel_preset
 from codectts.data.manifest import Utterance, write_jsonl
 from codectts.errors import ConfigError, DataError
 from codectts.train.loop import TrainConfig, Trainer
-from codectts.train.vocoder import (VocoderRecipeConfig, VocoderTask, scan_clips, split_corpus, train_vocoder)
-from codectts.vocoders import HiFiGAN, load_vocoder
+from codectts.train.vocoder import (
+    VocoderRecipeConfig,
+    VocoderTask,
+    scan_clips,
+    split_corpus,
+    train_vocoder,
+)
+from codectts.vocoders import load_vocoder
 
 MEL = mel_preset("vocoder")
 SR, HOP = MEL.sample_rate, MEL.hop_length
@@ -152,7 +158,6 @@ def test_init_from_a_part_reproduces_it(corpus, tmp_path):
 def test_codec_mels_are_used_and_checked(corpus, tmp_path):
     codec = tmp_path / "codec"
     codec.mkdir()
-    ms = MelSpectrogram(MEL)
     for i in range(10):
         wav, _ = sf.read(corpus / "wavs" / f"u{i}.wav", dtype="float32")
         np.save(codec / f"u{i}.npy", np.full((80, MEL.n_frames(len(wav))), -3.0, dtype=np.float32))

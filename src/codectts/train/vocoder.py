@@ -19,9 +19,9 @@ from __future__ import annotations
 import json
 import logging
 import random
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator, Optional
 
 import numpy as np
 import torch
@@ -37,10 +37,20 @@ from codectts.parts import save_part
 from codectts.train.loop import Task, TrainConfig, Trainer, adamw
 from codectts.vocoders.discriminators import DiscriminatorConfig, Discriminators
 from codectts.vocoders.griffinlim import GriffinLim
-from codectts.vocoders.hifigan import (MODEL_TYPE, Generator, HiFiGAN, HiFiGANConfig, hifigan_preset,
-                                       plain_state_dict)
-from codectts.vocoders.losses import (discriminator_loss, feature_matching_loss, generator_adv_loss,
-                                      multi_resolution_stft)
+from codectts.vocoders.hifigan import (
+    MODEL_TYPE,
+    Generator,
+    HiFiGAN,
+    HiFiGANConfig,
+    hifigan_preset,
+    plain_state_dict,
+)
+from codectts.vocoders.losses import (
+    discriminator_loss,
+    feature_matching_loss,
+    generator_adv_loss,
+    multi_resolution_stft,
+)
 
 log = logging.getLogger(__name__)
 
@@ -369,22 +379,22 @@ def register(app: typer.Typer) -> None:
             preset: str = typer.Option("small", help="Generator preset: seed, v1, v3, small, tiny."),
             mel: str = typer.Option("vocoder", "--mel-preset", help="Mel frontend preset (codectts.audio.mel_preset)."),
             resume: bool = typer.Option(False, help="Continue from the run's last checkpoint."),
-            max_steps: int = typer.Option(100_000), max_minutes: Optional[float] = typer.Option(None),
+            max_steps: int = typer.Option(100_000), max_minutes: float | None = typer.Option(None),
             batch_size: int = typer.Option(16), segment_frames: int = typer.Option(32),
             lr: float = typer.Option(2e-4), warmup_steps: int = typer.Option(100),
             disc_start: int = typer.Option(0, help="Generator-only (mel + MR-STFT) steps before the GAN starts."),
             disc_width: float = typer.Option(1.0, help="Discriminator channel multiplier (< 1 for CPU)."),
             periods: str = typer.Option("2,3,5", help="MPD periods, comma-separated (HiFi-GAN: 2,3,5,7,11)."),
             scales: int = typer.Option(2, help="MSD scales."),
-            codec_mels: Optional[Path] = typer.Option(None, help="Folder of <utterance id>.npy codec-decoded mels "
+            codec_mels: Path | None = typer.Option(None, help="Folder of <utterance id>.npy codec-decoded mels "
                                                                  "to fine-tune on."),
             codec_mel_prob: float = typer.Option(1.0, help="Share of segments using the codec's mel."),
-            init: Optional[Path] = typer.Option(None, help="Start the generator from a released part."),
+            init: Path | None = typer.Option(None, help="Start the generator from a released part."),
             eval_every: int = typer.Option(500), save_every: int = typer.Option(500),
             sample_every: int = typer.Option(1000, help="Write dev audio samples every N steps (0 = never)."),
             eval_utts: int = typer.Option(8), grad_clip: float = typer.Option(100.0),
             mixed_precision: str = typer.Option("no", help="no | bf16 (GPU)."),
-            threads: Optional[int] = typer.Option(None, help="torch CPU threads."),
+            threads: int | None = typer.Option(None, help="torch CPU threads."),
             seed: int = typer.Option(0)):
         """Train a HiFi-GAN vocoder (checkpoints, --resume, audio samples, JSONL/TensorBoard logs)."""
         if threads:

@@ -3,10 +3,28 @@
 `load_vocoder(spec, root)` rebuilds a vocoder from the JSON a voice stores; `VocoderStream` turns
 any of them into a chunked, streaming one.
 """
-from codectts.vocoders.base import Vocoder, check_mel, load_vocoder
+from codectts.vocoders.base import Vocoder, check_mel, default_vocoder, load_vocoder
 from codectts.vocoders.griffinlim import GriffinLim
 from codectts.vocoders.hifigan import HIFIGAN_PRESETS, HiFiGAN, HiFiGANConfig, hifigan_preset
-from codectts.vocoders.streaming import StreamConfig, VocoderStream, stream_config_for, vocode_chunked
+from codectts.vocoders.streaming import (
+           StreamConfig,
+           VocoderStream,
+           stream_config_for,
+           vocode_chunked,
+)
 
-__all__ = ["Vocoder", "GriffinLim", "HiFiGAN", "HiFiGANConfig", "HIFIGAN_PRESETS", "hifigan_preset", "check_mel",
-           "load_vocoder", "StreamConfig", "VocoderStream", "stream_config_for", "vocode_chunked"]
+__all__ = [
+           "HIFIGAN_PRESETS",
+           "GriffinLim",
+           "HiFiGAN",
+           "HiFiGANConfig",
+           "StreamConfig",
+           "Vocoder",
+           "VocoderStream",
+           "check_mel",
+           "default_vocoder",
+           "hifigan_preset",
+           "load_vocoder",
+           "stream_config_for",
+           "vocode_chunked",
+]

@@ -79,6 +79,26 @@ def load_vocoder(spec: dict, root: str | Path | None = None, device: str | torch
     raise ConfigError(f"unknown vocoder type {kind!r} (known: griffinlim, hifigan)")
 
 
+def shipped_vocoder_dirs() -> list[Path]:
+    """Trained vocoder parts shipped inside the package (codectts/voices/vocoders/<name>/)."""
+    folder = Path(__file__).resolve().parent.parent / "voices" / "vocoders"
+    return sorted(p for p in folder.glob("*") if (p / "config.json").is_file()) if folder.is_dir() else []
+
+
+def default_vocoder(mel: MelConfig, device: str | torch.device = "cpu") -> Vocoder:
+    """The best vocoder available for `mel`: a shipped trained HiFi-GAN for exactly that mel config
+    (it ships only where it measured better than Griffin-Lim, see docs/vocoders.md), else Griffin-Lim."""
+    from codectts.parts import read_part_config
+
+    for path in shipped_vocoder_dirs():
+        meta = read_part_config(path)
+        if meta.get("model_type") == "hifigan" and meta.get("config", {}).get("mel") == mel.to_dict():
+            return load_vocoder({"type": "hifigan", "path": str(path)}, device=device)
+    from codectts.vocoders.griffinlim import GriffinLim
+
+    return GriffinLim(mel).to(device)
+
+
 def mel_from_spec(spec: dict, where: str) -> MelConfig:
     try:
         return MelConfig.from_dict(spec["mel"])

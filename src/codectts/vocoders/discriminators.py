@@ -44,7 +44,7 @@ class DiscriminatorConfig:
 
     def ch(self, n: int, groups: int = 1) -> int:
         """Scaled channel count, kept a multiple of the conv's groups."""
-        c = max(MIN_CHANNELS, int(round(n * self.width)))
+        c = max(MIN_CHANNELS, round(n * self.width))
         return max(groups, c - c % groups)
 
 

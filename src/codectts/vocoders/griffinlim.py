@@ -70,7 +70,7 @@ class GriffinLim(torch.nn.Module):
                 "momentum": self.momentum, "nnls_iter": self.nnls_iter, "seed": self.seed}
 
     @classmethod
-    def from_spec(cls, spec: dict) -> "GriffinLim":
+    def from_spec(cls, spec: dict) -> GriffinLim:
         mel = mel_from_spec(spec, "griffinlim")
         try:
             return cls(mel, n_iter=int(spec.get("n_iter", DEFAULT_N_ITER)),

@@ -85,7 +85,7 @@ class HiFiGANConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "HiFiGANConfig":
+    def from_dict(cls, d: dict) -> HiFiGANConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
@@ -198,7 +198,7 @@ class Generator(nn.Module):
         x = self.conv_post(F.leaky_relu(x, POST_LRELU_SLOPE))
         return torch.tanh(x)  # [B, 1, T]
 
-    def remove_weight_norm(self) -> "Generator":
+    def remove_weight_norm(self) -> Generator:
         """Fold weight norm into plain weights (inference is faster and the state dict is plain)."""
         for m in self.modules():
             if parametrize.is_parametrized(m, "weight"):
@@ -264,7 +264,7 @@ class HiFiGAN(nn.Module):
 
     # ---- parts and specs -------------------------------------------------------------------
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> "HiFiGAN":
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> HiFiGAN:
         path = Path(path)
         sd, meta = load_part(path, MODEL_TYPE)
         cfg = HiFiGANConfig.from_dict(meta["config"])
@@ -290,7 +290,7 @@ class HiFiGAN(nn.Module):
 
     @classmethod
     def from_spec(cls, spec: dict, root: str | Path | None = None,
-                  device: str | torch.device = "cpu") -> "HiFiGAN":
+                  device: str | torch.device = "cpu") -> HiFiGAN:
         if "path" not in spec:
             raise ConfigError(f"hifigan spec lacks 'path': {spec}")
         path = Path(spec["path"])
