@@ -7,9 +7,9 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from codectts.codecs.base import Codec  # noqa: E402
-from codectts.codecs.mimi import MimiCodec  # noqa: E402
-from codectts.errors import AudioError, ConfigError  # noqa: E402
+from codectts.codecs.base import Codec
+from codectts.codecs.mimi import MimiCodec
+from codectts.errors import AudioError, ConfigError
 
 N_QUANTIZERS = 8
 CODEBOOK = 256
