@@ -19,23 +19,11 @@ import torch
 
 from codectts.errors import ConfigError, TextError
 from codectts.models.csm import CSM, Segment, build_sequence
+from codectts.models.sampling import SamplingConfig, sample_logits
 from codectts.text.tokenizers import Tokenizer, tokenizer_from_dict
 
 DEFAULT_TEMPERATURE = 0.9
 DEFAULT_TOP_K = 50
-
-
-def sample_logits(logits: torch.Tensor, temperature: float, top_k: int | None,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
-    """logits [B, V] -> ids [B]. temperature <= 0 is greedy; top_k keeps the k most likely ids."""
-    if temperature <= 0:
-        return logits.argmax(-1)
-    logits = logits.float() / temperature
-    if top_k is not None and 0 < top_k < logits.shape[-1]:
-        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    probs = logits.softmax(-1)
-    return torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(logits.device)
 
 
 @dataclass
@@ -110,8 +98,8 @@ class CSMGenerator:
     @torch.inference_mode()
     def frames(self, text: str, reference: Reference | tuple[torch.Tensor, str] | None = None, *,
                temperature: float = DEFAULT_TEMPERATURE, top_k: int | None = DEFAULT_TOP_K,
-               max_frames: int | None = None, min_frames: int = 0, seed: int | None = None,
-               ) -> Generator[torch.Tensor, None, bool]:
+               top_p: float | None = None, max_frames: int | None = None, min_frames: int = 0,
+               seed: int | None = None) -> Generator[torch.Tensor, None, bool]:
         """Yield frames [K] one at a time until the model emits EOS or `max_frames` is reached.
 
         The generator's return value (StopIteration.value) is True when it stopped on EOS."""
@@ -123,14 +111,15 @@ class CSMGenerator:
             raise ConfigError(f"prompt of {n_prompt} positions (reference + text) leaves no room in "
                               f"max_seq_len {cfg.max_seq_len}; use a shorter reference or text")
         max_frames = room if max_frames is None else min(max_frames, room)
-        gen = torch.Generator().manual_seed(seed) if seed is not None else None
+        sampling = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p)
+        gen = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
         n_done = 0
 
         def sample(logits: torch.Tensor, codebook: int) -> torch.Tensor:
             if codebook == 0 and n_done < min_frames:
                 logits = logits.clone()
                 logits[:, cfg.eos_code] = float("-inf")
-            return sample_logits(logits, temperature, top_k, gen)
+            return sample_logits(logits, sampling, gen)
 
         caches, dec_caches = self.model.make_caches(1, max_len=n_prompt + max_frames, device=self.device)
         h = self.model.prefill(text_ids, audio, mask, caches)
@@ -146,11 +135,11 @@ class CSMGenerator:
 
     def generate(self, text: str, reference: Reference | tuple[torch.Tensor, str] | None = None, *,
                  temperature: float = DEFAULT_TEMPERATURE, top_k: int | None = DEFAULT_TOP_K,
-                 max_frames: int | None = None, min_frames: int = 0, seed: int | None = None,
-                 decode: bool = True) -> CSMResult:
+                 top_p: float | None = None, max_frames: int | None = None, min_frames: int = 0,
+                 seed: int | None = None, decode: bool = True) -> CSMResult:
         """Text (and an optional reference voice) -> codes [K, F], and the waveform when a codec is set."""
-        it = self.frames(text, reference, temperature=temperature, top_k=top_k, max_frames=max_frames,
-                         min_frames=min_frames, seed=seed)
+        it = self.frames(text, reference, temperature=temperature, top_k=top_k, top_p=top_p,
+                         max_frames=max_frames, min_frames=min_frames, seed=seed)
         frames: list[torch.Tensor] = []
         while True:
             try:
