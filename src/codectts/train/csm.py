@@ -241,7 +241,7 @@ class CSMTask(Task):
             try:
                 from codectts.codecs.registry import load_codec
 
-                codec = load_codec(self.cache.meta["codec"], root=self.cache.root)
+                codec = load_codec(self.export_meta["codec"], root=self.cache.root)
                 self._codec = codec if codec.n_codebooks == self.k else False
             except Exception as e:  # samples are optional: codes are written regardless
                 log.info("samples are codes only (codec not loadable here: %s)", str(e)[:120])
@@ -280,7 +280,10 @@ def train_csm(rc: CSMRunConfig, resume: bool = False) -> dict:
                        weight_decay=rc.weight_decay, warmup_steps=rc.warmup_steps, log_every=rc.log_every,
                        eval_every=rc.eval_every, save_every=rc.save_every, sample_every=rc.sample_every,
                        seed=rc.seed, mixed_precision=mp)
-    meta = {"tokenizer": tokenizer.to_dict(), "codec": cache.meta.get("codec"), "frame_rate": cache.frame_rate,
+    codec_spec = dict(cache.meta.get("codec") or {})
+    if codec_spec.get("type") == "mimi":  # Mimi decodes any prefix of its codebooks: record the one used
+        codec_spec["n_codebooks"] = k
+    meta = {"tokenizer": tokenizer.to_dict(), "codec": codec_spec, "frame_rate": cache.frame_rate,
             "sample_rate": cache.meta.get("sample_rate"), "preset": rc.preset}
     task = CSMTask(model, cache, train, dev, dev_cache, rc, tokenizer, meta)
     counts = model.param_counts()
