@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from codectts.audio.io import resample
 from codectts.errors import ConfigError, TextError
 from codectts.models.csm import CSM, Segment, build_sequence
 from codectts.models.sampling import SamplingConfig, sample_logits
@@ -71,11 +72,12 @@ class CSMGenerator:
         return next(self.model.parameters()).device
 
     def reference_from_audio(self, wav: np.ndarray | torch.Tensor, sr: int, transcript: str) -> Reference:
-        """Encode reference audio with this generator's codec."""
+        """Encode mono reference audio [T] at `sr` with this generator's codec (resampled to its rate)."""
         if self.codec is None:
             raise ConfigError("a reference given as audio needs a codec; pass codes instead")
-        wav = torch.as_tensor(np.asarray(wav, dtype=np.float32))
-        codes = self.codec.encode(wav[None], sr=sr) if sr != self.codec.sample_rate else self.codec.encode(wav[None])
+        wav = wav.detach().cpu().numpy() if isinstance(wav, torch.Tensor) else np.asarray(wav, dtype=np.float32)
+        wav = resample(wav, sr, self.codec.sample_rate)
+        codes = self.codec.encode(torch.from_numpy(wav)[None])
         return Reference(codes[0], transcript)
 
     def prompt(self, text: str, reference: Reference | tuple[torch.Tensor, str] | None = None,
@@ -121,7 +123,8 @@ class CSMGenerator:
                 logits[:, cfg.eos_code] = float("-inf")
             return sample_logits(logits, sampling, gen)
 
-        caches, dec_caches = self.model.make_caches(1, max_len=n_prompt + max_frames, device=self.device)
+        dtype = next(self.model.parameters()).dtype
+        caches, dec_caches = self.model.make_caches(1, max_len=n_prompt + max_frames, device=self.device, dtype=dtype)
         h = self.model.prefill(text_ids, audio, mask, caches)
         while n_done < max_frames:
             out = self.model.generate_frame(h, dec_caches, sample)
