@@ -42,6 +42,8 @@ def load_audio(path: str | os.PathLike | bytes, sr: int | None = None, allow_emp
     empty, or non-finite, so callers never see a traceback from deep inside libsndfile.
     """
     name = "<bytes>" if isinstance(path, bytes) else str(path)
+    if not isinstance(path, bytes) and not os.path.exists(path):
+        raise AudioError(f"{name}: no such file")
     try:
         src = io.BytesIO(path) if isinstance(path, bytes) else path
         wav, file_sr = sf.read(src, dtype="float32", always_2d=False)

@@ -145,7 +145,7 @@ class TalkerTask(Task):
 
     def loss(self, b):
         out = self._forward(b)
-        return out.loss, {f"ppl_{k}": math.exp(min(float(v), 20)) for k, v in enumerate(out.losses)}
+        return out.loss, {f"ppl_{k}": math.exp(min(float(v), 20)) for k, v in enumerate(out.losses.detach())}
 
     def evaluate(self) -> dict[str, float]:
         tot, n = None, 0
