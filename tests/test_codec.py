@@ -1,0 +1,117 @@
+import numpy as np
+import pytest
+import torch
+
+from codectts.codecs.mel_rvq import MelRVQCodec, codec_param_count, codec_preset
+from codectts.codecs.rvq import ResidualVQ
+from codectts.errors import ConfigError
+
+
+def test_seed_preset_matches_seed_002():
+    m = MelRVQCodec(codec_preset("seed"))
+    assert codec_param_count(m) == 32_768  # 4 x (128 x 64): proj_in, proj_out, 2 codebooks
+    assert m.frame_rate == 12.5 and m.n_codebooks == 2 and m.codebook_size == 128
+    assert m.proj_in.bias is None and m.proj_in.weight.shape == (64, 128)
+
+
+def test_rvq_output_equals_chosen_codewords_and_decode():
+    torch.manual_seed(0)
+    q = ResidualVQ(n_codebooks=3, codebook_size=16, dim=8, kmeans_init=False).eval()
+    x = torch.randn(2, 5, 8)
+    out = q(x)
+    manual = sum(q.codebooks[k][out.codes[:, k]] for k in range(3))
+    assert torch.allclose(out.quantized, manual, atol=1e-6)
+    assert torch.allclose(q.decode(out.codes), manual, atol=1e-6)
+
+
+def test_rvq_straight_through_gradient_flows():
+    q = ResidualVQ(n_codebooks=2, codebook_size=8, dim=4, kmeans_init=False)
+    x = torch.randn(1, 6, 4, requires_grad=True)
+    q(x).quantized.sum().backward()
+    assert torch.allclose(x.grad, torch.ones_like(x))
+
+
+def test_dead_code_restart_revives_unused_codes():
+    torch.manual_seed(0)
+    q = ResidualVQ(n_codebooks=1, codebook_size=32, dim=4, kmeans_init=False, decay=0.5, dead_threshold=0.5)
+    q.codebooks.data[0, 1:] = 100.0  # every code but 0 is far away: dead
+    q.train()
+    for _ in range(6):
+        q(torch.randn(4, 64, 4))
+    q.eval()
+    used = torch.unique(q(torch.randn(4, 64, 4)).codes)
+    assert len(used) > 8
+
+
+def test_kmeans_init_and_training_reduce_error():
+    torch.manual_seed(0)
+    cfg = codec_preset("k4x512")
+    cfg.codebook_size, cfg.hidden = 32, 32
+    m = MelRVQCodec(cfg)
+    # structured "speech-like" mels: a few spectral templates mixed over time
+    templates, mix = torch.randn(80, 3), torch.randn(4, 3, 64).softmax(1)
+    mel = torch.einsum("mk,bkt->bmt", templates, mix) * 3 - 5
+    m.set_stats(mel.mean((0, 2)), mel.std((0, 2)))
+    opt = torch.optim.Adam([p for p in m.parameters() if p.requires_grad], lr=3e-3)
+    losses = []
+    for _ in range(40):
+        out = m(mel)
+        loss = torch.nn.functional.mse_loss(out.recon, out.target) + 0.25 * out.rvq.commit_loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.6 * losses[0]
+
+
+def test_codec_roundtrip_shapes_and_save_load(tmp_path):
+    torch.manual_seed(0)
+    m = MelRVQCodec(codec_preset("k4x512")).eval()
+    mel = torch.randn(2, 80, 37)
+    codes = m.encode_mel(mel)
+    assert codes.shape == (2, 4, 10) and codes.dtype == torch.long
+    assert m.decode_mel(codes).shape == (2, 80, 40)
+    m.save(tmp_path / "c")
+    m2 = MelRVQCodec.load(tmp_path / "c")
+    assert torch.equal(m2.encode_mel(mel), codes)
+    assert torch.allclose(m2.decode_mel(codes), m.decode_mel(codes), atol=1e-5)
+
+
+def test_codec_bad_input():
+    m = MelRVQCodec(codec_preset("k4x512")).eval()
+    with pytest.raises(ConfigError):
+        m.decode_mel(torch.full((1, 4, 3), 600))
+    with pytest.raises(ConfigError):
+        m.decode_mel(torch.zeros(1, 3, 3, dtype=torch.long))
+    with pytest.raises(ConfigError):
+        m.encode_mel(torch.full((1, 80, 4), float("nan")))
+    with pytest.raises(ConfigError):
+        m.encode_mel(torch.zeros(1, 64, 4))
+    with pytest.raises(ConfigError, match="no vocoder"):
+        m.decode(torch.zeros(1, 4, 3, dtype=torch.long))
+    with pytest.raises(ConfigError, match="format_version|not a model"):
+        MelRVQCodec.load("/nonexistent/codec")
+
+
+def test_codec_vocoder_mismatch_is_an_error():
+    from codectts.audio.mel import mel_preset
+    from codectts.vocoders import GriffinLim
+
+    with pytest.raises(ConfigError, match="mel settings differ"):
+        MelRVQCodec(codec_preset("k4x512"), vocoder=GriffinLim(mel_preset("16k")))
+
+
+def test_code_cache_roundtrip(tmp_path):
+    from codectts.data.codecache import CacheEntry, CodeCache, write_cache_meta, write_codes, write_index
+
+    codes = np.random.randint(0, 512, size=(4, 9))
+    write_cache_meta(tmp_path, {"type": "mel_rvq", "path": "x"}, 4, 512, 21.5, 22050, "corpus")
+    rel = write_codes(tmp_path, "u1", codes, 512)
+    write_index(tmp_path, [CacheEntry(id="u1", text="hi", n_frames=9, file=rel, phonemes=["^", "$"], durations=[4, 5])])
+    cache = CodeCache(tmp_path)
+    assert len(cache) == 1 and cache.n_codebooks == 4
+    assert torch.equal(cache.codes(0), torch.from_numpy(codes))
+    from codectts.errors import DataError
+
+    with pytest.raises(DataError, match="another codec"):
+        write_cache_meta(tmp_path, {"type": "mel_rvq", "path": "y"}, 4, 512, 21.5, 22050, "corpus")

@@ -1,0 +1,117 @@
+import torch
+
+from codectts.models.duration import DurationConfig, DurationModel, round_durations
+from codectts.models.sampling import SamplingConfig
+from codectts.models.talker import TALKER_PRESETS, Talker, TalkerConfig, length_regulate
+
+
+def expected_seed_params(d=192, layers=4, heads=3, kv=1, ffn=768, k=2, n=128):
+    hd = d // heads
+    attn = d * heads * hd + 2 * d * kv * hd + heads * hd * d
+    block = attn + 3 * d * ffn + 2 * d
+    return layers * block + d + k * n * d + k * d * n
+
+
+def test_seed_preset_parameter_count():
+    """Seed 001's architecture (d 192, 4 layers, GQA 3/1, SwiGLU 768, 2 x 128 codes) has 2.26 M parameters.
+
+    The seed's own total (~10.1 M, "transformer layers ~10M") does not follow from the sizes it lists;
+    we match the architecture, not that figure (see docs/talker.md).
+    """
+    m = Talker(TALKER_PRESETS["seed"])
+    assert m.num_params() == expected_seed_params() == 2_262_720
+    assert len(m.heads) == 2 and m.heads[0].weight.shape == (128, 192)
+    assert m.transformer.layers[0].attn.wk.weight.shape == (64, 192)  # one kv head
+
+
+def test_length_regulation_shapes():
+    enc = torch.arange(3 * 2, dtype=torch.float).view(1, 3, 2)
+    frames, idx, off, left, mask = length_regulate(enc, torch.tensor([[2, 0, 3]]))
+    assert idx.tolist() == [[0, 0, 2, 2, 2]] and off.tolist() == [[0, 1, 0, 1, 2]] and left.tolist() == [[1, 0, 2, 1, 0]]
+    assert torch.equal(frames[0, 2], enc[0, 2]) and mask.all()
+
+
+def tiny(conditioning="aligned", **kw):
+    cfg = TalkerConfig(dim=48, n_layers=2, n_heads=2, n_kv_heads=1, ffn_dim=96, n_codebooks=3, codebook_size=16,
+                       conditioning=conditioning, text_vocab=20, text_layers=1 if conditioning == "aligned" else 0,
+                       depth_heads=True, max_seq_len=256, **kw)
+    return Talker(cfg)
+
+
+def test_aligned_overfit_reproduces_codes_and_exact_length():
+    torch.manual_seed(0)
+    m = tiny()
+    codes = torch.randint(0, 16, (1, 3, 14))
+    text = torch.tensor([[1, 5, 6, 7, 8, 2]])
+    dur = torch.tensor([[1, 3, 2, 4, 3, 1]])
+    opt = torch.optim.AdamW(m.parameters(), lr=3e-3)
+    first = None
+    for _ in range(150):
+        loss = m(codes, None, text, torch.tensor([6]), dur).loss
+        first = first if first is not None else float(loss.detach())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss) < 0.1 * first
+    m.eval()
+    out = torch.cat(list(m.generate_aligned(text, dur, SamplingConfig(temperature=0))), dim=2)
+    assert out.shape == (1, 3, 14)  # exactly sum(durations) frames
+    assert torch.equal(out, codes)
+
+
+def test_kv_cached_generation_matches_teacher_forcing():
+    torch.manual_seed(0)
+    m = tiny().eval()
+    text = torch.tensor([[1, 5, 6, 2]])
+    dur = torch.tensor([[2, 3, 2, 1]])
+    codes = torch.cat(list(m.generate_aligned(text, dur, SamplingConfig(temperature=0), chunk_frames=3)), dim=2)
+    logits = m(codes, None, text, torch.tensor([4]), dur).logits
+    assert torch.equal(torch.stack([lg.argmax(-1) for lg in logits], 1), codes)
+
+
+def test_prefix_mode_learns_to_stop():
+    torch.manual_seed(0)
+    m = tiny("prefix")
+    codes = torch.randint(0, 16, (1, 3, 6))
+    text = torch.tensor([[1, 5, 6, 2]])
+    opt = torch.optim.AdamW(m.parameters(), lr=3e-3)
+    for _ in range(150):
+        loss = m(codes, None, text).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    m.eval()
+    out = torch.cat(list(m.generate_prefix(text, max_frames=40, sampling=SamplingConfig(temperature=0))), dim=2)
+    assert torch.equal(out, codes)  # stopped by itself after 6 frames
+
+
+def test_streaming_chunks_equal_whole_generation():
+    m = tiny().eval()
+    text, dur = torch.tensor([[1, 5, 6, 2]]), torch.tensor([[2, 3, 4, 1]])
+    s = SamplingConfig(temperature=0.8, top_k=5)
+    a = torch.cat(list(m.generate_aligned(text, dur, s, generator=torch.Generator().manual_seed(3))), 2)
+    b = torch.cat(list(m.generate_aligned(text, dur, s, chunk_frames=3, generator=torch.Generator().manual_seed(3))), 2)
+    assert torch.equal(a, b)
+
+
+def test_duration_model_rounding_and_speed():
+    assert round_durations(torch.tensor([[0.4, 0.4, 0.4, 1.8]])).tolist() == [[0, 1, 0, 2]]
+    torch.manual_seed(0)
+    m = DurationModel(DurationConfig(text_vocab=20, dim=32, n_layers=1, n_heads=2, ffn_dim=64))
+    text = torch.tensor([[1, 5, 6, 7, 2]])
+    target = torch.tensor([[2, 4, 6, 3, 1]])
+    opt = torch.optim.Adam(m.parameters(), lr=1e-2)
+    for _ in range(200):
+        loss = m.loss(text, torch.tensor([5]), target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    m.eval()
+    assert (m.predict(text) - target).abs().max() <= 1
+    assert abs(m.n_frames(text, speed=2.0) - 8) <= 1
+    import pytest
+
+    from codectts.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        m.predict(text, speed=10)
