@@ -33,6 +33,7 @@ DEFAULT_TEXT = ("The quick brown fox jumps over the lazy dog, and then it runs b
 STARTUP_TIMEOUT_S = 300.0  # loading a voice can take a while on a busy 2-core machine
 REQUEST_TIMEOUT_S = 300.0
 HEALTH_POLL_S = 0.2
+RSS_EVERY_S = 5.0
 TESTS_DIR = Path(__file__).resolve().parents[1] / "tests"
 
 
@@ -69,6 +70,7 @@ class Report:
     rss_after_warmup_mb: float | None = None
     rss_end_mb: float | None = None
     rss_peak_mb: float | None = None
+    rss_timeline_mb: list = field(default_factory=list)  # [seconds into the run, MiB] every RSS_EVERY_S
     machine: dict = field(default_factory=dict)
 
 
@@ -149,7 +151,8 @@ async def one_request(http: httpx.AsyncClient, body: dict) -> Sample:
         return Sample(0, time.perf_counter() - t0, None, size, error=type(e).__name__)
 
 
-async def drive(url: str, args: argparse.Namespace, body: dict, pid: int | None) -> tuple[list[Sample], float, float]:
+async def drive(url: str, args: argparse.Namespace, body: dict, pid: int | None,
+                timeline: list) -> tuple[list[Sample], float, float]:
     samples: list[Sample] = []
     peak = rss_mb(pid) or 0.0
     limits = httpx.Limits(max_connections=args.clients, max_keepalive_connections=args.clients)
@@ -165,8 +168,13 @@ async def drive(url: str, args: argparse.Namespace, body: dict, pid: int | None)
 
         async def watch_memory() -> None:
             nonlocal peak
+            next_mark = time.perf_counter()
             while time.perf_counter() < deadline:
-                peak = max(peak, rss_mb(pid) or 0.0)
+                now_mb = rss_mb(pid) or 0.0
+                peak = max(peak, now_mb)
+                if time.perf_counter() >= next_mark:
+                    timeline.append([round(time.perf_counter() - t0, 1), now_mb])
+                    next_mark += RSS_EVERY_S
                 await asyncio.sleep(0.5)
 
         t0 = time.perf_counter()
@@ -220,7 +228,7 @@ def main() -> None:
         if warm.status != 200:
             raise SystemExit(f"warm-up request failed with HTTP {warm.status} {warm.error or ''}")
         report.rss_after_warmup_mb = rss_mb(pid)
-        samples, wall, peak = asyncio.run(drive(url, args, body, pid))
+        samples, wall, peak = asyncio.run(drive(url, args, body, pid, report.rss_timeline_mb))
         report.rss_end_mb = rss_mb(pid)
         report.rss_peak_mb = peak or None
     finally:

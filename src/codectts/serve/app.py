@@ -146,6 +146,15 @@ def _show(value: Any) -> str:
     return repr(text.encode("utf-8", "backslashreplace").decode("utf-8"))
 
 
+def _description(synth: Synthesizer) -> str:
+    """A voice's one-line description: its own attribute, else its voice.json `meta`, else ""."""
+    text = getattr(synth, "description", None)
+    if text is None:
+        meta = getattr(synth, "meta", None)
+        text = meta.get("description", "") if isinstance(meta, dict) else ""
+    return str(text or "")
+
+
 class GenerationSlots:
     """A non-blocking counter of running generations; released from worker threads when work ends."""
 
@@ -525,7 +534,7 @@ def create_app(synthesizers: dict[str, Synthesizer], *, max_input_chars: int = D
     @app.get("/v1/audio/voices", include_in_schema=False)  # where Kokoro-FastAPI clients look
     async def list_loaded_voices() -> dict:
         return {"default": default_voice, "voices": [
-            {"name": name, "sample_rate": int(s.sample_rate), "description": str(getattr(s, "description", "") or "")}
+            {"name": name, "sample_rate": int(s.sample_rate), "description": _description(s)}
             for name, s in voices.items()]}
 
     @app.get("/health", summary="Liveness and load")
