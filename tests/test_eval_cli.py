@@ -76,8 +76,10 @@ def test_tts_rejects_voice_and_teacher_together():
 
 @pytest.mark.slow
 def test_tts_teacher_one_sentence(tmp_path):
-    out, wavs = tmp_path / "t.json", tmp_path / "wavs"
-    r = runner.invoke(app, ["tts", "--teacher", "--limit", "1", "--save-wavs", str(wavs), "--out", str(out), "--quiet"])
+    out, wavs, texts = tmp_path / "t.json", tmp_path / "wavs", tmp_path / "texts.txt"
+    texts.write_text("Please close the window before you leave the office.\nThis line is not used.\n")
+    r = runner.invoke(app, ["tts", "--teacher", "--texts", str(texts), "--limit", "1", "--save-wavs", str(wavs),
+                            "--out", str(out), "--quiet"])
     assert r.exit_code == 0, r.output
     s = json.loads(out.read_text())["summary"]
     assert s["n"] == 1 and s["wer"] < 0.2 and 0 < s["rtf"] < 5 and s["durations"]["total_s"] > 1

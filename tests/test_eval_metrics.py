@@ -48,7 +48,7 @@ def test_more_noise_is_worse_on_every_metric():
         assert 0 < a[key] < b[key], key
     for key in ("si_sdr", "pesq_wb", "stoi"):
         assert a[key] > b[key], key
-    assert b["si_sdr"] < 5 < 30 < a["si_sdr"]
+    assert b["si_sdr"] < 5 and a["si_sdr"] > 25
 
 
 def test_si_sdr_is_scale_invariant():

@@ -39,7 +39,7 @@ def joe():
 
 def shifted(wav: np.ndarray, sr: int, factor: float) -> np.ndarray:
     """Resampled but played at the old rate: pitch and formants scaled by 1/factor (another vocal tract)."""
-    return resample(wav, sr, int(round(sr * factor)))
+    return resample(wav, sr, round(sr * factor))
 
 
 @pytest.mark.slow

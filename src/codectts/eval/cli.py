@@ -1,9 +1,12 @@
-"""`codectts eval ...`: intelligibility (asr, tts), speaker similarity, codec metrics. Heavy imports stay inside commands."""
+"""`codectts eval ...`: intelligibility (asr, tts), speaker similarity, codec metrics.
+
+Heavy imports (faster-whisper, torch, resemblyzer) stay inside the commands so `codectts --help` is instant.
+"""
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Annotated
 
 import typer
 
@@ -15,7 +18,7 @@ app = typer.Typer(help="Measure intelligibility (Whisper WER/CER), speaker simil
 ASR_MODEL_HELP = "A faster-whisper model folder (default: the bundled Whisper base of the eval extra)."
 
 
-def _write_json(path: Optional[Path], data: dict) -> None:
+def _write_json(path: Path | None, data: dict) -> None:
     if path is not None:
         from codectts.audio.io import atomic_write_bytes
 
@@ -23,7 +26,7 @@ def _write_json(path: Optional[Path], data: dict) -> None:
         typer.echo(f"wrote {path}")
 
 
-def _transcriber(asr_model: Optional[Path], beam_size: int):
+def _transcriber(asr_model: Path | None, beam_size: int):
     from codectts.eval.asr import Transcriber, TranscriberConfig
 
     return Transcriber(TranscriberConfig(model_dir=str(asr_model) if asr_model else None, beam_size=beam_size))
@@ -45,7 +48,7 @@ def _print_summary(s: dict) -> None:
     typer.echo("summary: " + ", ".join(parts))
 
 
-def _folder_items(folder: Path, texts_file: Optional[Path]):
+def _folder_items(folder: Path, texts_file: Path | None):
     """wav + same-name .txt in a folder, or the folder's wavs (sorted by name) paired with lines of --texts."""
     from codectts.eval.devset import read_lines
     from codectts.eval.intelligibility import pair_texts_and_wavs
@@ -66,15 +69,17 @@ def _folder_items(folder: Path, texts_file: Optional[Path]):
 
 
 @app.command("asr")
-def asr_cmd(manifest: Optional[Path] = typer.Option(None, help="JSONL manifest, or a corpus folder (see --split)."),
-            split: str = typer.Option("dev", help="Split of a corpus folder: dev (dev.jsonl) or train."),
-            wavs: Optional[Path] = typer.Option(None, help="Folder of NAME.wav + NAME.txt pairs."),
-            texts: Optional[Path] = typer.Option(None, help="With --wavs: one text per line for the sorted wavs."),
-            limit: Optional[int] = typer.Option(None, min=1, help="Score only the first N utterances."),
-            asr_model: Optional[Path] = typer.Option(None, help=ASR_MODEL_HELP),
-            beam_size: int = typer.Option(1, min=1, help="Whisper beam size (1 = greedy)."),
-            out: Optional[Path] = typer.Option(None, help="Write per-utterance and summary JSON here."),
-            quiet: bool = typer.Option(False, help="Print only the summary.")):
+def asr_cmd(
+    manifest: Annotated[Path | None, typer.Option(help="JSONL manifest, or a corpus folder (see --split).")] = None,
+    split: Annotated[str, typer.Option(help="Split of a corpus folder: dev (dev.jsonl) or train.")] = "dev",
+    wavs: Annotated[Path | None, typer.Option(help="Folder of NAME.wav + NAME.txt pairs.")] = None,
+    texts: Annotated[Path | None, typer.Option(help="With --wavs: one text per line for the sorted wavs.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Score only the first N utterances.")] = None,
+    asr_model: Annotated[Path | None, typer.Option(help=ASR_MODEL_HELP)] = None,
+    beam_size: Annotated[int, typer.Option(min=1, help="Whisper beam size (1 = greedy).")] = 1,
+    out: Annotated[Path | None, typer.Option(help="Write per-utterance and summary JSON here.")] = None,
+    quiet: Annotated[bool, typer.Option(help="Print only the summary.")] = False,
+):
     """WER/CER of existing audio against its text (ground truth, or any voice's saved output)."""
     from codectts.eval.intelligibility import AudioItem, evaluate_files
 
@@ -100,18 +105,20 @@ def asr_cmd(manifest: Optional[Path] = typer.Option(None, help="JSONL manifest, 
 
 
 @app.command("tts")
-def tts_cmd(voice: Optional[str] = typer.Option(None, help="Voice name or folder for Synthesizer.load (default: shipped voice)."),
-            teacher: bool = typer.Option(False, help="Evaluate the Piper teacher (joe-medium) instead of a voice."),
-            dev_set: str = typer.Option("sentences", "--set", help="Shipped texts: sentences (100) or paragraphs (5)."),
-            texts: Optional[Path] = typer.Option(None, help="Own texts, one per line (instead of --set)."),
-            limit: Optional[int] = typer.Option(None, min=1, help="Use only the first N texts."),
-            seed: int = typer.Option(0, help="Sampling seed of text i is seed + i."),
-            device: str = typer.Option("cpu", help="Device for the voice (cpu, cuda)."),
-            save_wavs: Optional[Path] = typer.Option(None, help="Also save each synthesized wav in this folder."),
-            asr_model: Optional[Path] = typer.Option(None, help=ASR_MODEL_HELP),
-            beam_size: int = typer.Option(1, min=1, help="Whisper beam size (1 = greedy)."),
-            out: Optional[Path] = typer.Option(None, help="Write per-utterance and summary JSON here."),
-            quiet: bool = typer.Option(False, help="Print only the summary.")):
+def tts_cmd(
+    voice: Annotated[str | None, typer.Option(help="Voice name or folder (default: the shipped voice).")] = None,
+    teacher: Annotated[bool, typer.Option(help="Evaluate the Piper teacher instead.")] = False,
+    dev_set: Annotated[str, typer.Option("--set", help="sentences (100) or paragraphs (5).")] = "sentences",
+    texts: Annotated[Path | None, typer.Option(help="Own texts, one per line (instead of --set).")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N texts.")] = None,
+    seed: Annotated[int, typer.Option(help="Sampling seed of text i is seed + i.")] = 0,
+    device: Annotated[str, typer.Option(help="Device for the voice (cpu, cuda).")] = "cpu",
+    save_wavs: Annotated[Path | None, typer.Option(help="Also save each synthesized wav in this folder.")] = None,
+    asr_model: Annotated[Path | None, typer.Option(help=ASR_MODEL_HELP)] = None,
+    beam_size: Annotated[int, typer.Option(min=1, help="Whisper beam size (1 = greedy).")] = 1,
+    out: Annotated[Path | None, typer.Option(help="Write per-utterance and summary JSON here.")] = None,
+    quiet: Annotated[bool, typer.Option(help="Print only the summary.")] = False,
+):
     """Synthesize the dev set with a voice, transcribe it with Whisper: WER/CER, RTF, duration stats."""
     from codectts.eval.devset import dev_texts, read_lines
     from codectts.eval.intelligibility import evaluate_voice
@@ -146,9 +153,11 @@ def _expand_wavs(paths: list[Path]) -> list[Path]:
 
 
 @app.command("speaker")
-def speaker_cmd(reference: list[Path] = typer.Option(..., help="Reference wav(s) of the target speaker (repeatable)."),
-                wavs: list[Path] = typer.Argument(..., help="Wavs (or folders of wavs) to score."),
-                out: Optional[Path] = typer.Option(None, help="Write the scores as JSON here.")):
+def speaker_cmd(
+    reference: Annotated[list[Path], typer.Option(help="Reference wav(s) of the target speaker (repeatable).")],
+    wavs: Annotated[list[Path], typer.Argument(help="Wavs (or folders of wavs) to score.")],
+    out: Annotated[Path | None, typer.Option(help="Write the scores as JSON here.")] = None,
+):
     """Cosine similarity of each wav's speaker embedding to the reference (mean of the reference embeddings)."""
     import numpy as np
 
@@ -168,10 +177,12 @@ def speaker_cmd(reference: list[Path] = typer.Option(..., help="Reference wav(s)
 
 
 @app.command("speaker-eer")
-def speaker_eer_cmd(manifest: Path = typer.Argument(..., help="JSONL manifest or corpus folder with a `speaker` field."),
-                    split: str = typer.Option("train", help="Split of a corpus folder: train or dev."),
-                    per_speaker: int = typer.Option(5, min=2, help="Utterances per speaker (the first N)."),
-                    out: Optional[Path] = typer.Option(None, help="Write the result as JSON here.")):
+def speaker_eer_cmd(
+    manifest: Annotated[Path, typer.Argument(help="JSONL manifest or corpus folder with a `speaker` field.")],
+    split: Annotated[str, typer.Option(help="Split of a corpus folder: train or dev.")] = "train",
+    per_speaker: Annotated[int, typer.Option(min=2, help="Utterances per speaker (the first N).")] = 5,
+    out: Annotated[Path | None, typer.Option(help="Write the result as JSON here.")] = None,
+):
     """Equal error rate of speaker embeddings across the manifest's speakers (0 = separated, 0.5 = chance)."""
     from codectts.audio.io import load_audio
     from codectts.data.manifest import read_corpus
@@ -189,9 +200,11 @@ def speaker_eer_cmd(manifest: Path = typer.Argument(..., help="JSONL manifest or
 
 
 @app.command("compare")
-def compare_cmd(reference: Path = typer.Argument(..., help="Reference wav (e.g. the original)."),
-                test: Path = typer.Argument(..., help="Test wav (e.g. the codec's reconstruction)."),
-                out: Optional[Path] = typer.Option(None, help="Write the metrics as JSON here.")):
+def compare_cmd(
+    reference: Annotated[Path, typer.Argument(help="Reference wav (e.g. the original).")],
+    test: Annotated[Path, typer.Argument(help="Test wav (e.g. the codec's reconstruction).")],
+    out: Annotated[Path | None, typer.Option(help="Write the metrics as JSON here.")] = None,
+):
     """Log-mel L1/MSE, multi-resolution STFT, SI-SDR, PESQ-wb and STOI of a (reference, test) pair."""
     from codectts.audio.io import load_audio
     from codectts.eval.metrics import compare
