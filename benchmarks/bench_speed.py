@@ -38,6 +38,7 @@ class SystemTimes:
     audio_s: list[float] = field(default_factory=list)
     ttfc_s: list[float] = field(default_factory=list)
     stream_s: list[float] = field(default_factory=list)
+    stream_audio_s: list[float] = field(default_factory=list)
     chunks: list[int] = field(default_factory=list)
 
     def summary(self) -> dict:
@@ -46,7 +47,7 @@ class SystemTimes:
             "name": self.name, "device": self.device, "load_s": self.load_s, "sentences": len(self.synth_s),
             "audio_s": audio, "synth_s": sum(self.synth_s),
             "rtf": sum(self.synth_s) / audio if audio else None,
-            "rtf_stream": sum(self.stream_s) / audio if audio else None,
+            "rtf_stream": sum(self.stream_s) / sum(self.stream_audio_s) if sum(self.stream_audio_s) else None,
             "ttfc_mean_s": statistics.fmean(self.ttfc_s) if self.ttfc_s else None,
             "ttfc_median_s": statistics.median(self.ttfc_s) if self.ttfc_s else None,
             "ttfc_max_s": max(self.ttfc_s) if self.ttfc_s else None,
@@ -93,14 +94,16 @@ def measure(system, times: SystemTimes, text: str, seed: int) -> None:
     times.synth_s.append(time.perf_counter() - t0)
     times.audio_s.append(len(np.asarray(wav).reshape(-1)) / sr)
     t0 = time.perf_counter()
-    first, n = None, 0
-    for _chunk in system.stream(text, **kwargs):
+    first, n, samples = None, 0, 0
+    for chunk in system.stream(text, **kwargs):
         n += 1
+        samples += np.asarray(chunk).size
         if first is None:
             _sync(times.device)
             first = time.perf_counter() - t0
     _sync(times.device)
     times.stream_s.append(time.perf_counter() - t0)
+    times.stream_audio_s.append(samples / system.sample_rate)  # sampled voices need not repeat the same length
     times.ttfc_s.append(first if first is not None else float("nan"))
     times.chunks.append(n)
 
