@@ -76,3 +76,7 @@ def run() -> None:
     except CodecTTSError as e:
         typer.secho(f"error: {e}", fg="red", err=True)
         sys.exit(2)
+
+
+if __name__ == "__main__":
+    run()
