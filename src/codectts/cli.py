@@ -56,7 +56,7 @@ def corpus_stats_cmd(folder: Path = typer.Argument(..., help="Corpus folder.")):
 
 
 # Sub-command groups live beside the code they drive; each module defines `app` (a typer.Typer).
-SUBCOMMANDS = {"eval": "codectts.eval.cli", "train": "codectts.train.cli", "codes": "codectts.codecs.cli"}
+SUBCOMMANDS = {"eval": "codectts.eval.cli", "codes": "codectts.codecs.cli"}
 # Top-level commands (say, voices, serve...) register themselves on `app` via `register(app)`.
 COMMAND_MODULES = ["codectts.infer.cli", "codectts.serve.cli"]
 
@@ -69,10 +69,19 @@ for _mod in COMMAND_MODULES:
         _m.register(app)
 
 
+def command():
+    """The click command: the typer app plus the lazily-resolved `train` group."""
+    from codectts.train.cli import train_group
+
+    cmd = typer.main.get_command(app)
+    cmd.add_command(train_group(), "train")
+    return cmd
+
+
 def run() -> None:
     """Entry point: CodecTTSError becomes one clear line and exit code 2."""
     try:
-        app()
+        command()(prog_name="codectts")
     except CodecTTSError as e:
         typer.secho(f"error: {e}", fg="red", err=True)
         sys.exit(2)
