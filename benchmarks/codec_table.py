@@ -53,8 +53,10 @@ def main() -> None:
     asr_row(f"unquantised mel + Griffin-Lim {args.gl_iters}", [gl(m)[0].numpy() for m in mels], sr, {})
     for path in args.codec:
         codec = MelRVQCodec.load(path)
+        sr = codec.sample_rate
+        cwavs = [load_audio(u.audio_path(root), sr=sr)[0] for u in utts]
         gl = GriffinLim(codec.cfg.mel, n_iter=args.gl_iters)
-        mels = [codec.melspec(torch.from_numpy(w)[None]) for w in wavs]
+        mels = [codec.melspec(torch.from_numpy(w)[None]) for w in cwavs]
         metrics = codec_metrics(codec, [m[0] for m in mels])
         t0 = time.perf_counter()
         codes = [codec.encode_mel(m) for m in mels]
@@ -62,7 +64,7 @@ def main() -> None:
         t0 = time.perf_counter()
         dec = [codec.decode_mel(c) for c in codes]
         t_dec = time.perf_counter() - t0
-        audio_s = sum(len(w) for w in wavs) / sr
+        audio_s = sum(len(w) for w in cwavs) / sr
         out = [gl(d)[0].numpy() for d in dec]
         asr_row(f"{Path(path).parent.name} ({codec.cfg.n_codebooks}x{codec.cfg.codebook_size} @ {codec.frame_rate:.1f} Hz)",
                 out, sr, {"recon_mse": metrics["recon_mse"], "logmel_l1": metrics["logmel_l1"],
