@@ -44,7 +44,7 @@ class CodecTask(Task):
         out = self.model(batch.to(self.model.mel_mean.device))
         recon = F.mse_loss(out.recon, out.target)
         loss = recon + self.model.cfg.commitment * out.rvq.commit_loss + out.rvq.codebook_loss
-        return loss, {"recon_mse": float(recon), "commit": float(out.rvq.commit_loss),
+        return loss, {"recon_mse": float(recon.detach()), "commit": float(out.rvq.commit_loss.detach()),
                       "perplexity_min": float(out.rvq.perplexity.min())}
 
     def evaluate(self) -> dict[str, float]:
