@@ -16,6 +16,7 @@ from codectts.text import (BOS_ID, EOS_ID, PAD_ID, CharTokenizer, PhonemeTokeniz
     ("Dr. Smith", "doctor Smith"),
     ("at 7:05", "at seven oh five"),
     ("3.14", "three point one four"),
+    ("$2.5 million", "two point five million dollars"),
     ("a\u0000b\u200bc  \n d", "abc d"),
     ("smile \U0001F600 now", "smile now"),
 ])
@@ -25,6 +26,7 @@ def test_normalize(raw, expected):
 
 def test_wer_normaliser_spells_numbers_like_words():
     assert normalize_for_wer("He paid 42 dollars!") == normalize_for_wer("he paid forty-two Dollars")
+    assert normalize_for_wer("at 9.30") == normalize_for_wer("at 9:30") == "at nine thirty"
 
 
 def test_split_sentences_and_long_pieces():

@@ -20,6 +20,7 @@ ABBREVIATIONS = {
 _ABBREV_RE = re.compile(r"\b(" + "|".join(ABBREVIATIONS) + r")\.(?=\s|$)", re.IGNORECASE)
 _CURRENCY = {"$": ("dollar", "dollars", "cent", "cents"), "£": ("pound", "pounds", "penny", "pence"),
              "€": ("euro", "euros", "cent", "cents")}
+_SCALED_CURRENCY_RE = re.compile(r"([$£€])\s?(\d[\d,]*(?:\.\d+)?)\s+(thousand|million|billion|trillion)\b", re.IGNORECASE)
 _CURRENCY_RE = re.compile(r"([$£€])\s?(\d[\d,]*)(?:\.(\d{1,2}))?\b")
 _PERCENT_RE = re.compile(r"(\d[\d,]*(?:\.\d+)?)\s?%")
 _ORDINAL_RE = re.compile(r"\b(\d[\d,]*)(st|nd|rd|th)\b", re.IGNORECASE)
@@ -75,6 +76,8 @@ def normalize_text(text: str) -> str:
     text = text.replace("\u2019", "'").replace("\u2018", "'").replace("\u201c", '"').replace("\u201d", '"')
     text = text.replace("\u2014", ", ").replace("\u2013", " to ").replace("\u2026", "...")
     text = _ABBREV_RE.sub(lambda m: ABBREVIATIONS[m.group(1).lower()], text)
+    text = _SCALED_CURRENCY_RE.sub(lambda m: f" {_number_words(m.group(2))} {m.group(3).lower()} "
+                                   f"{_CURRENCY[m.group(1)][1]} ", text)
     text = _CURRENCY_RE.sub(_currency, text)
     text = _PERCENT_RE.sub(lambda m: f" {_number_words(m.group(1))} percent ", text)
     text = _TIME_RE.sub(_time, text)
@@ -102,9 +105,15 @@ def has_speakable(text: str) -> bool:
     return any(unicodedata.category(ch).startswith("L") for ch in text)
 
 
+_WER_TIME_RE = re.compile(r"\b(\d{1,2})\.(\d{2})\b")
+
+
 def normalize_for_wer(text: str) -> str:
-    """Lower-case word string for scoring ASR: numbers spelled, punctuation and hyphens removed."""
-    text = normalize_text(text).lower().replace("-", " ")
+    """Lower-case word string for scoring ASR: numbers spelled, punctuation and hyphens removed.
+
+    Whisper writes clock times as "9.30"; both sides read h.mm as a time so "9:30" and "9.30" agree.
+    """
+    text = normalize_text(_WER_TIME_RE.sub(r"\1:\2", text)).lower().replace("-", " ")
     text = re.sub(r"[^\w' ]+", " ", text)
     text = re.sub(r"(?<!\w)'|'(?!\w)", " ", text)
     return re.sub(r"\s+", " ", text).strip()
