@@ -2,7 +2,8 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+RUNTIME := $(VENV)/.runtime
+FULL := $(VENV)/.full
 DEMO_TEXT ?= Hello! This is codectts, a small text to speech toolkit that runs on your own computer.
 
 .PHONY: setup demo test lint clean browser
@@ -11,24 +12,30 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(STAMP): pyproject.toml | $(BIN)/python
+# What `make demo` needs: the package and its runtime dependencies only.
+$(RUNTIME): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $(RUNTIME)
+
+# Everything: corpus builder (teacher), evaluation (ASR, speaker), Mimi, server, training logs, test tools.
+$(FULL): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[corpus,eval,mimi,serve,train,dev]'
-	touch $(STAMP)
+	touch $(FULL) $(RUNTIME)
 
-setup: $(STAMP)
+setup: $(FULL)
 
-demo: $(STAMP)
+demo: $(RUNTIME)
 	$(BIN)/codectts say "$(DEMO_TEXT)" -o demo.wav
 	@echo "wrote demo.wav"
 
-# Headless chromium for the web-page test; skipped quietly where apt is unavailable.
+# Headless chromium for the web-page test; the test skips with a reason where it cannot be installed.
 browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "chromium not installed: browser test will skip"
 
-test: $(STAMP) browser
+test: $(FULL) browser
 	$(BIN)/python -m pytest
 
-lint: $(STAMP)
+lint: $(FULL)
 	$(BIN)/ruff check src tests
 
 clean:
