@@ -72,6 +72,7 @@ class Synthesizer:
         self.default_sampling = SamplingConfig(temperature=s.get("temperature", 0.6), top_k=s.get("top_k", 20),
                                                top_p=s.get("top_p"))
         self.pause_s = float(meta.get("sentence_pause_s", 0.2))
+        self.max_sentence_chars = MAX_SENTENCE_CHARS  # longer sentences are split at clauses
         self._check_parts()
 
     # ---- loading ------------------------------------------------------------------------------
@@ -129,7 +130,7 @@ class Synthesizer:
         norm = normalize_text(text)
         if not norm or not has_speakable(norm):
             raise TextError("text is empty or has nothing speakable after normalisation")
-        return split_sentences(norm, max_chars=MAX_SENTENCE_CHARS)
+        return split_sentences(norm, max_chars=self.max_sentence_chars)
 
     def plan(self, sentence: str, speed: float) -> SentencePlan | None:
         try:
