@@ -238,3 +238,42 @@ def test_save_load_round_trip(tmp_path):
         from codectts.parts import save_part
         save_part(tmp_path / "other", m.state_dict(), m.cfg, "talker")
         load_trm(tmp_path / "other")
+
+
+def test_positions_from_durations():
+    from codectts.models.trm import positions_from_durations, uniform_positions
+
+    pos = positions_from_durations([2, 0, 1, 4])
+    assert pos.shape == (7,)
+    assert pos.round().long().tolist() == [0, 0, 2, 3, 3, 3, 3]  # each frame on its token; 0-frame token skipped
+    assert torch.allclose(pos[:2], torch.tensor([-0.25, 0.25]))  # spread across the token, centred on it
+    assert torch.all(pos[1:] > pos[:-1])
+    # equal durations = the uniform reading rate
+    assert torch.allclose(positions_from_durations([3] * 5), uniform_positions(torch.tensor([5]), torch.tensor([15]), 15)[0])
+    with pytest.raises(ConfigError):
+        positions_from_durations([0, 0])
+    with pytest.raises(ConfigError):
+        positions_from_durations([2, -1])
+
+
+def test_generate_with_durations():
+    m = tiny(alignment="durations")
+    tok = CharTokenizer()
+    ids = tok.encode("hi there")
+    durs = [1] * len(ids)
+    durs[3] = 5
+    codes = generate(m, ids, durations=durs, seed=0)
+    assert codes.shape == (K, sum(durs))
+    with pytest.raises(ConfigError, match="durations for"):
+        generate(m, ids, durations=durs[:-1])
+    with pytest.raises(ConfigError, match="exactly one"):
+        generate(m, ids, n_frames=4, durations=durs)
+    # the positions matter: same length, other placement, other logits
+    from codectts.models.trm import positions_from_durations
+
+    args = (torch.tensor([ids]), torch.tensor([len(ids)]), torch.tensor([0]), torch.tensor([sum(durs)]))
+    a = m.eval()(*args, frame_positions=positions_from_durations(durs)[None]).logits
+    b = m(*args).logits
+    assert not torch.allclose(a, b)
+    with pytest.raises(ConfigError, match="frame_positions"):
+        m(*args, frame_positions=torch.zeros(1, 3))

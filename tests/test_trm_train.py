@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from codectts.data.codecache import CacheEntry, write_cache_meta, write_codes, write_index
 from codectts.errors import DataError
+from codectts.text import PhonemeTokenizer
 from codectts.train.trm import read_prompts, register, resolve_speaker
 
 K, N, RATE = 2, 16, 20.0
@@ -32,7 +33,10 @@ def make_cache(root, n_items: int | None = None):
         f = 2 * len(text)  # frames follow the text length, as in speech
         codes = rng.integers(0, N, size=(K, f))
         rel = write_codes(root, f"u{i}", codes, N)
-        entries.append(CacheEntry(id=f"u{i}", text=text, n_frames=f, file=rel, speaker="ann" if i % 2 else "bob"))
+        phonemes = ["^", *PhonemeTokenizer().units(text), "$"]  # the teacher's layout: ^ phonemes $
+        durs = rng.multinomial(f, np.ones(len(phonemes)) / len(phonemes)).tolist()  # some are 0, as the teacher's
+        entries.append(CacheEntry(id=f"u{i}", text=text, n_frames=f, file=rel, speaker="ann" if i % 2 else "bob",
+                                  phonemes=phonemes, durations=durs))
     write_index(root, entries)
     return root
 
@@ -98,12 +102,12 @@ def test_train_samples_export_and_resume(tmp_path):
     assert max(steps) == 6 and (run / "checkpoints" / "step_0000006").exists()
 
 
-@pytest.mark.parametrize("text", ["char", "phoneme"])
-def test_default_samples_are_held_out_items_with_ground_truth(tmp_path, text):
+@pytest.mark.parametrize(("text", "align"), [("char", "uniform"), ("phoneme", "uniform"), ("phoneme", "durations")])
+def test_default_samples_are_held_out_items_with_ground_truth(tmp_path, text, align):
     cache = make_cache(tmp_path / "codes")
     run = tmp_path / "run"
     res = CliRunner().invoke(cli(), ["trm", "--token-dir", str(cache), "--out", str(run), "--preset", "tiny",
-                                     "--text", text,
+                                     "--text", text, "--align", align,
                                      "--max-steps", "2", "--sample-interval", "2", "--num-samples", "2",
                                      "--max-dev", "2", "--eval-interval", "2", "--no-progress"])
     assert res.exit_code == 0, res.output
@@ -115,7 +119,15 @@ def test_default_samples_are_held_out_items_with_ground_truth(tmp_path, text):
         assert gen.shape == gt.shape == (K, 2 * len(s["text"]))  # a held-out item: generated at its true length
     from codectts.infer.trm import TRMPipeline
 
-    assert TRMPipeline.load(run / "last").tokenizer.kind == text
+    pipe = TRMPipeline.load(run / "last")
+    assert pipe.tokenizer.kind == text and pipe.model.cfg.alignment == align
+
+
+def test_align_durations_needs_phonemes(tmp_path):
+    cache = make_cache(tmp_path / "codes")
+    res = CliRunner().invoke(cli(), ["trm", "--token-dir", str(cache), "--out", str(tmp_path / "run"), "--preset",
+                                     "tiny", "--align", "durations", "--max-steps", "1", "--no-progress"])
+    assert res.exit_code != 0 and "needs --text phoneme" in str(res.exception)
 
 
 def test_samples_are_decoded_to_wavs_when_the_codec_loads(tmp_path):

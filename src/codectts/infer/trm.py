@@ -14,7 +14,7 @@ import torch
 
 from codectts.errors import ConfigError
 from codectts.models.length import LengthSource, check_speed, length_source_from_dict
-from codectts.models.trm import TTSTRM, load_trm
+from codectts.models.trm import TTSTRM, load_trm, positions_from_durations
 from codectts.text.tokenizers import Tokenizer, tokenizer_from_dict
 
 DEFAULT_TEMPERATURE = 0.8
@@ -58,15 +58,21 @@ def sample_codes(logits: torch.Tensor, temperature: float = DEFAULT_TEMPERATURE,
 def generate(model: TTSTRM, text: str | Sequence[int], speaker: int = 0, n_frames: int | None = None,
              length_source: LengthSource | None = None, *, tokenizer: Tokenizer | None = None, speed: float = 1.0,
              temperature: float = DEFAULT_TEMPERATURE, top_k: int | None = DEFAULT_TOP_K, top_p: float | None = None,
-             seed: int | None = None) -> torch.Tensor:
-    """Codes [K, F] for one utterance, F = n_frames or length_source.n_frames(text, speed).
+             seed: int | None = None, durations: Sequence[int] | None = None) -> torch.Tensor:
+    """Codes [K, F] for one utterance, F = n_frames, length_source.n_frames(text, speed) or sum(durations).
 
     `text` is a string (needs `tokenizer`) or already-encoded ids (with BOS/EOS). Exactly one of
-    `n_frames` and `length_source` must be given. Raises TextError when the text has nothing to speak.
+    `n_frames`, `length_source` and `durations` (frames per text token, e.g. from a duration model;
+    they also place each frame on its token) must be given. Raises TextError when the text has
+    nothing to speak.
     """
     speed = check_speed(speed)
-    if (n_frames is None) == (length_source is None):
-        raise ConfigError("give exactly one of n_frames and length_source")
+    if sum(x is not None for x in (n_frames, length_source, durations)) != 1:
+        raise ConfigError("give exactly one of n_frames, length_source and durations")
+    positions = None
+    if durations is not None:
+        positions = positions_from_durations(durations)
+        n_frames = positions.numel()
     if isinstance(text, str):
         if tokenizer is None:
             raise ConfigError("text given as a string: pass the model's tokenizer")
@@ -81,12 +87,15 @@ def generate(model: TTSTRM, text: str | Sequence[int], speaker: int = 0, n_frame
             raise ConfigError("text given as ids: pass n_frames (a length source needs the text)")
     if int(n_frames) < 1:
         raise ConfigError(f"n_frames must be >= 1, got {n_frames}")
+    if durations is not None and len(durations) != len(ids):
+        raise ConfigError(f"{len(durations)} durations for {len(ids)} text tokens")
     dev = model.device
     was_training = model.training
     model.eval()
     try:
         out = model(torch.tensor([ids], device=dev), torch.tensor([len(ids)], device=dev),
-                    torch.tensor([int(speaker)], device=dev), torch.tensor([int(n_frames)], device=dev))
+                    torch.tensor([int(speaker)], device=dev), torch.tensor([int(n_frames)], device=dev),
+                    frame_positions=None if positions is None else positions[None].to(dev))
     finally:
         model.train(was_training)
     gen = torch.Generator(device=dev).manual_seed(seed) if seed is not None else None
@@ -130,8 +139,11 @@ class TRMPipeline:
 
     def generate(self, text: str, speaker: int | str | None = None, *, speed: float = 1.0,
                  n_frames: int | None = None, temperature: float = DEFAULT_TEMPERATURE,
-                 top_k: int | None = DEFAULT_TOP_K, top_p: float | None = None, seed: int | None = None) -> torch.Tensor:
-        """Codes [K, F]; the length comes from the part's length source unless n_frames is given."""
+                 top_k: int | None = DEFAULT_TOP_K, top_p: float | None = None, seed: int | None = None,
+                 durations: Sequence[int] | None = None) -> torch.Tensor:
+        """Codes [K, F]; the length comes from the part's length source unless n_frames or durations
+        (frames per token of `self.tokenizer.encode(text)`, e.g. a duration model's) are given."""
         return generate(self.model, text, self.speaker_id(speaker), n_frames=n_frames,
-                        length_source=None if n_frames is not None else self.length, tokenizer=self.tokenizer,
-                        speed=speed, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+                        length_source=None if n_frames is not None or durations is not None else self.length,
+                        tokenizer=self.tokenizer, speed=speed, temperature=temperature, top_k=top_k, top_p=top_p,
+                        seed=seed, durations=durations)

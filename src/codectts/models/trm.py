@@ -10,16 +10,16 @@
         y = AnswerUpdater(y, z)
     logits[:, k] = head_k(norm(y) + codebook_embed(k))              -> [B, K, F, N]
 
-Positions. The init vectors are the same at every frame, so something must tell frames apart. z
-starts as init_z plus a fixed sinusoidal encoding of the text position the frame faces (below);
-without it identical frames stay identical under attention at init and a one-item overfit stalls
-(measured: tests/test_trm.py). All attention also uses rotary positions. Self-attention and the z->y cross-attention rotate both sides by
-the frame index. The z->text cross-attention rotates the query of frame t by the text position
-that frame would face under a uniform reading rate, (t + 0.5) * S_b / F_b - 0.5 (each item's own
-text and frame lengths), and the keys by their text index: the attention score then depends on
-how far a character is from where that frame "should" be reading, a diagonal prior the model
-refines. This is our choice; the seed adds sinusoidal positions to the text only and leaves the
-audio side unspecified.
+Positions. The init vectors are the same at every frame, so something must tell frames apart.
+Each frame gets an *aligned position*: the text position it belongs to, from teacher/predicted
+durations (`frame_positions`, `positions_from_durations`) or, by default, a uniform reading rate,
+(t + 0.5) * S_b / F_b - 0.5 for item b's own text and frame lengths. z starts as init_z + a
+sinusoid of that position (+ the text context at it when `regulate`, FastSpeech's length
+regulator); without a per-frame signal, identical frames stay identical under attention at init
+and a one-item overfit stalls (measured: tests/test_trm.py). All attention uses rotary positions:
+self-attention and z->y by frame index; z->text rotates queries by the aligned position and keys
+by the text index, so a score depends on how far a token is from where the frame reads. This is
+our choice; the seed adds sinusoidal positions to the text only and leaves the audio side open.
 
 Padding. Batches are right-padded in text and frames. Padded keys are masked out of every
 attention and padded frames out of the loss, so a valid frame's output does not depend on what
@@ -58,6 +58,7 @@ MODEL_TYPE = "tts_trm"
 SEMANTIC_WEIGHT = 2.0  # codebook 0
 EARLY_WEIGHT_START, EARLY_WEIGHT_SPAN, N_EARLY = 1.5, 0.5, 7  # codebooks 1..7: 1.5 - 0.5 * i / 7
 INIT_STD = 0.02
+ALIGNMENTS = ("uniform", "durations")
 
 
 @dataclass
@@ -82,6 +83,8 @@ class TRMConfig:
     max_text_len: int = 512
     max_frames: int = 256  # longest output the model accepts (seed --max-audio-frames)
     grad_cycles: int = 0  # back-propagate through the last N H-cycles only (TRM paper: 1); 0 = all (seed)
+    regulate: bool = True  # z starts with the text context at each frame's aligned position (length regulation)
+    alignment: str = "uniform"  # what training placed frames on the text axis with: "uniform" | "durations"
     dropout: float = 0.0
     rope_theta: float = 10_000.0
     norm_eps: float = 1e-5
@@ -96,6 +99,8 @@ class TRMConfig:
             if getattr(self, name) % self.n_heads or (getattr(self, name) // self.n_heads) % 2:
                 raise ConfigError(f"TRMConfig.{name}={getattr(self, name)} must split into {self.n_heads} "
                                   "heads of even size (rotary positions)")
+        if self.alignment not in ALIGNMENTS:
+            raise ConfigError(f"TRMConfig.alignment must be one of {ALIGNMENTS}, got {self.alignment!r}")
         if not 0 <= self.grad_cycles <= self.H_cycles:
             raise ConfigError(f"grad_cycles must be in [0, H_cycles={self.H_cycles}], got {self.grad_cycles}")
 
@@ -156,6 +161,25 @@ def codebook_weights(n_codebooks: int) -> torch.Tensor:
     for i in range(1, min(N_EARLY, n_codebooks - 1) + 1):
         w[i] = EARLY_WEIGHT_START - EARLY_WEIGHT_SPAN * i / N_EARLY
     return w / w.mean()
+
+
+def uniform_positions(text_lengths: torch.Tensor, frame_lengths: torch.Tensor, n_frames: int) -> torch.Tensor:
+    """[B, F]: frame t of item b faces text position (t + 0.5) * S_b / F_b - 0.5 (a uniform reading rate)."""
+    t = torch.arange(n_frames, device=text_lengths.device, dtype=torch.float32)
+    return (t[None, :] + 0.5) * (text_lengths.float() / frame_lengths.float())[:, None] - 0.5
+
+
+def positions_from_durations(durations) -> torch.Tensor:
+    """Per-token frame counts [S] -> [sum(durations)] text positions: token i's d_i frames get
+    i + (j + 0.5) / d_i - 0.5, j = 0..d_i-1 (spread across the token, centred on it). Tokens of
+    0 frames get none."""
+    d = torch.as_tensor(durations, dtype=torch.long).flatten()
+    if d.numel() == 0 or int(d.min()) < 0 or int(d.sum()) < 1:
+        raise ConfigError(f"durations must be >= 0 with a positive sum, got {d.tolist()[:20]}")
+    tok = torch.repeat_interleave(torch.arange(d.numel()), d)  # [F] token of each frame
+    start = torch.cumsum(d, 0) - d  # first frame of each token
+    j = torch.arange(int(d.sum())) - start[tok]
+    return tok.float() + (j.float() + 0.5) / d[tok].float() - 0.5
 
 
 def sinusoid(positions: torch.Tensor, dim: int, theta: float = 10_000.0) -> torch.Tensor:
@@ -315,14 +339,11 @@ class TTSTRM(nn.Module):
         return self.text_to_audio(h)
 
     def _context(self, text: torch.Tensor, text_lengths: torch.Tensor, frame_lengths: torch.Tensor,
-                 n_frames: int) -> _Context:
+                 n_frames: int, aligned: torch.Tensor) -> _Context:
         cfg, dev = self.cfg, text.device
         s = text.shape[1]
         cos, sin = rope_tables(cfg.head_dim, max(n_frames, s), cfg.rope_theta)
         cos, sin = cos.to(dev), sin.to(dev)
-        t = torch.arange(n_frames, device=dev, dtype=torch.float32)
-        # frame t of item b faces text position (t + 0.5) * S_b / F_b - 0.5 under a uniform reading rate
-        aligned = (t[None, :] + 0.5) * (text_lengths.float() / frame_lengths.float())[:, None] - 0.5  # [B, F]
         return _Context(text=text, text_mask=padding_mask(text_lengths, s)[:, None, None, :],
                         frame_mask=padding_mask(frame_lengths, n_frames)[:, None, None, :],
                         frame_rope=(cos[:n_frames], sin[:n_frames]), aligned=aligned,
@@ -330,13 +351,16 @@ class TTSTRM(nn.Module):
                         text_rope=(cos[:s], sin[:s]))
 
     def refine(self, text: torch.Tensor, text_lengths: torch.Tensor, frame_lengths: torch.Tensor,
-               n_frames: int) -> torch.Tensor:
+               n_frames: int, aligned: torch.Tensor) -> torch.Tensor:
         """The recursive core: H_cycles x (L_cycles x blocks, then the answer update) -> y [B, F, D]."""
         cfg = self.cfg
-        c = self._context(text, text_lengths, frame_lengths, n_frames)
+        c = self._context(text, text_lengths, frame_lengths, n_frames, aligned)
         b = text.shape[0]
         y = self.init_y.expand(b, n_frames, -1)
         z = self.init_z + sinusoid(c.aligned, cfg.dim, cfg.rope_theta)  # [B, F, D]
+        if cfg.regulate:  # each frame starts from the text token it faces (FastSpeech's length regulator)
+            idx = aligned.round().long().clamp(min=0).minimum(text_lengths[:, None] - 1)  # [B, F]
+            z = z + text.gather(1, idx[..., None].expand(-1, -1, text.shape[-1]))
         n_free = cfg.H_cycles - cfg.grad_cycles if cfg.grad_cycles and self.training else 0
         for h in range(cfg.H_cycles):
             with torch.set_grad_enabled(torch.is_grad_enabled() and h >= n_free):
@@ -354,7 +378,10 @@ class TTSTRM(nn.Module):
         return torch.einsum("bkfd,knd->bkfn", yk, w)
 
     def forward(self, text_ids: torch.Tensor, text_lengths: torch.Tensor, speaker: torch.Tensor,
-                frame_lengths: torch.Tensor, targets: torch.Tensor | None = None) -> TRMOutput:
+                frame_lengths: torch.Tensor, targets: torch.Tensor | None = None,
+                frame_positions: torch.Tensor | None = None) -> TRMOutput:
+        """`frame_positions` [B, F]: the text position each frame belongs to (e.g. from durations,
+        `positions_from_durations`); None = a uniform reading rate. Values past an item's length are ignored."""
         cfg = self.cfg
         if text_ids.dim() != 2 or text_lengths.shape != text_ids.shape[:1] or speaker.shape != text_ids.shape[:1]:
             raise ConfigError(f"expected text_ids [B, S], text_lengths [B], speaker [B]; got "
@@ -370,8 +397,12 @@ class TTSTRM(nn.Module):
                                     or int(frame_lengths.max()) > n_frames):
             raise ConfigError(f"targets must be [B, {cfg.n_codebooks}, F >= max frame length], got "
                               f"{tuple(targets.shape)}")
+        if frame_positions is None:
+            frame_positions = uniform_positions(text_lengths, frame_lengths, n_frames)
+        elif frame_positions.shape != (text_ids.shape[0], n_frames):
+            raise ConfigError(f"frame_positions must be [B, {n_frames}], got {tuple(frame_positions.shape)}")
         text = self.encode_text(text_ids, text_lengths, speaker)
-        y = self.refine(text, text_lengths, frame_lengths, n_frames)
+        y = self.refine(text, text_lengths, frame_lengths, n_frames, frame_positions.float())
         logits = self.head(y)
         if targets is None:
             return TRMOutput(logits=logits)

@@ -41,10 +41,15 @@ class TRMBatch:
     speaker: torch.Tensor  # [B]
     frame_lengths: torch.Tensor  # [B]
     codes: torch.Tensor  # [B, K, F] padded with 0 (masked by frame_lengths)
+    frame_positions: torch.Tensor | None = None  # [B, F] from teacher durations (--align durations)
 
-    def to(self, device) -> "TRMBatch":
-        return TRMBatch(*(t.to(device) for t in (self.text_ids, self.text_lengths, self.speaker,
-                                                 self.frame_lengths, self.codes)))
+    def to(self, device) -> TRMBatch:
+        return TRMBatch(*(t.to(device) if t is not None else None
+                          for t in (self.text_ids, self.text_lengths, self.speaker, self.frame_lengths, self.codes,
+                                    self.frame_positions)))
+
+    def model_args(self) -> tuple:
+        return self.text_ids, self.text_lengths, self.speaker, self.frame_lengths, self.codes
 
 
 @dataclass
@@ -53,17 +58,23 @@ class Prompt:
     speaker: int
     n_frames: int | None = None  # None: from the length source
     cache_index: int | None = None  # a dev item: its codes are the ground truth
+    durations: list[int] | None = None  # a dev item of a --align durations run: the teacher's
 
 
 class TRMData:
-    """The usable items of one code cache split: text ids, speaker index, frame count (codes read lazily)."""
+    """The usable items of one code cache split: text ids, speaker index, frame count (codes read lazily).
 
-    def __init__(self, cache, tokenizer, speakers: list[str], max_frames: int, max_text_len: int):
+    With `durations=True` the text is the cache's teacher phonemes (one id each, strictly) and each
+    item keeps its teacher durations, which place every frame on its phoneme."""
+
+    def __init__(self, cache, tokenizer, speakers: list[str], max_frames: int, max_text_len: int,
+                 durations: bool = False):
         self.cache = cache
         self.index: list[int] = []
         self.ids: list[list[int]] = []
         self.speaker: list[int] = []
-        skipped = {"text": 0, "speaker": 0, "too_long": 0}
+        self.durations: list[list[int]] | None = [] if durations else None
+        skipped = {"text": 0, "speaker": 0, "too_long": 0, "alignment": 0}
         spk_index = {s: i for i, s in enumerate(speakers)}
         for i, e in enumerate(cache.entries):
             if e.speaker not in spk_index:
@@ -72,17 +83,26 @@ class TRMData:
             if e.n_frames < 1 or e.n_frames > max_frames:
                 skipped["too_long"] += 1
                 continue
-            try:
-                ids = tokenizer.encode(e.text)
-            except TextError:
-                skipped["text"] += 1
-                continue
+            if durations:
+                if (not e.durations or len(e.durations) != len(e.phonemes) or sum(e.durations) != e.n_frames
+                        or any(u not in tokenizer.index for u in e.phonemes)):
+                    skipped["alignment"] += 1
+                    continue
+                ids = [tokenizer.index[u] for u in e.phonemes]
+            else:
+                try:
+                    ids = tokenizer.encode(e.text)
+                except TextError:
+                    skipped["text"] += 1
+                    continue
             if len(ids) > max_text_len:
                 skipped["too_long"] += 1
                 continue
             self.index.append(i)
             self.ids.append(ids)
             self.speaker.append(spk_index[e.speaker])
+            if self.durations is not None:
+                self.durations.append(list(e.durations))
         if any(skipped.values()):
             log.warning("%s: skipped %s (of %d)", cache.root, skipped, len(cache.entries))
         self.skipped = skipped
@@ -110,8 +130,15 @@ class TRMData:
             text[row, :len(self.ids[j])] = torch.tensor(self.ids[j])
             c = self.cache.codes(self.index[j])
             codes[row, :, :c.shape[1]] = c
+        positions = None
+        if self.durations is not None:
+            from codectts.models.trm import positions_from_durations
+
+            positions = torch.zeros(b, f)  # padded frames: masked, any value
+            for row, j in enumerate(js):
+                positions[row, :self.n_frames(j)] = positions_from_durations(self.durations[j])
         return TRMBatch(text, torch.tensor([len(self.ids[j]) for j in js]), torch.tensor([self.speaker[j] for j in js]),
-                        torch.tensor([self.n_frames(j) for j in js]), codes)
+                        torch.tensor([self.n_frames(j) for j in js]), codes, positions)
 
 
 def read_prompts(path: str | Path) -> list[tuple[str | None, str]]:
@@ -206,7 +233,7 @@ class TRMTask(Task):
 
     def loss(self, batch: TRMBatch):
         b = batch.to(self.device)
-        out = self.model(b.text_ids, b.text_lengths, b.speaker, b.frame_lengths, b.codes)
+        out = self.model(*b.model_args(), frame_positions=b.frame_positions)
         return out.loss, {"ce_0": float(out.codebook_loss[0].detach()), "acc_0": float(out.codebook_accuracy[0]),
                           "acc_mean": float(out.codebook_accuracy.mean()), "frames": float(b.frame_lengths.sum())}
 
@@ -219,7 +246,7 @@ class TRMTask(Task):
         wrong, wrong_frames = 0.0, 0.0
         for js in self.dev_batches:
             b = self.dev.collate(js).to(self.device)
-            out = self.model(b.text_ids, b.text_lengths, b.speaker, b.frame_lengths, b.codes)
+            out = self.model(*b.model_args(), frame_positions=b.frame_positions)
             n = float(b.frame_lengths.sum())
             ce += out.codebook_loss.float().cpu() * n
             acc += out.codebook_accuracy.float().cpu() * n
@@ -227,7 +254,7 @@ class TRMTask(Task):
             frames += n
             if len(js) > 1:  # batches are length-sorted: the neighbour's text has a similar length
                 swapped = self.model(b.text_ids.roll(1, 0), b.text_lengths.roll(1, 0), b.speaker, b.frame_lengths,
-                                     b.codes)
+                                     b.codes, frame_positions=b.frame_positions)
                 wrong += float(swapped.loss) * n
                 wrong_frames += n
         if not frames:
@@ -283,8 +310,11 @@ class TRMTask(Task):
         for n, p in enumerate(self.prompts, 1):
             rec = {"text": p.text, "speaker": self.extra["speakers"][p.speaker]}
             try:
-                codes = generate(model, p.text, p.speaker, n_frames=p.n_frames,
-                                 length_source=None if p.n_frames else length, tokenizer=tok,
+                given = p.durations is not None
+                text = [tok.index[u] for u in self.dev.cache.entries[p.cache_index].phonemes] if given else p.text
+                codes = generate(model, text, p.speaker, n_frames=None if given else p.n_frames,
+                                 length_source=None if p.n_frames or given else length, tokenizer=tok,
+                                 durations=p.durations,
                                  seed=self.sampling["seed"] + n, **{k: v for k, v in self.sampling.items()
                                                                      if k != "seed"})
             except CodecTTSError as e:  # e.g. a prompt longer than max_frames: report it, keep training
@@ -361,6 +391,9 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(Path("runs/trm"), "--out", "--output-dir", help="Run folder."),
         preset: str = typer.Option("small", help="Model preset: tiny, small, seed."),
         text: str = typer.Option("char", help="Text units: char or phoneme."),
+        align: str = typer.Option("uniform", "--align",
+                                  help="Place frames on the text by a uniform rate, or by the cache's teacher "
+                                       "durations (needs --text phoneme)."),
         # model options (None = the preset's value)
         text_embed_dim: Optional[int] = typer.Option(None, "--text-embed-dim"),
         audio_embed_dim: Optional[int] = typer.Option(None, "--audio-embed-dim"),
@@ -434,7 +467,7 @@ def register(app: typer.Typer) -> None:
                          "text_layers": text_layers, "L_layers": l_layers, "H_cycles": h_cycles,
                          "L_cycles": l_cycles, "n_heads": num_heads, "share_output_heads": share_output_heads,
                          "grad_cycles": grad_cycles, "max_text_len": max_text_length,
-                         "max_frames": max_audio_frames, "dropout": dropout}
+                         "max_frames": max_audio_frames, "dropout": dropout, "alignment": align}
             cfg = trm_preset(preset, **{k: v for k, v in overrides.items() if v is not None},
                              vocab_size=tok.vocab_size, n_speakers=len(speakers),
                              n_codebooks=train_cache.n_codebooks, codebook_size=train_cache.codebook_size)
@@ -447,9 +480,12 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(f"{token_dir}: codes are {train_cache.n_codebooks} x {train_cache.codebook_size}, "
                               f"the run's model expects {cfg.n_codebooks} x {cfg.codebook_size}")
 
-        train = TRMData(train_cache, tok, speakers, cfg.max_frames, cfg.max_text_len)
+        if cfg.alignment == "durations" and tok.kind != "phoneme":
+            raise ConfigError("--align durations needs --text phoneme (the teacher's durations are per phoneme)")
+        use_dur = cfg.alignment == "durations"
+        train = TRMData(train_cache, tok, speakers, cfg.max_frames, cfg.max_text_len, durations=use_dur)
         if held is None:
-            dev = TRMData(dev_cache, tok, speakers, cfg.max_frames, cfg.max_text_len)
+            dev = TRMData(dev_cache, tok, speakers, cfg.max_frames, cfg.max_text_len, durations=use_dur)
         else:  # no dev split in the cache: hold out items of the training split
             held_set = set(held)
             dev = _subset(train, [j for j, i in enumerate(train.index) if i in held_set])
@@ -470,7 +506,8 @@ def register(app: typer.Typer) -> None:
             spk = resolve_speaker(sample_speaker, speakers, "--sample-speaker")
             prompts = [Prompt(t, spk) for t in sample_prompts]
         else:
-            prompts = [Prompt(dev.text(j), dev.speaker[j], dev.n_frames(j), dev.index[j])
+            prompts = [Prompt(dev.text(j), dev.speaker[j], dev.n_frames(j), dev.index[j],
+                              dev.durations[j] if dev.durations is not None else None)
                        for j in range(min(num_samples, len(dev)))]
         sampling = {"temperature": sample_temperature, "top_k": sample_top_k, "top_p": sample_top_p, "seed": seed}
 
@@ -504,4 +541,5 @@ def _subset(data: TRMData, keep: list[int]) -> TRMData:
     sub.index = [data.index[j] for j in keep]
     sub.ids = [data.ids[j] for j in keep]
     sub.speaker = [data.speaker[j] for j in keep]
+    sub.durations = [data.durations[j] for j in keep] if data.durations is not None else None
     return sub
