@@ -121,3 +121,14 @@ def test_cli_say_roundtrip(tiny_voice, tmp_path):
     r = subprocess.run([sys.executable, "-m", "codectts.cli", "say", "   ", "--voice", str(tiny_voice)],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "error:" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_shipped_default_voice_speaks():
+    """The voice inside the package loads without training or network and makes plausible audio."""
+    from codectts.infer import Synthesizer
+
+    s = Synthesizer.load()
+    assert s.name == "joe"
+    wav, sr = s.synthesize("Hello, this is a test.", seed=0)
+    assert sr == 22050 and 0.6 * sr < len(wav) < 4 * sr
+    assert np.abs(wav).max() > 0.05 and np.isfinite(wav).all()
