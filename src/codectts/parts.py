@@ -30,6 +30,9 @@ def config_to_dict(cfg: Any) -> dict:
 def replace_dir(tmp: Path, final: Path) -> None:
     """Move a finished temp directory onto `final`, never leaving a half-written `final` behind."""
     final = Path(final)
+    for p in [tmp, *Path(tmp).rglob("*")]:  # mkdtemp makes 0700 folders; releases must be readable
+        if p.is_dir():
+            os.chmod(p, 0o755)
     old = None
     if final.exists():
         old = final.with_name(f".{final.name}.old-{os.getpid()}")
