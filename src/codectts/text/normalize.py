@@ -105,7 +105,7 @@ def has_speakable(text: str) -> bool:
     return any(unicodedata.category(ch).startswith("L") for ch in text)
 
 
-_WER_TIME_RE = re.compile(r"\b(\d{1,2})\.(\d{2})\b")
+_WER_TIME_RE = re.compile(r"(?<![$£€\d.,])\b(\d{1,2})\.(\d{2})\b(?![.,]?\d)")
 
 
 def normalize_for_wer(text: str) -> str:
