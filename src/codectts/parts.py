@@ -11,7 +11,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -94,6 +94,15 @@ def load_part(path: str | os.PathLike, model_type: str | None = None) -> tuple[d
     except Exception as e:  # safetensors raises its own error types for corrupt files
         raise ConfigError(f"{weights}: corrupt weights ({e})") from None
     return {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}, meta
+
+
+def load_model(path: str | os.PathLike, model_type: str, build: Callable[[dict], torch.nn.Module],
+               device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
+    """Load a part into the model `build(config_dict)` makes: (model in eval mode on `device`, meta)."""
+    sd, meta = load_part(path, model_type)
+    model = build(meta["config"])
+    load_state_strict(model, sd, str(path))
+    return model.to(device).eval(), meta
 
 
 def load_state_strict(model: torch.nn.Module, sd: dict[str, torch.Tensor], where: str) -> None:

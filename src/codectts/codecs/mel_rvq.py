@@ -23,7 +23,7 @@ from codectts.audio.mel import MelConfig, MelSpectrogram, mel_preset
 from codectts.codecs.base import check_codes
 from codectts.codecs.rvq import ResidualVQ, RVQOutput
 from codectts.errors import ConfigError
-from codectts.parts import load_part, load_state_strict, save_part
+from codectts.parts import load_model, save_part
 
 MODEL_TYPE = "mel_rvq_codec"
 
@@ -245,10 +245,7 @@ class MelRVQCodec(nn.Module):
 
     @classmethod
     def load(cls, path: str | Path, vocoder=None, device: str = "cpu") -> "MelRVQCodec":
-        sd, meta = load_part(path, MODEL_TYPE)
-        model = cls(MelRVQConfig(**meta["config"]), vocoder=vocoder)
-        load_state_strict(model, sd, str(path))
-        return model.to(device).eval()
+        return load_model(path, MODEL_TYPE, lambda c: cls(MelRVQConfig(**c), vocoder=vocoder), device)[0]
 
     def state_dict(self, *args, **kwargs):
         sd = super().state_dict(*args, **kwargs)

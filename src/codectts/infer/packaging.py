@@ -6,7 +6,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from codectts.errors import ConfigError
 from codectts.parts import replace_dir
 
 

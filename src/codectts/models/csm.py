@@ -300,12 +300,9 @@ class CSM(nn.Module):
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> tuple[CSM, dict]:
         """(model in eval mode, the part's meta: config plus whatever `save` was given as extra)."""
-        from codectts.parts import load_part, load_state_strict
+        from codectts.parts import load_model
 
-        sd, meta = load_part(path, MODEL_TYPE)
-        model = cls(CSMConfig.from_dict(meta["config"]))
-        load_state_strict(model, sd, str(path))
-        return model.to(device).eval(), meta
+        return load_model(path, MODEL_TYPE, lambda c: cls(CSMConfig.from_dict(c)), device)
 
 
 # ---- sequence building (shared by training and inference) -------------------------------------

@@ -24,7 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from codectts.errors import ConfigError
-from codectts.models.blocks import KVCache, Transformer, TransformerConfig, make_caches, padding_mask
+from codectts.models.blocks import Transformer, TransformerConfig, make_caches, padding_mask
 from codectts.models.sampling import SamplingConfig, sample_logits
 
 CONDITIONING = ("none", "prefix", "aligned")

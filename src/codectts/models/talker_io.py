@@ -5,7 +5,7 @@ from pathlib import Path
 
 from codectts.models.duration import DurationConfig, DurationModel
 from codectts.models.talker import Talker, TalkerConfig
-from codectts.parts import load_part, load_state_strict, save_part
+from codectts.parts import load_model, save_part
 
 
 def save_talker(path: Path, model: Talker, half: bool = False) -> Path:
@@ -13,10 +13,7 @@ def save_talker(path: Path, model: Talker, half: bool = False) -> Path:
 
 
 def load_talker(path: Path, device: str = "cpu") -> Talker:
-    sd, meta = load_part(path, "talker")
-    model = Talker(TalkerConfig(**meta["config"]))
-    load_state_strict(model, sd, str(path))
-    return model.to(device).eval()
+    return load_model(path, "talker", lambda c: Talker(TalkerConfig(**c)), device)[0]
 
 
 def save_duration(path: Path, model: DurationModel, half: bool = False) -> Path:
@@ -24,7 +21,4 @@ def save_duration(path: Path, model: DurationModel, half: bool = False) -> Path:
 
 
 def load_duration(path: Path, device: str = "cpu") -> DurationModel:
-    sd, meta = load_part(path, "duration")
-    model = DurationModel(DurationConfig(**meta["config"]))
-    load_state_strict(model, sd, str(path))
-    return model.to(device).eval()
+    return load_model(path, "duration", lambda c: DurationModel(DurationConfig(**c)), device)[0]

@@ -52,7 +52,7 @@ from codectts.models.blocks import (
     padding_mask,
     rope_tables,
 )
-from codectts.parts import load_part, load_state_strict, save_part
+from codectts.parts import load_model, save_part
 
 MODEL_TYPE = "tts_trm"
 SEMANTIC_WEIGHT = 2.0  # codebook 0
@@ -428,10 +428,8 @@ def save_trm(path: str | os.PathLike, model: TTSTRM, extra: dict | None = None) 
 
 def load_trm(path: str | os.PathLike, device: str | torch.device = "cpu", **overrides) -> tuple[TTSTRM, dict]:
     """(model in eval mode, the part's meta dict). `overrides` may change run-time fields (e.g. H_cycles)."""
-    sd, meta = load_part(path, MODEL_TYPE)
-    cfg = TRMConfig.from_dict(meta["config"])
-    if overrides:
-        cfg = replace(cfg, **overrides)
-    model = TTSTRM(cfg)
-    load_state_strict(model, sd, str(path))
-    return model.to(device).eval(), meta
+    def build(config: dict) -> TTSTRM:
+        cfg = TRMConfig.from_dict(config)
+        return TTSTRM(replace(cfg, **overrides) if overrides else cfg)
+
+    return load_model(path, MODEL_TYPE, build, device)

@@ -11,12 +11,11 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import random
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
