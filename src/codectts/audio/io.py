@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,7 @@ import soundfile as sf
 import soxr
 
 from codectts.errors import AudioError
+from codectts.fileio import atomic_write_bytes  # noqa: F401  (re-exported: save_wav uses it)
 
 
 def resample(wav: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
@@ -57,21 +57,6 @@ def load_audio(path: str | os.PathLike | bytes, sr: int | None = None, allow_emp
     if sr is not None and sr != file_sr:
         wav, file_sr = resample(wav, file_sr, sr), sr
     return wav, int(file_sr)
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write to a temp file in the same folder, then rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def wav_bytes(wav: np.ndarray, sr: int, subtype: str = "PCM_16", fmt: str = "WAV") -> bytes:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from codectts.audio.io import atomic_write_bytes
+from codectts.fileio import atomic_write_bytes
 from codectts.errors import DataError
 
 log = logging.getLogger(__name__)

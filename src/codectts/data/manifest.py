@@ -8,7 +8,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from codectts.audio.io import atomic_write_bytes
+from codectts.fileio import atomic_write_bytes
 from codectts.errors import DataError
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ ASR_MODEL_HELP = "A faster-whisper model folder (default: the bundled Whisper ba
 
 def _write_json(path: Path | None, data: dict) -> None:
     if path is not None:
-        from codectts.audio.io import atomic_write_bytes
+        from codectts.fileio import atomic_write_bytes
 
         atomic_write_bytes(path, (json.dumps(data, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
         typer.echo(f"wrote {path}")

@@ -9,7 +9,13 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from num2words import num2words
+
+def num2words(n, **kw) -> str:
+    """Lazy num2words: tokenizers import this module on GPU boxes that lack the package."""
+    from num2words import num2words as n2w
+
+    return n2w(n, **kw)
+
 
 ABBREVIATIONS = {
     "mr": "mister", "mrs": "missus", "ms": "miss", "dr": "doctor", "st": "saint", "prof": "professor",

@@ -37,7 +37,7 @@ class TrainConfig:
     out_dir: str = "runs/model"
     max_steps: int = 10_000
     max_epochs: int | None = None
-    max_minutes: float | None = None  # wall-clock budget for this invocation
+    max_minutes: float | None = None  # wall-clock budget for this invocation (also shortens the schedule)
     lr: float = 3e-4
     weight_decay: float = 0.01
     betas: tuple[float, float] = (0.9, 0.98)
@@ -175,6 +175,7 @@ class Trainer:
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.best: float = float("inf")
         self.bad_steps = 0
+        self.schedule_fitted = False
         self.run_config = {"train": asdict(cfg), **(run_config or {})}
         self.logger = JsonlLogger(self.out, cfg.tensorboard and self.accelerator.is_main_process)
 
@@ -193,6 +194,7 @@ class Trainer:
             state = {"model": model.state_dict(), "optimizers": [o.state_dict() for o in self.optimizers],
                      "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
                      "best": self.best, "extra": self.task.state_dict_extra(),
+                     "max_steps": self.cfg.max_steps, "schedule_fitted": self.schedule_fitted,
                      "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state()[1].tolist(),
                              "python": repr(random.getstate())}}
             torch.save(state, tmp / "state.pt")
@@ -228,6 +230,9 @@ class Trainer:
         self.step, self.epoch = state["step"], state["epoch"]
         self.batch_in_epoch, self.best = state.get("batch_in_epoch", 0), state["best"]
         self.task.load_state_extra(state.get("extra", {}))
+        if state.get("schedule_fitted"):  # keep the shortened cosine the run was following
+            self.cfg.max_steps = min(self.cfg.max_steps, state["max_steps"])
+            self.schedule_fitted = True
         torch.set_rng_state(state["rng"]["torch"])
         log.info("resumed from %s (step %d, epoch %d)", path, self.step, self.epoch)
         return True
@@ -244,6 +249,24 @@ class Trainer:
             self.epoch += 1
             self.batch_in_epoch = 0
 
+    def fit_schedule_to_time(self, t_start: float, s_ref: int, t_ref: float) -> bool:
+        """Once warmup ends, shorten max_steps to what the time budget allows at the measured step rate,
+        so the cosine decay finishes before `max_minutes` instead of being cut off at a high LR."""
+        cfg = self.cfg
+        now = time.time()
+        if cfg.max_minutes is None or self.step <= s_ref or now <= t_ref:
+            return False
+        rate = (self.step - s_ref) / (now - t_ref)
+        left = cfg.max_minutes * 60 - (now - t_start)
+        fitted = self.step + max(1, int(0.95 * rate * left))
+        if fitted >= cfg.max_steps:
+            return False
+        log.info("time budget: %.1f steps/s -> schedule shortened from %d to %d steps",
+                 rate, cfg.max_steps, fitted)
+        cfg.max_steps = fitted
+        self.schedule_fitted = True
+        return True
+
     def fit(self) -> dict[str, float]:
         from tqdm import tqdm
 
@@ -254,6 +277,11 @@ class Trainer:
                    disable=not cfg.progress or not self.accelerator.is_main_process, dynamic_ncols=True)
         running: dict[str, list[float]] = {}
         stop_reason = "max_steps"
+        # the step rate is measured after a few steps (first ones pay for allocation and warm caches)
+        s_ref, t_ref = None, t_start
+        fit_at = self.step + max(self.cfg.warmup_steps - self.step, 20)
+        fit_pending = cfg.max_minutes is not None and not self.schedule_fitted
+        start_step = self.step
         self.task.model.train()
         try:
             for batch in self._batches():
@@ -273,6 +301,13 @@ class Trainer:
                 self.bad_steps = 0
                 self.step += 1
                 bar.update(1)
+                if s_ref is None and self.step >= start_step + 5:
+                    s_ref, t_ref = self.step, time.time()
+                if fit_pending and self.step >= fit_at:
+                    fit_pending = False
+                    if self.fit_schedule_to_time(t_start, s_ref, t_ref):
+                        bar.total = cfg.max_steps
+                        bar.refresh()
                 for k, v in metrics.items():
                     running.setdefault(k, []).append(v)
                 if self.step % cfg.log_every == 0:

@@ -201,7 +201,7 @@ def load_decoder(spec: dict | None):
 
 
 def _save_npy(path: Path, arr: np.ndarray) -> None:
-    from codectts.audio.io import atomic_write_bytes
+    from codectts.fileio import atomic_write_bytes
 
     buf = io.BytesIO()
     np.save(buf, arr)
@@ -342,7 +342,7 @@ class TRMTask(Task):
             records.append(rec)
         info = {"step": step, **self.sampling, "codec": (self.extra.get("codec") or {}).get("type"),
                 "wavs": self._decoder is not None, "samples": records}
-        from codectts.audio.io import atomic_write_bytes
+        from codectts.fileio import atomic_write_bytes
 
         atomic_write_bytes(out_dir / "info.json", json.dumps(info, indent=1, ensure_ascii=False).encode("utf-8"))
 
@@ -472,7 +472,7 @@ def register(app: typer.Typer) -> None:
                              vocab_size=tok.vocab_size, n_speakers=len(speakers),
                              n_codebooks=train_cache.n_codebooks, codebook_size=train_cache.codebook_size)
             out.mkdir(parents=True, exist_ok=True)
-            from codectts.audio.io import atomic_write_bytes
+            from codectts.fileio import atomic_write_bytes
 
             atomic_write_bytes(meta_file, json.dumps({"model": asdict(cfg), "tokenizer": tok.to_dict(),
                                                       "speakers": speakers}, indent=1).encode("utf-8"))
