@@ -54,3 +54,21 @@ def test_a_fitted_schedule_survives_resume(tmp_path):
     again = Trainer(SlowRegression(), _cfg(tmp_path))  # same run folder, no time budget this time
     assert again.resume()
     assert again.cfg.max_steps == fitted and again.schedule_fitted
+
+
+class SpeedsUp(SlowRegression):
+    """Slow while warming up (as when other jobs share the device at start), fast afterwards."""
+
+    def loss(self, x):
+        self.sleep_s = 0.03 if self.calls < 20 else 0.003
+        self.calls += 1
+        return super().loss(x)
+
+    calls = 0
+
+
+def test_the_schedule_is_refitted_when_the_step_rate_changes(tmp_path):
+    trainer = Trainer(SpeedsUp(), _cfg(tmp_path, max_minutes=0.05))
+    trainer.fit()
+    # fitted at warmup end to the slow rate (< 100 steps), refitted at 40 % of the budget to the fast one
+    assert trainer.cfg.max_steps > 150 and trainer.step == trainer.cfg.max_steps

@@ -176,6 +176,7 @@ class Trainer:
         self.best: float = float("inf")
         self.bad_steps = 0
         self.schedule_fitted = False
+        self.step_cap = cfg.max_steps  # a time-fitted schedule never runs longer than this
         self.run_config = {"train": asdict(cfg), **(run_config or {})}
         self.logger = JsonlLogger(self.out, cfg.tensorboard and self.accelerator.is_main_process)
 
@@ -250,19 +251,19 @@ class Trainer:
             self.batch_in_epoch = 0
 
     def fit_schedule_to_time(self, t_start: float, s_ref: int, t_ref: float) -> bool:
-        """Once warmup ends, shorten max_steps to what the time budget allows at the measured step rate,
-        so the cosine decay finishes before `max_minutes` instead of being cut off at a high LR."""
+        """Set max_steps to what the time budget allows at the step rate measured since (s_ref, t_ref),
+        so the cosine decay finishes before `max_minutes` instead of being cut off at a high LR.
+        Never beyond the configured max_steps; True when the schedule changed."""
         cfg = self.cfg
         now = time.time()
         if cfg.max_minutes is None or self.step <= s_ref or now <= t_ref:
             return False
         rate = (self.step - s_ref) / (now - t_ref)
         left = cfg.max_minutes * 60 - (now - t_start)
-        fitted = self.step + max(1, int(0.95 * rate * left))
-        if fitted >= cfg.max_steps:
+        fitted = min(self.step_cap, self.step + max(1, int(0.95 * rate * left)))
+        if fitted == cfg.max_steps or (not self.schedule_fitted and fitted > cfg.max_steps):
             return False
-        log.info("time budget: %.1f steps/s -> schedule shortened from %d to %d steps",
-                 rate, cfg.max_steps, fitted)
+        log.info("time budget: %.1f steps/s -> schedule of %d steps (was %d)", rate, fitted, cfg.max_steps)
         cfg.max_steps = fitted
         self.schedule_fitted = True
         return True
@@ -277,10 +278,12 @@ class Trainer:
                    disable=not cfg.progress or not self.accelerator.is_main_process, dynamic_ncols=True)
         running: dict[str, list[float]] = {}
         stop_reason = "max_steps"
-        # the step rate is measured after a few steps (first ones pay for allocation and warm caches)
+        # Time budget: fit the schedule when warmup ends, refit once 40 % of the way (in time or steps: start-up
+        # and processes sharing the device make early step rates unreliable). The rate is measured
+        # from a few steps in: the first ones pay for allocation and warm caches.
         s_ref, t_ref = None, t_start
         fit_at = self.step + max(self.cfg.warmup_steps - self.step, 20)
-        fit_pending = cfg.max_minutes is not None and not self.schedule_fitted
+        fit_stage = 0 if cfg.max_minutes is not None and not self.schedule_fitted else 2
         start_step = self.step
         self.task.model.train()
         try:
@@ -303,11 +306,16 @@ class Trainer:
                 bar.update(1)
                 if s_ref is None and self.step >= start_step + 5:
                     s_ref, t_ref = self.step, time.time()
-                if fit_pending and self.step >= fit_at:
-                    fit_pending = False
-                    if self.fit_schedule_to_time(t_start, s_ref, t_ref):
-                        bar.total = cfg.max_steps
-                        bar.refresh()
+                changed = False
+                if fit_stage == 0 and self.step >= fit_at:
+                    changed = self.fit_schedule_to_time(t_start, s_ref, t_ref)
+                    fit_stage, s_ref, t_ref = (1 if changed else 2), self.step, time.time()
+                elif fit_stage == 1 and (time.time() - t_start >= 0.4 * cfg.max_minutes * 60
+                                         or self.step >= s_ref + 0.4 * (cfg.max_steps - s_ref)):
+                    fit_stage, changed = 2, self.fit_schedule_to_time(t_start, s_ref, t_ref)
+                if changed:
+                    bar.total = cfg.max_steps
+                    bar.refresh()
                 for k, v in metrics.items():
                     running.setdefault(k, []).append(v)
                 if self.step % cfg.log_every == 0:
