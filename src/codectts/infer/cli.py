@@ -46,9 +46,14 @@ def register(app: typer.Typer) -> None:
             temperature: Optional[float] = typer.Option(None, help="Sampling temperature (0 = greedy)."),
             top_k: Optional[int] = typer.Option(None), top_p: Optional[float] = typer.Option(None),
             seed: Optional[int] = typer.Option(None, help="Random seed (same seed + text = same audio)."),
-            play: bool = typer.Option(False, help="Also play the audio when an audio device exists.")):
+            play: bool = typer.Option(False, help="Also play the audio when an audio device exists."),
+            threads: int = typer.Option(1, min=1, help="CPU threads for torch (1 is fastest for the small "
+                                                        "default voice: its steps are too small to split).")):
         """Speak text into a wav file."""
         import numpy as np
+        import torch
+
+        torch.set_num_threads(threads)
 
         from codectts.audio.io import save_wav, wav_bytes
         from codectts.infer import Synthesizer

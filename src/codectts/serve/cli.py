@@ -51,9 +51,14 @@ def register(app: typer.Typer) -> None:
             "--max-input-chars", min=1, help="Longest input accepted (413 beyond).")] = 4096,
         timeout: Annotated[float, typer.Option("--timeout", min=0.001, help="Seconds a request may take.")] = 120.0,
         device: Annotated[str, typer.Option(help="Torch device for the voices (cpu, cuda).")] = "cpu",
+        threads: Annotated[int, typer.Option(min=1, help="CPU threads per generation (concurrent requests "
+                                                          "already use the cores).")] = 1,
     ) -> None:
         """Serve voices over HTTP: OpenAI-compatible /v1/audio/speech, streaming, and a web page at /."""
+        import torch
         import uvicorn
+
+        torch.set_num_threads(threads)
 
         from codectts.infer import Synthesizer
         from codectts.serve.app import create_app
