@@ -73,5 +73,5 @@ def test_round_trip_and_registry():
         def n_frames(self, text, speed=1.0):
             return self.n
 
-    register_length_source("fixed_test", lambda d: Fixed(d["n"]))
+    register_length_source("fixed_test", lambda d, root=None: Fixed(d["n"]))
     assert length_source_from_dict({"kind": "fixed_test", "n": 7}).n_frames("anything") == 7

@@ -154,3 +154,62 @@ def test_samples_are_decoded_to_wavs_when_the_codec_loads(tmp_path):
     wav, sr = sf.read(step / "sample_1_generated.wav")
     assert sr == cfg.mel.sample_rate and len(wav) == info["samples"][0]["n_frames"] * cfg.samples_per_frame
     assert (run / "samples" / "sample_1_ground_truth.wav").exists()
+
+
+def test_length_from_a_duration_model_travels_inside_the_released_trm(tmp_path):
+    """--length-model: the TRM's output length is the duration model's prediction, re-timed to the
+    codes' frame rate, and the duration part is copied into the release (issue 10, item 4)."""
+    from codectts.infer.trm import TRMPipeline
+    from codectts.models.duration import DurationConfig, DurationLength, DurationModel
+    from codectts.models.talker_io import save_duration
+
+    torch.manual_seed(0)
+    dur_part = save_duration(tmp_path / "duration", DurationModel(DurationConfig(
+        text_vocab=PhonemeTokenizer().vocab_size, dim=32, n_layers=1, n_heads=2, ffn_dim=64, frame_rate=40.0)))
+    cache = make_cache(tmp_path / "codes")
+    run = tmp_path / "run"
+    res = CliRunner().invoke(cli(), ["trm", "--token-dir", str(cache), "--out", str(run), "--preset", "tiny",
+                                     "--text", "phoneme", "--length-model", str(dur_part), "--max-steps", "2",
+                                     "--batch-size", "4", "--max-dev", "2", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    release = run / "last"
+    assert (release / "length_model" / "model.safetensors").exists()
+    stored = json.loads((release / "config.json").read_text())["length"]
+    assert stored["kind"] == "duration_model" and stored["path"] == "length_model"  # relative: the part moves
+    moved = tmp_path / "moved"
+    release.rename(moved)
+    import shutil
+
+    shutil.rmtree(dur_part)  # the original is gone: the release must not need it
+    pipe = TRMPipeline.load(moved)
+    assert isinstance(pipe.length, DurationLength)
+    src = pipe.length
+    expected = round(sum(src.durations("the cat sat")) * RATE / 40.0)  # 40 Hz durations -> 20 Hz codes
+    assert src.n_frames("the cat sat") == max(1, expected)
+    assert pipe.generate("the cat sat", seed=0).shape == (K, src.n_frames("the cat sat"))
+
+
+def test_duration_length_source_speed_and_errors(tmp_path):
+    from codectts.errors import ConfigError
+    from codectts.models.duration import DurationConfig, DurationLength, DurationModel
+    from codectts.models.length import LengthSource, length_source_from_dict
+    from codectts.models.talker_io import save_duration
+
+    torch.manual_seed(0)
+    model = DurationModel(DurationConfig(text_vocab=PhonemeTokenizer().vocab_size, dim=32, n_layers=1, n_heads=2,
+                                         ffn_dim=64, frame_rate=20.0))
+    with torch.no_grad():
+        model.head.bias.fill_(float(np.log1p(4.0)))  # about 4 frames per phoneme
+        model.head.weight.zero_()
+    part = save_duration(tmp_path / "duration", model)
+    src = DurationLength(part, frame_rate=20.0)
+    assert isinstance(src, LengthSource)
+    n = src.n_frames("hello world")
+    assert n == 4 * len(PhonemeTokenizer().encode("hello world"))
+    assert src.n_frames("hello world", speed=2.0) == n // 2
+    again = length_source_from_dict(src.to_dict())
+    assert again.n_frames("hello world") == n
+    with pytest.raises(ConfigError, match="speed"):
+        src.n_frames("hello", speed=10.0)
+    with pytest.raises(ConfigError):
+        DurationLength(tmp_path / "missing", frame_rate=20.0)

@@ -120,7 +120,7 @@ class TRMPipeline:
             if key not in meta:
                 raise ConfigError(f"{path}: config.json has no {key!r} (not a TRM trained by codectts train trm)")
         return cls(model=model, tokenizer=tokenizer_from_dict(meta["tokenizer"]),
-                   length=length_source_from_dict(meta["length"]), speakers=list(meta.get("speakers", ["0"])),
+                   length=length_source_from_dict(meta["length"], root=path), speakers=list(meta.get("speakers", ["0"])),
                    codec=meta.get("codec"), frame_rate=meta.get("frame_rate"))
 
     def speaker_id(self, speaker: int | str | None) -> int:

@@ -7,7 +7,9 @@ It is also the shared length source of the non-autoregressive models (`n_frames`
 """
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -15,9 +17,7 @@ import torch.nn.functional as F
 
 from codectts.errors import ConfigError
 from codectts.models.blocks import Transformer, TransformerConfig, padding_mask
-
-SPEED_RANGE = (0.25, 4.0)
-
+from codectts.models.length import check_speed
 
 @dataclass
 class DurationConfig:
@@ -32,13 +32,6 @@ class DurationConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def check_speed(speed: float) -> float:
-    lo, hi = SPEED_RANGE
-    if not lo <= speed <= hi:
-        raise ConfigError(f"speed must be within [{lo}, {hi}], got {speed}")
-    return speed
 
 
 def round_durations(cont: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -73,7 +66,7 @@ class DurationModel(nn.Module):
     @torch.no_grad()
     def predict(self, text: torch.Tensor, lengths: torch.Tensor | None = None, speed: float = 1.0) -> torch.Tensor:
         """Integer frames per phoneme [B, P]; every utterance gets at least one frame."""
-        check_speed(speed)
+        speed = check_speed(speed)
         if lengths is None:
             lengths = (text != 0).sum(1)
         mask = padding_mask(lengths, text.shape[1])
@@ -87,3 +80,51 @@ class DurationModel(nn.Module):
     def n_frames(self, text: torch.Tensor, speed: float = 1.0) -> int:
         """Length source for non-autoregressive models: total frames of one utterance [1, P]."""
         return int(self.predict(text, speed=speed).sum())
+
+
+class DurationLength:
+    """A `LengthSource` backed by a trained duration model (issue 10): the utterance gets the sum of the
+    predicted phoneme durations, re-timed from the duration model's frame rate to the consumer's
+    (e.g. a TRM on 12.5 Hz Mimi codes). Replaces the character-rate guess for non-autoregressive models.
+
+    `path` is a duration part folder; relative paths resolve against `root` (the folder of the part
+    that stores this source, so a TRM release can carry its duration model inside it).
+    """
+
+    kind = "duration_model"
+
+    def __init__(self, path: str | os.PathLike, frame_rate: float, min_frames: int = 1,
+                 max_frames: int | None = None, root: str | os.PathLike | None = None):
+        from codectts.models.talker_io import load_duration
+        from codectts.text.tokenizers import PhonemeTokenizer
+
+        if not frame_rate > 0:
+            raise ConfigError(f"frame_rate must be positive, got {frame_rate}")
+        if max_frames is not None and max_frames < min_frames:
+            raise ConfigError(f"max_frames {max_frames} < min_frames {min_frames}")
+        self.path, self.frame_rate = str(path), float(frame_rate)
+        self.min_frames, self.max_frames = max(1, int(min_frames)), max_frames
+        full = Path(root) / path if root is not None and not Path(path).is_absolute() else Path(path)
+        self.model = load_duration(full)
+        self.tokenizer = PhonemeTokenizer()
+        if self.model.cfg.text_vocab < self.tokenizer.vocab_size:
+            raise ConfigError(f"{full}: duration model has {self.model.cfg.text_vocab} symbols, the phoneme "
+                              f"tokenizer {self.tokenizer.vocab_size}")
+
+    def durations(self, text: str, speed: float = 1.0) -> list[int]:
+        """Frames per phoneme token of `self.tokenizer.encode(text)`, at the duration model's rate."""
+        ids = torch.tensor([self.tokenizer.encode(text)])
+        return self.model.predict(ids, speed=speed)[0].tolist()
+
+    def n_frames(self, text: str, speed: float = 1.0) -> int:
+        total = sum(self.durations(text, speed))
+        n = max(self.min_frames, round(total * self.frame_rate / self.model.cfg.frame_rate))
+        return n if self.max_frames is None else min(n, self.max_frames)
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "path": self.path, "frame_rate": self.frame_rate,
+                "min_frames": self.min_frames, "max_frames": self.max_frames}
+
+    @classmethod
+    def from_dict(cls, d: dict, root: str | os.PathLike | None = None) -> "DurationLength":
+        return cls(**{k: v for k, v in d.items() if k != "kind"}, root=root)

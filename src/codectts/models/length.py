@@ -2,7 +2,8 @@
 
 A non-autoregressive model (the TRM) must be told its output length before it runs. The length
 comes from a `LengthSource`, so the same model can take it from a character-rate heuristic (the
-TRM seed's `len(text) * 3` frames at 12.5 Hz) or from a trained duration model, without change.
+TRM seed's `len(text) * 3` frames at 12.5 Hz, `CharRateLength`) or from a trained duration model
+(`models.duration.DurationLength`, kind "duration_model"), without change.
 
 Every source takes `speed` (> 1 is faster, so fewer frames) and rejects speeds outside
 [MIN_SPEED, MAX_SPEED] with a ConfigError. Sources serialise to a small dict (`to_dict`) that a
@@ -106,21 +107,29 @@ class CharRateLength:
         return {"kind": self.kind, **asdict(self)}
 
 
-_SOURCES: dict[str, Callable[[dict], LengthSource]] = {
-    CharRateLength.kind: lambda d: CharRateLength(**{k: v for k, v in d.items() if k != "kind"}),
+def _duration_length(d: dict, root=None) -> LengthSource:
+    from codectts.models.duration import DurationLength  # torch + a trained part: imported on demand
+
+    return DurationLength.from_dict(d, root=root)
+
+
+_SOURCES: dict[str, Callable[..., LengthSource]] = {
+    CharRateLength.kind: lambda d, root=None: CharRateLength(**{k: v for k, v in d.items() if k != "kind"}),
+    "duration_model": _duration_length,
 }
 
 
-def register_length_source(kind: str, from_dict: Callable[[dict], LengthSource]) -> None:
-    """Let another module (e.g. a duration model) make its length source loadable by `kind`."""
+def register_length_source(kind: str, from_dict: Callable[..., LengthSource]) -> None:
+    """Let another module make its length source loadable by `kind`: `from_dict(d, root=None)`."""
     _SOURCES[kind] = from_dict
 
 
-def length_source_from_dict(d: dict) -> LengthSource:
+def length_source_from_dict(d: dict, root=None) -> LengthSource:
+    """Rebuild a stored source; `root` is the folder of the part that stored it (for relative paths)."""
     kind = d.get("kind")
     if kind not in _SOURCES:
         raise ConfigError(f"unknown length source kind {kind!r} (known: {sorted(_SOURCES)})")
     try:
-        return _SOURCES[kind](d)
+        return _SOURCES[kind](d, root=root)
     except TypeError as e:
         raise ConfigError(f"length source {kind!r}: bad fields ({e})") from None

@@ -208,6 +208,9 @@ def _save_npy(path: Path, arr: np.ndarray) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+LENGTH_MODEL_DIR = "length_model"  # a duration model part inside a TRM release
+
+
 class TRMTask(Task):
     def __init__(self, model, train: TRMData, dev: TRMData, extra: dict, batch_size: int, max_batch_frames: int,
                  seed: int, prompts: list[Prompt], sampling: dict, max_dev_batches: int | None = None):
@@ -288,9 +291,27 @@ class TRMTask(Task):
         return self._unigram
 
     def export(self, path: Path) -> None:
-        from codectts.models.trm import save_trm
+        """The TRM part; a duration-model length source travels inside it (`length_model/`)."""
+        import shutil
+        import tempfile
 
-        save_trm(path, _unwrap(self.model), extra=self.extra)
+        from codectts.models.trm import save_trm
+        from codectts.parts import replace_dir
+
+        length = self.extra["length"]
+        if length.get("kind") != "duration_model":
+            save_trm(path, _unwrap(self.model), extra=self.extra)
+            return
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp"))
+        try:
+            part = save_trm(tmp / "part", _unwrap(self.model),
+                            extra={**self.extra, "length": {**length, "path": LENGTH_MODEL_DIR}})
+            shutil.copytree(length["path"], part / LENGTH_MODEL_DIR)
+            replace_dir(part, path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
     def sample(self, out_dir: Path, step: int) -> None:
         from codectts.audio.io import save_wav
@@ -391,6 +412,10 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(Path("runs/trm"), "--out", "--output-dir", help="Run folder."),
         preset: str = typer.Option("small", help="Model preset: tiny, small, seed."),
         text: str = typer.Option("char", help="Text units: char or phoneme."),
+        length_model: Optional[Path] = typer.Option(
+            None, "--length-model", help="Duration model part: the TRM's length at inference comes from its "
+                                         "predicted phoneme durations (default: a character rate fitted "
+                                         "on the corpus). It is copied into the released part."),
         align: str = typer.Option("uniform", "--align",
                                   help="Place frames on the text by a uniform rate, or by the cache's teacher "
                                        "durations (needs --text phoneme)."),
@@ -492,8 +517,14 @@ def register(app: typer.Typer) -> None:
             train = _subset(train, [j for j, i in enumerate(train.index) if i not in held_set])
         if not len(train) or not len(dev):
             raise DataError(f"{token_dir}: {len(train)} usable training and {len(dev)} held-out utterances")
-        length = CharRateLength.fit(((train.text(j), train.n_frames(j)) for j in range(len(train))),
-                                    frame_rate=train_cache.frame_rate, max_frames=cfg.max_frames)
+        if length_model is not None:
+            from codectts.models.duration import DurationLength
+
+            length = DurationLength(length_model.resolve(), frame_rate=train_cache.frame_rate,
+                                    max_frames=cfg.max_frames)
+        else:
+            length = CharRateLength.fit(((train.text(j), train.n_frames(j)) for j in range(len(train))),
+                                        frame_rate=train_cache.frame_rate, max_frames=cfg.max_frames)
         extra = {"tokenizer": tok.to_dict(), "speakers": speakers, "length": length.to_dict(),
                  "codec": train_cache.meta.get("codec"), "frame_rate": train_cache.frame_rate,
                  "token_dir": str(token_dir)}
@@ -526,7 +557,7 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"TTS TRM: {model.num_params():,} parameters; {len(train)} train / {len(dev)} dev utterances, "
                    f"{n_batches} batches an epoch; codes {cfg.n_codebooks} x {cfg.codebook_size} ({codec}) at "
                    f"{train_cache.frame_rate:g} Hz; {len(speakers)} speaker(s); text {tok.kind} "
-                   f"({tok.vocab_size} symbols); length {length.frames_per_char:.2f} frames/char")
+                   f"({tok.vocab_size} symbols); length from {length.kind}")
         trainer = Trainer(task, tcfg, run_config={"trm": asdict(cfg), **extra})
         if resume:
             trainer.resume()
