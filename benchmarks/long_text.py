@@ -31,7 +31,7 @@ def main() -> None:
     hyps, audio_s, t0 = [], 0.0, time.perf_counter()
     for i, text in enumerate(texts):
         codes = synth.sentence_codes(normalize_text(text), seed=args.seed + i)  # the whole paragraph at once
-        wav = synth.vocoder(synth.codec.decode_mel(codes))[0].numpy()
+        wav = synth.decode_codes(codes)
         audio_s += len(wav) / synth.sample_rate
         hyps.append(asr.transcribe(wav, synth.sample_rate))
     res = {"voice": synth.name, "paragraphs": len(texts), "words": sum(len(t.split()) for t in texts),

@@ -47,6 +47,8 @@ def register(app: typer.Typer) -> None:
             top_k: Optional[int] = typer.Option(None), top_p: Optional[float] = typer.Option(None),
             seed: Optional[int] = typer.Option(None, help="Random seed (same seed + text = same audio)."),
             play: bool = typer.Option(False, help="Also play the audio when an audio device exists."),
+            reference: Optional[Path] = typer.Option(None, help="Clip whose voice to speak in (csm voices)."),
+            reference_text: Optional[str] = typer.Option(None, help="What is said in --reference."),
             threads: int = typer.Option(1, min=1, help="CPU threads for torch (1 is fastest for the small "
                                                         "default voice: its steps are too small to split).")):
         """Speak text into a wav file."""
@@ -60,8 +62,11 @@ def register(app: typer.Typer) -> None:
 
         content = _read_text(text, file)
         synth = Synthesizer.load(voice)
+        if (reference is None) != (reference_text is None):
+            raise typer.BadParameter("--reference and --reference-text go together")
+        ref = synth.reference(reference, reference_text) if reference is not None else None
         wav, sr = synth.synthesize(content, speed=speed, temperature=temperature, top_k=top_k, top_p=top_p,
-                                   seed=seed)
+                                   seed=seed, reference=ref)
         if str(out) == "-":
             sys.stdout.buffer.write(wav_bytes(wav, sr))
             sys.stdout.buffer.flush()

@@ -1,9 +1,10 @@
-"""Synthesizer: text -> waveform with a voice (tokenizer, duration model, Talker, codec, vocoder).
+"""Synthesizer: text -> waveform with a voice (an acoustic-model engine, a codec, a vocoder).
 
 Text is normalised and split into sentences; each sentence is synthesized on its own (bounded
-memory for any length) and joined with a short pause. `stream()` yields audio while a sentence is
-still being generated: codes -> mel (codec decoder, with its receptive field of look-ahead) ->
-waveform (chunked vocoder) as frames arrive.
+memory for any length) and joined with a short pause. The engine (`infer/engines.py`: Talker, TRM
+or CSM) turns a sentence into codec codes. `stream()` yields audio while a sentence is still being
+generated: codes -> mel (codec decoder, with its receptive field of look-ahead) -> waveform
+(chunked vocoder) as frames arrive; a waveform codec (Mimi) is decoded once per sentence.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 
 from codectts.errors import ConfigError, TextError
+from codectts.infer.engines import PREFIX_FRAMES_PER_PHONEME, SentencePlan  # noqa: F401  (re-exported)
 from codectts.infer.voice import read_voice_json, resolve_voice
 from codectts.models.sampling import SamplingConfig
 from codectts.text.normalize import has_speakable, normalize_text
@@ -27,7 +29,6 @@ log = logging.getLogger(__name__)
 
 MAX_SENTENCE_CHARS = 250
 STREAM_CHUNK_FRAMES = 8  # codec frames per generated chunk (8 x 46 ms at 21.5 Hz)
-PREFIX_FRAMES_PER_PHONEME = 8  # generation bound for models that must emit EOS themselves
 
 
 class CodecMelStream:
@@ -54,74 +55,88 @@ class CodecMelStream:
         return out
 
 
-@dataclass
-class SentencePlan:
-    text: str
-    ids: torch.Tensor  # [1, P]
-    durations: torch.Tensor | None  # [1, P] aligned models
-
-
 class Synthesizer:
-    def __init__(self, name: str, root: Path, meta: dict, tokenizer, model, duration, codec, vocoder,
-                 device: str = "cpu"):
+    def __init__(self, name: str, root: Path, meta: dict, engine, codec, vocoder, device: str = "cpu"):
         self.name, self.root, self.meta = name, root, meta
-        self.tokenizer, self.model, self.duration = tokenizer, model, duration
-        self.codec, self.vocoder, self.device = codec, vocoder, device
-        self.sample_rate = int(vocoder.sample_rate)
+        self.engine, self.codec, self.vocoder, self.device = engine, codec, vocoder, device
+        self.sample_rate = int(vocoder.sample_rate if vocoder is not None else codec.sample_rate)
         s = meta.get("sampling", {})
         self.default_sampling = SamplingConfig(temperature=s.get("temperature", 0.6), top_k=s.get("top_k", 20),
                                                top_p=s.get("top_p"))
         self.pause_s = float(meta.get("sentence_pause_s", 0.2))
         self.max_sentence_chars = MAX_SENTENCE_CHARS  # longer sentences are split at clauses
-        self._check_parts()
+        if vocoder is None and hasattr(codec, "decode_mel"):
+            raise ConfigError(f"voice {name!r}: a mel codec needs a vocoder")
+        engine.check(codec, name)
 
     # ---- loading ------------------------------------------------------------------------------
     @classmethod
     def load(cls, voice: str | os.PathLike | None = None, device: str = "cpu") -> "Synthesizer":
         from codectts.codecs.registry import load_codec
-        from codectts.models.talker_io import load_duration, load_talker
-        from codectts.text.tokenizers import load_tokenizer
         from codectts.vocoders import load_vocoder
 
         root = resolve_voice(voice)
         meta = read_voice_json(root)
+        name = meta["name"]
 
         def part(key: str) -> Path:
             p = root / meta[key]["path"]
             if not p.exists():
-                raise ConfigError(f"voice {meta['name']!r}: missing part {key!r} at {p}")
+                raise ConfigError(f"voice {name!r}: missing part {key!r} at {p}")
             return p
 
-        if meta["model"].get("type") != "talker":
-            raise ConfigError(f"voice {meta['name']!r}: model type {meta['model'].get('type')!r} is not supported here")
-        tok_file = root / meta["tokenizer"]
-        if not tok_file.exists():
-            raise ConfigError(f"voice {meta['name']!r}: missing tokenizer file {tok_file}")
-        vocoder = load_vocoder(meta["vocoder"], root=root, device=device)
-        codec = load_codec({**meta["codec"], "path": str(part("codec"))}, vocoder=vocoder, device=device)
-        model = load_talker(part("model"), device=device)
-        duration = load_duration(part("duration"), device=device) if "duration" in meta else None
-        return cls(meta["name"], root, meta, load_tokenizer(tok_file), model, duration, codec, vocoder, device)
+        vocoder = load_vocoder(meta["vocoder"], root=root, device=device) if meta.get("vocoder") else None
+        codec_spec = dict(meta["codec"])
+        if codec_spec.get("type") == "mel_rvq":
+            codec_spec["path"] = str(part("codec"))
+        elif codec_spec.get("source") and (root / codec_spec["source"]).exists():  # Mimi stored in the voice
+            codec_spec["source"] = str(root / codec_spec["source"])
+        codec = load_codec(codec_spec, vocoder=vocoder, device=device)
+        kind = meta["model"].get("type")
+        if kind == "talker":
+            from codectts.infer.engines import TalkerEngine
+            from codectts.models.talker_io import load_duration, load_talker
+            from codectts.text.tokenizers import load_tokenizer
 
-    def _check_parts(self) -> None:
-        m, c = self.model.cfg, self.codec
-        name = self.name
-        if (m.n_codebooks, m.codebook_size) != (c.n_codebooks, c.codebook_size):
-            raise ConfigError(f"voice {name!r}: talker predicts {m.n_codebooks} x {m.codebook_size} codes but the "
-                              f"codec has {c.n_codebooks} x {c.codebook_size}")
-        if m.conditioning == "none":
-            raise ConfigError(f"voice {name!r}: an unconditional talker cannot read text")
-        if m.text_vocab != self.tokenizer.vocab_size:
-            raise ConfigError(f"voice {name!r}: talker expects {m.text_vocab} text symbols, tokenizer has "
-                              f"{self.tokenizer.vocab_size}")
-        if m.conditioning == "aligned":
-            if self.duration is None:
-                raise ConfigError(f"voice {name!r}: an aligned talker needs a duration part")
-            if self.duration.cfg.text_vocab != self.tokenizer.vocab_size:
-                raise ConfigError(f"voice {name!r}: duration model and tokenizer disagree on the vocabulary")
-            if abs(self.duration.cfg.frame_rate - c.frame_rate) > 1e-3:
-                raise ConfigError(f"voice {name!r}: duration model counts {self.duration.cfg.frame_rate} Hz frames, "
-                                  f"codec runs at {c.frame_rate} Hz")
+            tok_file = root / meta.get("tokenizer", "tokenizer.json")
+            if not tok_file.exists():
+                raise ConfigError(f"voice {name!r}: missing tokenizer file {tok_file}")
+            duration = load_duration(part("duration"), device=device) if "duration" in meta else None
+            engine = TalkerEngine(load_talker(part("model"), device=device), duration, load_tokenizer(tok_file),
+                                  device)
+        elif kind == "trm":
+            from codectts.infer.engines import TRMEngine
+            from codectts.infer.trm import TRMPipeline
+
+            engine = TRMEngine(TRMPipeline.load(part("model"), device=device), device)
+        elif kind == "csm":
+            from codectts.infer.csm import CSMGenerator
+            from codectts.infer.engines import CSMEngine
+
+            gen = CSMGenerator.load(part("model"), codec=codec, device=device)
+            engine = CSMEngine(gen, device=device)
+            ref = meta.get("reference")
+            if ref:  # the voice's own speaker: a reference clip stored in the voice folder
+                engine.default_reference = cls._reference(gen, root / ref["audio"], ref.get("text", ""))
+        else:
+            raise ConfigError(f"voice {name!r}: unknown model type {kind!r} (talker, trm or csm)")
+        return cls(name, root, meta, engine, codec, vocoder, device)
+
+    @staticmethod
+    def _reference(generator, audio: str | os.PathLike, transcript: str):
+        from codectts.audio.io import load_audio
+
+        if not transcript or not transcript.strip():
+            raise TextError("a reference clip needs its transcript (what is said in it)")
+        wav, sr = load_audio(audio)
+        return generator.reference_from_audio(wav, sr, transcript)
+
+    def reference(self, audio: str | os.PathLike, transcript: str):
+        """A voice to clone: a short clip and what it says (csm voices only)."""
+        if getattr(self.engine, "kind", None) != "csm":
+            raise ConfigError(f"voice {self.name!r} ({self.engine.kind}) cannot clone a reference voice; "
+                              "use a csm voice")
+        return self._reference(self.engine.generator, audio, transcript)
 
     # ---- planning -----------------------------------------------------------------------------
     def sentences(self, text: str) -> list[str]:
@@ -133,71 +148,62 @@ class Synthesizer:
         return split_sentences(norm, max_chars=self.max_sentence_chars)
 
     def plan(self, sentence: str, speed: float) -> SentencePlan | None:
-        try:
-            ids = self.tokenizer.encode(sentence)
-        except TextError:
-            log.warning("skipping a piece with nothing speakable: %r", sentence[:40])
-            return None
-        t = torch.tensor([ids], device=self.device)
-        dur = self.duration.predict(t, speed=speed) if self.model.cfg.conditioning == "aligned" else None
-        return SentencePlan(sentence, t, dur)
+        return self.engine.plan(sentence, speed)
 
     def _sampling(self, temperature, top_k, top_p) -> SamplingConfig:
         d = self.default_sampling
         return SamplingConfig(temperature=d.temperature if temperature is None else temperature,
                               top_k=d.top_k if top_k is None else top_k, top_p=d.top_p if top_p is None else top_p)
 
-    def _code_chunks(self, plan: SentencePlan, sampling: SamplingConfig, gen: torch.Generator, chunk: int):
-        if self.model.cfg.conditioning == "aligned":
-            yield from self.model.generate_aligned(plan.ids, plan.durations, sampling, chunk_frames=chunk, generator=gen)
-            return
-        bound = PREFIX_FRAMES_PER_PHONEME * plan.ids.shape[1] + 10
-        n = 0
-        for c in self.model.generate_prefix(plan.ids, bound, sampling, chunk_frames=chunk, generator=gen):
-            n += c.shape[-1]
-            yield c
-        if n >= bound:
-            log.warning("no end-of-speech after %d frames: stopped at the bound for %d phonemes", bound,
-                        plan.ids.shape[1])
+    def _code_chunks(self, plan: SentencePlan, sampling: SamplingConfig, gen: torch.Generator, chunk: int,
+                     reference=None):
+        return self.engine.code_chunks(plan, sampling, gen, chunk, reference)
+
+    def decode_codes(self, codes: torch.Tensor) -> np.ndarray:
+        """codes [1, K, F] -> waveform [T] (mel codec + vocoder, or a waveform codec)."""
+        if self.vocoder is not None:
+            return self.vocoder(self.codec.decode_mel(codes))[0].float().cpu().numpy()
+        return self.codec.decode(codes)[0].float().cpu().numpy()
 
     # ---- synthesis ----------------------------------------------------------------------------
     @torch.no_grad()
     def sentence_codes(self, sentence: str, speed: float = 1.0, temperature=None, top_k=None, top_p=None,
-                       seed: int | None = None) -> torch.Tensor:
+                       seed: int | None = None, reference=None) -> torch.Tensor:
         plan = self.plan(sentence, speed)
         if plan is None:
             return torch.zeros(1, self.codec.n_codebooks, 0, dtype=torch.long)
         gen = torch.Generator(device=self.device).manual_seed(0 if seed is None else seed)
-        return torch.cat(list(self._code_chunks(plan, self._sampling(temperature, top_k, top_p), gen, 0)), dim=-1)
+        chunks = list(self._code_chunks(plan, self._sampling(temperature, top_k, top_p), gen, 0, reference))
+        if not chunks:
+            return torch.zeros(1, self.codec.n_codebooks, 0, dtype=torch.long)
+        return torch.cat(chunks, dim=-1)
 
     @torch.no_grad()
     def synthesize(self, text: str, *, speed: float = 1.0, temperature: float | None = None, top_k: int | None = None,
-                   top_p: float | None = None, seed: int | None = None) -> tuple[np.ndarray, int]:
-        """Whole utterance at once (each sentence vocoded in one piece). Returns (wav float32 [T], sample_rate)."""
+                   top_p: float | None = None, seed: int | None = None, reference=None) -> tuple[np.ndarray, int]:
+        """Whole utterance at once (each sentence decoded in one piece). Returns (wav float32 [T], sample_rate).
+
+        `reference` (from `self.reference(clip, transcript)`, csm voices) speaks in the clip's voice."""
         pieces = []
         for i, sent in enumerate(self.sentences(text)):
-            codes = self.sentence_codes(sent, speed, temperature, top_k, top_p, None if seed is None else seed + i)
+            codes = self.sentence_codes(sent, speed, temperature, top_k, top_p, None if seed is None else seed + i,
+                                        reference)
             if codes.shape[-1] == 0:
                 continue
-            wav = self.vocoder(self.codec.decode_mel(codes))[0].float().cpu().numpy()
             if pieces:
                 pieces.append(np.zeros(int(self.pause_s * self.sample_rate), dtype=np.float32))
-            pieces.append(wav)
+            pieces.append(self.decode_codes(codes))
         if not pieces:
             raise TextError("nothing speakable in the text")
         return _finish(np.concatenate(pieces)), self.sample_rate
 
     @torch.no_grad()
     def stream(self, text: str, *, speed: float = 1.0, temperature: float | None = None, top_k: int | None = None,
-               top_p: float | None = None, seed: int | None = None,
+               top_p: float | None = None, seed: int | None = None, reference=None,
                chunk_frames: int = STREAM_CHUNK_FRAMES) -> Iterator[np.ndarray]:
         """Yield float32 audio chunks as they are generated (first chunk after ~chunk_frames frames)."""
-        from codectts.vocoders import StreamConfig, VocoderStream
-
         sentences = self.sentences(text)
         sampling = self._sampling(temperature, top_k, top_p)
-        stack = getattr(getattr(self.codec, "cfg", None), "stack", 1)
-        vcfg = StreamConfig(chunk_frames=max(4, chunk_frames * stack // 2))
         emitted = False
         for i, sent in enumerate(sentences):
             plan = self.plan(sent, speed)
@@ -206,23 +212,41 @@ class Synthesizer:
             if emitted:
                 yield np.zeros(int(self.pause_s * self.sample_rate), dtype=np.float32)
             gen = torch.Generator(device=self.device).manual_seed(0 if seed is None else seed + i)
-            mels, voc = CodecMelStream(self.codec), VocoderStream(self.vocoder, vcfg)
-            for codes in self._code_chunks(plan, sampling, gen, chunk_frames):
-                mel = mels.push(codes)
-                if mel is not None and mel.shape[-1]:
-                    wav = voc.push(mel)
-                    if wav.shape[-1]:
-                        emitted = True
-                        yield _finish(wav[0].cpu().numpy())
-            mel = mels.push(torch.zeros(1, self.codec.n_codebooks, 0, dtype=torch.long, device=self.device), final=True)
-            tail = [voc.push(mel)] if mel is not None and mel.shape[-1] else []
-            tail.append(voc.flush())
-            wav = torch.cat(tail, dim=-1)
-            if wav.shape[-1]:
+            chunks = self._code_chunks(plan, sampling, gen, chunk_frames, reference)
+            pieces = self._stream_mel(chunks, chunk_frames) if self.vocoder is not None else self._stream_wav(chunks)
+            for wav in pieces:
                 emitted = True
-                yield _finish(wav[0].cpu().numpy())
+                yield _finish(wav)
         if not emitted:
             raise TextError("nothing speakable in the text")
+
+    def _stream_mel(self, chunks: Iterator[torch.Tensor], chunk_frames: int) -> Iterator[np.ndarray]:
+        """Codes -> mel as frames become final -> chunked vocoder."""
+        from codectts.vocoders import StreamConfig, VocoderStream
+
+        stack = getattr(getattr(self.codec, "cfg", None), "stack", 1)
+        mels = CodecMelStream(self.codec)
+        voc = VocoderStream(self.vocoder, StreamConfig(chunk_frames=max(4, chunk_frames * stack // 2)))
+        for codes in chunks:
+            mel = mels.push(codes)
+            if mel is not None and mel.shape[-1]:
+                wav = voc.push(mel)
+                if wav.shape[-1]:
+                    yield wav[0].cpu().numpy()
+        if mels.codes is None:
+            return
+        mel = mels.push(torch.zeros(1, self.codec.n_codebooks, 0, dtype=torch.long, device=self.device), final=True)
+        tail = [voc.push(mel)] if mel is not None and mel.shape[-1] else []
+        tail.append(voc.flush())
+        wav = torch.cat(tail, dim=-1)
+        if wav.shape[-1]:
+            yield wav[0].cpu().numpy()
+
+    def _stream_wav(self, chunks: Iterator[torch.Tensor]) -> Iterator[np.ndarray]:
+        """A waveform codec (Mimi) is decoded once the sentence's codes are complete."""
+        codes = list(chunks)
+        if codes:
+            yield self.decode_codes(torch.cat(codes, dim=-1))
 
 
 def _finish(wav: np.ndarray) -> np.ndarray:

@@ -10,6 +10,10 @@
       "sampling": {"temperature": 0.5, "top_k": 20},     # defaults a user may override
       "sentence_pause_s": 0.2
     }
+The model may also be a TTS TRM ({"type": "trm", "path": ...}: a `codectts train trm` release, which
+carries its tokenizer and length source) or a CSM ({"type": "csm", "path": ...} over a Mimi codec
+{"type": "mimi", "source": folder or hub id, "n_codebooks": K}, no vocoder; an optional
+"reference": {"audio": "ref.wav", "text": "..."} gives it its default speaker).
 Shipped voices live in `codectts/voices/`; more are found in $CODECTTS_VOICES (colon-separated folders).
 """
 from __future__ import annotations
@@ -54,7 +58,12 @@ def read_voice_json(path: Path) -> dict:
         raise ConfigError(f"{f}: invalid JSON ({e})") from None
     if meta.get("format_version") != VOICE_FORMAT:
         raise ConfigError(f"{f}: voice format_version {meta.get('format_version')!r} unsupported (expected {VOICE_FORMAT})")
-    for key in ("name", "model", "codec", "vocoder", "tokenizer"):
+    needed = ["name", "model", "codec"]
+    if meta.get("model", {}).get("type", "talker") == "talker":
+        needed.append("tokenizer")  # TRM and CSM parts carry their tokenizer
+    if meta.get("codec", {}).get("type") == "mel_rvq":
+        needed.append("vocoder")  # a waveform codec (Mimi) needs none
+    for key in needed:
         if key not in meta:
             raise ConfigError(f"{f}: voice lacks {key!r}")
     return meta

@@ -1,0 +1,188 @@
+"""The acoustic model behind a voice: one sentence in, codec codes out, in chunks.
+
+The Synthesizer splits text, decodes codes to audio and streams; an engine only plans a sentence
+and yields its codes [1, K, n]. One engine per model family:
+
+- `TalkerEngine` (seeds 000/001, the default voice): autoregressive; aligned (duration model gives the
+  length) or prefix (the model emits end-of-speech);
+- `TRMEngine` (seed 003): non-autoregressive; the whole sentence at once, length from the part's
+  length source (a character rate or a duration model);
+- `CSMEngine` (seed 004): backbone + depth decoder, stops on its EOS code; can speak in the voice of a
+  reference clip (cloning).
+
+Engines that take a seed rather than a torch.Generator draw it from the Synthesizer's per-sentence
+generator, so the same seed gives the same audio for every engine.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+
+from codectts.errors import ConfigError, TextError
+from codectts.models.sampling import SamplingConfig
+
+log = logging.getLogger(__name__)
+
+PREFIX_FRAMES_PER_PHONEME = 8  # generation bound for models that must emit EOS themselves
+CSM_BOUND_SECONDS_PER_CHAR = 0.25  # about twice a normal speaking rate: the bound only stops runaways
+
+
+@dataclass
+class SentencePlan:
+    text: str
+    ids: torch.Tensor | None = None  # [1, P] (Talker)
+    durations: torch.Tensor | None = None  # [1, P] (aligned Talker)
+    speed: float = 1.0
+
+
+def seed_from(gen: torch.Generator) -> int:
+    return int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
+
+
+def chunked(codes: torch.Tensor, chunk: int) -> Iterator[torch.Tensor]:
+    """[1, K, F] -> pieces of `chunk` frames (all at once when chunk is 0)."""
+    step = chunk or max(1, codes.shape[-1])
+    for a in range(0, codes.shape[-1], step):
+        yield codes[..., a:a + step]
+
+
+def _no_reference(kind: str, reference) -> None:
+    if reference is not None:
+        raise ConfigError(f"a {kind} voice cannot clone a reference voice (only csm voices can)")
+
+
+class TalkerEngine:
+    kind = "talker"
+
+    def __init__(self, model, duration, tokenizer, device: str = "cpu"):
+        self.model, self.duration, self.tokenizer, self.device = model, duration, tokenizer, device
+
+    def check(self, codec, name: str) -> None:
+        m = self.model.cfg
+        if (m.n_codebooks, m.codebook_size) != (codec.n_codebooks, codec.codebook_size):
+            raise ConfigError(f"voice {name!r}: talker predicts {m.n_codebooks} x {m.codebook_size} codes but the "
+                              f"codec has {codec.n_codebooks} x {codec.codebook_size}")
+        if m.conditioning == "none":
+            raise ConfigError(f"voice {name!r}: an unconditional talker cannot read text")
+        if m.text_vocab != self.tokenizer.vocab_size:
+            raise ConfigError(f"voice {name!r}: talker expects {m.text_vocab} text symbols, tokenizer has "
+                              f"{self.tokenizer.vocab_size}")
+        if m.conditioning == "aligned":
+            if self.duration is None:
+                raise ConfigError(f"voice {name!r}: an aligned talker needs a duration part")
+            if self.duration.cfg.text_vocab != self.tokenizer.vocab_size:
+                raise ConfigError(f"voice {name!r}: duration model and tokenizer disagree on the vocabulary")
+            if abs(self.duration.cfg.frame_rate - codec.frame_rate) > 1e-3:
+                raise ConfigError(f"voice {name!r}: duration model counts {self.duration.cfg.frame_rate} Hz "
+                                  f"frames, codec runs at {codec.frame_rate} Hz")
+
+    def plan(self, sentence: str, speed: float) -> SentencePlan | None:
+        try:
+            ids = self.tokenizer.encode(sentence)
+        except TextError:
+            log.warning("skipping a piece with nothing speakable: %r", sentence[:40])
+            return None
+        t = torch.tensor([ids], device=self.device)
+        dur = self.duration.predict(t, speed=speed) if self.model.cfg.conditioning == "aligned" else None
+        return SentencePlan(sentence, t, dur, speed)
+
+    def code_chunks(self, plan: SentencePlan, sampling: SamplingConfig, gen: torch.Generator, chunk: int,
+                    reference=None) -> Iterator[torch.Tensor]:
+        _no_reference(self.kind, reference)
+        if self.model.cfg.conditioning == "aligned":
+            yield from self.model.generate_aligned(plan.ids, plan.durations, sampling, chunk_frames=chunk, generator=gen)
+            return
+        bound = PREFIX_FRAMES_PER_PHONEME * plan.ids.shape[1] + 10
+        n = 0
+        for c in self.model.generate_prefix(plan.ids, bound, sampling, chunk_frames=chunk, generator=gen):
+            n += c.shape[-1]
+            yield c
+        if n >= bound:
+            log.warning("no end-of-speech after %d frames: stopped at the bound for %d phonemes", bound,
+                        plan.ids.shape[1])
+
+
+class _TextEngine:
+    """Engines whose model tokenizes the text itself: a plan is the sentence and the speed."""
+
+    kind = "?"
+    tokenizer = None
+
+    def plan(self, sentence: str, speed: float) -> SentencePlan | None:
+        try:
+            self.tokenizer.encode(sentence)
+        except TextError:
+            log.warning("skipping a piece with nothing speakable: %r", sentence[:40])
+            return None
+        return SentencePlan(sentence, speed=speed)
+
+    def check_codes(self, n_codebooks: int, codebook_size: int, codec, name: str) -> None:
+        if (n_codebooks, codebook_size) != (codec.n_codebooks, codec.codebook_size):
+            raise ConfigError(f"voice {name!r}: {self.kind} predicts {n_codebooks} x {codebook_size} codes but the "
+                              f"codec has {codec.n_codebooks} x {codec.codebook_size}")
+
+
+class TRMEngine(_TextEngine):
+    kind = "trm"
+
+    def __init__(self, pipeline, device: str = "cpu"):
+        self.pipeline, self.tokenizer, self.device = pipeline, pipeline.tokenizer, device
+
+    def check(self, codec, name: str) -> None:
+        cfg = self.pipeline.model.cfg
+        self.check_codes(cfg.n_codebooks, cfg.codebook_size, codec, name)
+        rate = self.pipeline.frame_rate
+        if rate is not None and abs(rate - codec.frame_rate) > 1e-3:
+            raise ConfigError(f"voice {name!r}: the TRM was trained on {rate} Hz codes, the codec runs at "
+                              f"{codec.frame_rate} Hz")
+
+    def code_chunks(self, plan: SentencePlan, sampling: SamplingConfig, gen: torch.Generator, chunk: int,
+                    reference=None) -> Iterator[torch.Tensor]:
+        _no_reference(self.kind, reference)
+        codes = self.pipeline.generate(plan.text, speed=plan.speed, temperature=sampling.temperature,
+                                       top_k=sampling.top_k, top_p=sampling.top_p, seed=seed_from(gen))
+        yield from chunked(codes[None].to(self.device), chunk)  # non-autoregressive: all frames at once
+
+
+class CSMEngine(_TextEngine):
+    kind = "csm"
+
+    def __init__(self, generator, default_reference=None, device: str = "cpu"):
+        self.generator, self.tokenizer, self.device = generator, generator.tokenizer, device
+        self.default_reference = default_reference
+        self.frame_rate: float | None = None
+
+    def check(self, codec, name: str) -> None:
+        cfg = self.generator.model.cfg
+        self.check_codes(cfg.n_codebooks, cfg.codebook_size, codec, name)
+        self.frame_rate = codec.frame_rate
+
+    def plan(self, sentence: str, speed: float) -> SentencePlan | None:
+        if abs(speed - 1.0) > 1e-6:
+            raise ConfigError("a csm voice speaks at its own (or its reference's) rate: speed must be 1.0")
+        return super().plan(sentence, speed)
+
+    def code_chunks(self, plan: SentencePlan, sampling: SamplingConfig, gen: torch.Generator, chunk: int,
+                    reference=None) -> Iterator[torch.Tensor]:
+        ref = reference if reference is not None else self.default_reference
+        bound = math.ceil(len(plan.text) * CSM_BOUND_SECONDS_PER_CHAR * (self.frame_rate or 12.5)) + 25
+        frames = self.generator.frames(plan.text, ref, temperature=sampling.temperature, top_k=sampling.top_k,
+                                       top_p=sampling.top_p, max_frames=bound, seed=seed_from(gen))
+        buf: list[torch.Tensor] = []
+        while True:
+            try:
+                buf.append(next(frames))
+            except StopIteration as done:
+                if not done.value:
+                    log.warning("no end-of-speech after %d frames: stopped at the bound for %d characters",
+                                bound, len(plan.text))
+                break
+            if chunk and len(buf) == chunk:
+                yield torch.stack(buf, dim=1)[None].to(self.device)
+                buf = []
+        if buf:
+            yield torch.stack(buf, dim=1)[None].to(self.device)
