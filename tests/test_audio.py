@@ -65,3 +65,13 @@ def test_bad_audio_gives_clear_errors(tmp_path):
     sf.write(tmp_path / "nan.wav", np.array([0.1, np.nan, 0.2], dtype=np.float32), 16000, subtype="FLOAT")
     with pytest.raises(AudioError, match="NaN"):
         load_audio(tmp_path / "nan.wav")
+
+
+def test_atomic_writes_get_normal_permissions(tmp_path):
+    """mkstemp's private 0600 must not leak into results a user (or a web server) reads."""
+    import os
+
+    from codectts.fileio import FILE_MODE, atomic_write_bytes
+
+    atomic_write_bytes(tmp_path / "a.bin", b"x")
+    assert os.stat(tmp_path / "a.bin").st_mode & 0o777 == FILE_MODE
