@@ -62,3 +62,28 @@ def test_causality():
     y[:, 5:] += 1.0
     assert torch.allclose(m(x)[:, :5], m(y)[:, :5], atol=1e-6)
     assert not torch.allclose(m(x)[:, 5:], m(y)[:, 5:], atol=1e-3)
+
+
+def test_windowed_decoding_equals_a_banded_causal_forward():
+    """A cache with window W: each decoding step attends to the last W positions (itself included)."""
+    torch.manual_seed(0)
+    cfg = TransformerConfig(dim=32, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=64, max_seq_len=64)
+    m = Transformer(cfg).eval()
+    x = torch.randn(1, 12, 32)
+    i = torch.arange(12)
+    band = (i[None, :] <= i[:, None]) & (i[:, None] - i[None, :] < 4)  # query i sees keys i-3 .. i
+    ref = m(x, mask=band[None, None])
+    caches = make_caches(cfg, 1, max_len=12, window=4)
+    out = torch.cat([m(x[:, t:t + 1], start=t, caches=caches) for t in range(12)], 1)
+    assert torch.allclose(out, ref, atol=1e-5)
+    assert not torch.allclose(out, m(x), atol=1e-3)  # and it differs from unbounded attention
+
+
+def test_band_mask():
+    from codectts.models.blocks import band_mask
+
+    m = band_mask(torch.tensor([4, 2]), 4, window=1)[:, 0]
+    assert m[0].tolist() == [[True, True, False, False], [True, True, True, False],
+                             [False, True, True, True], [False, False, True, True]]
+    assert m[1, :2].tolist() == [[True, True, False, False], [True, True, False, False]]  # no padded keys
+    assert band_mask(torch.tensor([3]), 3, None)[0, 0].all()

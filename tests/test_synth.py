@@ -132,3 +132,18 @@ def test_shipped_default_voice_speaks():
     wav, sr = s.synthesize("Hello, this is a test.", seed=0)
     assert sr == 22050 and 0.6 * sr < len(wav) < 4 * sr
     assert np.abs(wav).max() > 0.05 and np.isfinite(wav).all()
+
+
+def test_voice_context_windows_reach_the_talker(tiny_voice, tmp_path):
+    """make-voice --context-frames/--context-phonemes -> voice.json "context" -> the talker's attention spans."""
+    from codectts.infer import Synthesizer
+    from codectts.infer.packaging import build_voice
+
+    out = build_voice(tmp_path / "ctx", name="ctx", talker=tiny_voice / "talker", codec=tiny_voice / "codec",
+                      duration=tiny_voice / "duration", context={"frames": 6, "phonemes": 3})
+    assert json.loads((out / "voice.json").read_text())["context"] == {"frames": 6, "phonemes": 3}
+    s, plain = Synthesizer.load(out), Synthesizer.load(tiny_voice)
+    assert (s.engine.window, s.engine.text_window) == (6, 3)
+    text = "A sentence long enough for the windows to matter, with many phonemes in it."
+    a, b = s.sentence_codes(text, seed=0), plain.sentence_codes(text, seed=0)
+    assert a.shape == b.shape and not torch.equal(a, b)  # same length (durations), other attention

@@ -100,11 +100,16 @@ def register(app: typer.Typer) -> None:
                    vocoder: str = typer.Option("griffinlim", help="'griffinlim' or a HiFi-GAN part folder."),
                    description: str = typer.Option(""), temperature: float = typer.Option(0.6),
                    top_k: int = typer.Option(20), half: bool = typer.Option(True, help="Store weights as fp16."),
-                   model_card: Optional[Path] = typer.Option(None, help="MODEL_CARD.md to copy in.")):
+                   model_card: Optional[Path] = typer.Option(None, help="MODEL_CARD.md to copy in."),
+                   context_frames: Optional[int] = typer.Option(
+                       None, min=1, help="Aligned talkers: frames each step attends back to (below the longest "
+                                         "training utterance keeps long text in distribution)."),
+                   context_phonemes: Optional[int] = typer.Option(
+                       None, min=1, help="Aligned talkers: phonemes the text encoder sees on each side.")):
         """Assemble trained parts into a voice folder (checked by loading it)."""
         from codectts.infer.packaging import build_voice
 
         build_voice(out, name=name, talker=talker, codec=codec, duration=duration, vocoder=vocoder,
                     description=description, sampling={"temperature": temperature, "top_k": top_k}, half=half,
-                    model_card=model_card)
+                    model_card=model_card, context={"frames": context_frames, "phonemes": context_phonemes})
         typer.echo(f"wrote voice {name!r} to {out}")

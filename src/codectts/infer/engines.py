@@ -58,8 +58,10 @@ def _no_reference(kind: str, reference) -> None:
 class TalkerEngine:
     kind = "talker"
 
-    def __init__(self, model, duration, tokenizer, device: str = "cpu"):
+    def __init__(self, model, duration, tokenizer, device: str = "cpu", context: dict | None = None):
         self.model, self.duration, self.tokenizer, self.device = model, duration, tokenizer, device
+        context = context or {}  # voice.json "context": attention spans for text longer than in training
+        self.window, self.text_window = context.get("frames"), context.get("phonemes")
 
     def check(self, codec, name: str) -> None:
         m = self.model.cfg
@@ -94,7 +96,8 @@ class TalkerEngine:
                     reference=None) -> Iterator[torch.Tensor]:
         _no_reference(self.kind, reference)
         if self.model.cfg.conditioning == "aligned":
-            yield from self.model.generate_aligned(plan.ids, plan.durations, sampling, chunk_frames=chunk, generator=gen)
+            yield from self.model.generate_aligned(plan.ids, plan.durations, sampling, chunk_frames=chunk, generator=gen,
+                                                   window=self.window, text_window=self.text_window)
             return
         bound = PREFIX_FRAMES_PER_PHONEME * plan.ids.shape[1] + 10
         n = 0

@@ -11,7 +11,8 @@ from codectts.parts import replace_dir
 
 def build_voice(out: Path, *, name: str, talker: Path, codec: Path, vocoder: str = "griffinlim",
                 duration: Path | None = None, description: str = "", sampling: dict | None = None,
-                half: bool = True, model_card: Path | None = None, sentence_pause_s: float = 0.2) -> Path:
+                half: bool = True, model_card: Path | None = None, sentence_pause_s: float = 0.2,
+                context: dict | None = None) -> Path:
     from codectts.codecs.mel_rvq import MelRVQCodec
     from codectts.infer.synthesizer import Synthesizer
     from codectts.infer.voice import VOICE_FORMAT
@@ -30,6 +31,8 @@ def build_voice(out: Path, *, name: str, talker: Path, codec: Path, vocoder: str
                 "sample_rate": codec_model.sample_rate, "model": {"type": "talker", "path": "talker"},
                 "codec": {"type": "mel_rvq", "path": "codec"}, "tokenizer": "tokenizer.json",
                 "sampling": sampling or {"temperature": 0.6, "top_k": 20}, "sentence_pause_s": sentence_pause_s}
+        if context:
+            meta["context"] = {k: int(v) for k, v in context.items() if v}
         if duration is not None:
             save_duration(tmp / "duration", load_duration(duration), half=False)
             meta["duration"] = {"path": "duration"}

@@ -103,7 +103,7 @@ class Synthesizer:
                 raise ConfigError(f"voice {name!r}: missing tokenizer file {tok_file}")
             duration = load_duration(part("duration"), device=device) if "duration" in meta else None
             engine = TalkerEngine(load_talker(part("model"), device=device), duration, load_tokenizer(tok_file),
-                                  device)
+                                  device, meta.get("context"))
         elif kind == "trm":
             from codectts.infer.engines import TRMEngine
             from codectts.infer.trm import TRMPipeline

@@ -70,10 +70,14 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 class KVCache:
     """Preallocated keys/values for one layer: [B, H_kv, max_len, Dh]; `length` is the filled prefix."""
 
-    def __init__(self, batch: int, n_kv_heads: int, max_len: int, head_dim: int, device=None, dtype=torch.float32):
+    def __init__(self, batch: int, n_kv_heads: int, max_len: int, head_dim: int, device=None, dtype=torch.float32,
+                 window: int | None = None):
         self.k = torch.zeros(batch, n_kv_heads, max_len, head_dim, device=device, dtype=dtype)
         self.v = torch.zeros_like(self.k)
         self.length = 0
+        # decoding steps attend to the last `window` positions only: keeps relative distances within
+        # what a model trained on short utterances has seen (RoPE makes only distances matter)
+        self.window = window
 
     @property
     def max_len(self) -> int:
@@ -89,13 +93,24 @@ class KVCache:
         self.k[:, :, self.length:self.length + t] = k
         self.v[:, :, self.length:self.length + t] = v
         self.length += t
-        return self.k[:, :, :self.length], self.v[:, :, :self.length]
+        a = max(0, self.length - self.window) if self.window and t == 1 else 0
+        return self.k[:, :, a:self.length], self.v[:, :, a:self.length]
 
 
 def make_caches(cfg: TransformerConfig, batch: int, max_len: int | None = None, device=None,
-                dtype=torch.float32) -> list[KVCache]:
-    return [KVCache(batch, cfg.n_kv_heads, max_len or cfg.max_seq_len, cfg.head_dim, device, dtype)
+                dtype=torch.float32, window: int | None = None) -> list[KVCache]:
+    return [KVCache(batch, cfg.n_kv_heads, max_len or cfg.max_seq_len, cfg.head_dim, device, dtype, window)
             for _ in range(cfg.n_layers)]
+
+
+def band_mask(lengths: torch.Tensor, max_len: int, window: int | None) -> torch.Tensor:
+    """Bidirectional attention mask [B, 1, T, T] over real positions, limited to |i - j| <= window."""
+    real = padding_mask(lengths, max_len)
+    mask = real[:, None, None, :] & real[:, None, :, None]
+    if window:
+        i = torch.arange(max_len, device=lengths.device)
+        mask = mask & ((i[:, None] - i[None, :]).abs() <= window)
+    return mask | ~real[:, None, :, None]  # padded queries attend anywhere (their output is never used)
 
 
 class Attention(nn.Module):

@@ -24,7 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from codectts.errors import ConfigError
-from codectts.models.blocks import Transformer, TransformerConfig, make_caches, padding_mask
+from codectts.models.blocks import Transformer, TransformerConfig, band_mask, make_caches, padding_mask
 from codectts.models.sampling import SamplingConfig, sample_logits
 
 CONDITIONING = ("none", "prefix", "aligned")
@@ -148,14 +148,17 @@ class Talker(nn.Module):
         """codes [B, K, T] -> [B, T, D] (sum over codebooks)."""
         return sum(self.code_emb[k](codes[:, k]) for k in range(self.cfg.n_codebooks))
 
-    def encode_text(self, text: torch.Tensor, text_lengths: torch.Tensor) -> torch.Tensor:
-        """Aligned mode: phoneme ids [B, P] -> contextual encodings [B, P, D] (bidirectional, padded)."""
-        mask = padding_mask(text_lengths, text.shape[1])
-        attn = mask[:, None, None, :]
+    def encode_text(self, text: torch.Tensor, text_lengths: torch.Tensor, window: int | None = None) -> torch.Tensor:
+        """Aligned mode: phoneme ids [B, P] -> contextual encodings [B, P, D] (bidirectional, padded;
+        `window`: each phoneme sees only phonemes within that distance, for text longer than in training)."""
+        if window:
+            attn = band_mask(text_lengths, text.shape[1], window)
+        else:
+            attn = padding_mask(text_lengths, text.shape[1])[:, None, None, :]
         return self.text_encoder(self.text_emb(text), mask=attn)
 
-    def frame_conditioning(self, text, text_lengths, durations, n_frames=None, speaker=None):
-        enc = self.encode_text(text, text_lengths)
+    def frame_conditioning(self, text, text_lengths, durations, n_frames=None, speaker=None, text_window=None):
+        enc = self.encode_text(text, text_lengths, text_window)
         frames, _, offset, left, mask = length_regulate(enc, durations, n_frames)
         cond = frames + self.offset_emb(offset) + self.left_emb(left)
         if speaker is not None and self.cfg.n_speakers > 0:
@@ -231,17 +234,20 @@ class Talker(nn.Module):
     @torch.no_grad()
     def generate_aligned(self, text: torch.Tensor, durations: torch.Tensor, sampling: SamplingConfig | None = None,
                          speaker: torch.Tensor | None = None, chunk_frames: int = 0,
-                         generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:
+                         generator: torch.Generator | None = None, window: int | None = None,
+                         text_window: int | None = None) -> Iterator[torch.Tensor]:
         """Aligned mode: yields code chunks [B, K, n] (all frames at once when chunk_frames=0).
 
         Produces exactly sum(durations) frames per item (batch items are padded to the longest).
+        `window` (frames) and `text_window` (phonemes) bound attention spans for inputs longer than
+        the training utterances (see docs/talker.md); None = unbounded, as in training.
         """
         sampling = sampling or SamplingConfig()
         b = text.shape[0]
         lengths = (text != 0).sum(1)
-        cond, _ = self.frame_conditioning(text, lengths, durations, speaker=speaker)
+        cond, _ = self.frame_conditioning(text, lengths, durations, speaker=speaker, text_window=text_window)
         f = cond.shape[1]
-        caches = make_caches(self.transformer.cfg, b, max_len=f, device=text.device, dtype=cond.dtype)
+        caches = make_caches(self.transformer.cfg, b, max_len=f, device=text.device, dtype=cond.dtype, window=window)
         prev = self.bos(b, text.device)[:, :, 0]
         buf = []
         for t in range(f):
