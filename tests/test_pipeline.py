@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
-import typer
 from typer.testing import CliRunner
 
 pytestmark = pytest.mark.slow

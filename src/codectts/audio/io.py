@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import io
 import os
-from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import soxr
 
 from codectts.errors import AudioError
-from codectts.fileio import atomic_write_bytes  # noqa: F401  (re-exported: save_wav uses it)
+from codectts.fileio import atomic_write_bytes
 
 
 def resample(wav: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:

@@ -196,17 +196,9 @@ def rope_at(positions: torch.Tensor, head_dim: int, theta: float) -> tuple[torch
     return ang.cos()[:, None], ang.sin()[:, None]
 
 
-class CrossAttention(nn.Module):
-    """Queries from x [B, T, D], keys/values from ctx [B, S, D]; rotary positions given per side."""
-
-    def __init__(self, cfg: TransformerConfig):
-        super().__init__()
-        self.cfg = cfg
-        hd = cfg.head_dim
-        self.wq = nn.Linear(cfg.dim, cfg.n_heads * hd, bias=False)
-        self.wk = nn.Linear(cfg.dim, cfg.n_kv_heads * hd, bias=False)
-        self.wv = nn.Linear(cfg.dim, cfg.n_kv_heads * hd, bias=False)
-        self.wo = nn.Linear(cfg.n_heads * hd, cfg.dim, bias=False)
+class CrossAttention(Attention):
+    """Queries from x [B, T, D], keys/values from ctx [B, S, D]; rotary positions given per side.
+    The projections are blocks.Attention's (same names, so parts stay loadable); only the forward differs."""
 
     def forward(self, x: torch.Tensor, ctx: torch.Tensor, q_rope: tuple[torch.Tensor, torch.Tensor],
                 k_rope: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor | None) -> torch.Tensor:
