@@ -65,3 +65,30 @@ def test_gpu_talkers_recipe_on_cpu(tmp_path):
         log = t.extractfile("tiny_talker/log.jsonl").read().decode()
     assert "tiny_talker.log" in names and "tiny_talker/speed.json" in names
     assert any(json.loads(line)["kind"] == "eval" for line in log.splitlines())
+
+
+def test_train_talker_fine_tunes_from_a_part_and_refuses_a_mismatch(tmp_path):
+    """`codectts train talker --init-from PART`: start from trained weights (e.g. the default voice's)."""
+    import torch
+
+    from codectts.errors import ConfigError
+    from codectts.models.talker_io import load_talker, save_talker
+    from codectts.train.talker import TalkerRunConfig, build_model, train_talker
+
+    with tarfile.open(packed_cache(tmp_path)) as t:
+        t.extractall(tmp_path / "unpacked")
+    base = dict(d_model=32, n_layers=1, n_heads=2, n_kv_heads=1, ffn_dim=64, codebooks=K, codebook_size=N,
+                conditioning="aligned", text_layers=1, batch_size=4, max_tokens=400, warmup_steps=1,
+                eval_every=0, max_steps=1, learning_rate=1e-9, max_mel_length_percentile=100,
+                data_path=str(tmp_path / "unpacked" / "tiny-codes"))
+    torch.manual_seed(123)
+    source = build_model(TalkerRunConfig(**base), PhonemeTokenizer().vocab_size, 1)
+    save_talker(tmp_path / "source", source)
+    train_talker(TalkerRunConfig(**base, out_dir=str(tmp_path / "run"), init_from=str(tmp_path / "source"),
+                                 dropout=0.1))  # regularisation may differ
+    tuned = load_talker(tmp_path / "run" / "last")
+    for (name, a), b in zip(source.state_dict().items(), tuned.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-5), name  # lr 1e-9: still the source's weights after one step
+    with pytest.raises(ConfigError, match="differs"):
+        train_talker(TalkerRunConfig(**{**base, "d_model": 48}, out_dir=str(tmp_path / "run2"),
+                                     init_from=str(tmp_path / "source")))

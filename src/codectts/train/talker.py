@@ -58,6 +58,7 @@ class TalkerRunConfig:
     seed: int = 0
     mixed_precision: str = "auto"  # bf16 on a CUDA device that supports it, else no
     wandb: bool = False
+    init_from: Optional[str] = None  # a talker part (e.g. a voice's talker/) to fine-tune from
 
     @classmethod
     def from_json(cls, path: Path, overrides: dict | None = None) -> "TalkerRunConfig":
@@ -201,6 +202,20 @@ def build_model(rc: TalkerRunConfig, text_vocab: int, n_speakers: int):
     return Talker(cfg)
 
 
+def init_from_part(model, path: str | Path) -> None:
+    """Copy a trained talker's weights into `model` (fine-tuning); its architecture must match exactly."""
+    from codectts.models.talker_io import load_talker
+
+    src = load_talker(Path(path))
+    ignore = {"dropout", "prev_frame_dropout"}  # regularisation may change when fine-tuning
+    have, want = src.cfg.to_dict(), model.cfg.to_dict()
+    diff = {k: (v, want.get(k)) for k, v in have.items() if k not in ignore and want.get(k) != v}
+    if diff:
+        raise ConfigError(f"--init-from {path}: its talker differs from the config's (part vs config: {diff})")
+    model.load_state_dict(src.state_dict())
+    log.info("initialised from %s", path)
+
+
 def train_talker(rc: TalkerRunConfig, resume: bool = False) -> dict:
     from codectts.data.codecache import CodeCache
     from codectts.text.tokenizers import PhonemeTokenizer
@@ -224,6 +239,8 @@ def train_talker(rc: TalkerRunConfig, resume: bool = False) -> dict:
         dev_items, items = items[:50], items[50:]
     n_speakers = len({e.speaker for e in cache.entries})
     model = build_model(rc, tok.vocab_size, n_speakers)
+    if rc.init_from:  # a --resume that finds a checkpoint overwrites these weights with the run's own
+        init_from_part(model, rc.init_from)
     steps_per_epoch = max(1, len(TalkerTask(model, items, dev_items, rc, max_frames).sampler))
     max_steps = rc.max_steps or rc.num_epochs * steps_per_epoch
     mp = rc.mixed_precision
@@ -270,8 +287,13 @@ def register(app: typer.Typer) -> None:
                          out_dir: Optional[str] = typer.Option(None, help="Override the run folder."),
                          max_minutes: Optional[float] = typer.Option(None, help="Wall-clock budget."),
                          max_steps: Optional[int] = typer.Option(None),
-                         resume: bool = typer.Option(False, help="Continue from the last checkpoint.")):
+                         resume: bool = typer.Option(False, help="Continue from the last checkpoint."),
+                         init_from: Optional[str] = typer.Option(
+                             None, help="Start from a trained talker part, e.g. src/codectts/voices/joe/talker "
+                                        "(fine-tuning on your own data; the config must describe the same "
+                                        "architecture).")):
         """Train the Talker on a code cache (CPU or GPU; bf16 on GPU)."""
         rc = TalkerRunConfig.from_json(config, {"data_path": data_path, "out_dir": out_dir,
-                                                "max_minutes": max_minutes, "max_steps": max_steps})
+                                                "max_minutes": max_minutes, "max_steps": max_steps,
+                                                "init_from": init_from})
         typer.echo(json.dumps(train_talker(rc, resume=resume)))
