@@ -57,7 +57,8 @@ def save_part(path: str | os.PathLike, state_dict: dict[str, torch.Tensor], conf
         meta = {"model_type": model_type, "format_version": FORMAT_VERSION, "config": config_to_dict(config),
                 **(extra or {})}
         (tmp / CONFIG).write_text(json.dumps(meta, indent=1, ensure_ascii=False), encoding="utf-8")
-        for name, data in (files or {}).items():
+        for name, data in (files or {}).items():  # names may hold folders ("sub/part/file")
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             (tmp / name).write_bytes(data)
         replace_dir(tmp, final)
     except BaseException:

@@ -157,12 +157,10 @@ class CSMEngine(_TextEngine):
     def __init__(self, generator, default_reference=None, device: str = "cpu"):
         self.generator, self.tokenizer, self.device = generator, generator.tokenizer, device
         self.default_reference = default_reference
-        self.frame_rate: float | None = None
 
     def check(self, codec, name: str) -> None:
         cfg = self.generator.model.cfg
         self.check_codes(cfg.n_codebooks, cfg.codebook_size, codec, name)
-        self.frame_rate = codec.frame_rate
 
     def plan(self, sentence: str, speed: float) -> SentencePlan | None:
         if abs(speed - 1.0) > 1e-6:
@@ -172,20 +170,11 @@ class CSMEngine(_TextEngine):
     def code_chunks(self, plan: SentencePlan, sampling: SamplingConfig, gen: torch.Generator, chunk: int,
                     reference=None) -> Iterator[torch.Tensor]:
         ref = reference if reference is not None else self.default_reference
-        bound = math.ceil(len(plan.text) * CSM_BOUND_SECONDS_PER_CHAR * (self.frame_rate or 12.5)) + 25
-        frames = self.generator.frames(plan.text, ref, temperature=sampling.temperature, top_k=sampling.top_k,
-                                       top_p=sampling.top_p, max_frames=bound, seed=seed_from(gen))
-        buf: list[torch.Tensor] = []
-        while True:
-            try:
-                buf.append(next(frames))
-            except StopIteration as done:
-                if not done.value:
-                    log.warning("no end-of-speech after %d frames: stopped at the bound for %d characters",
-                                bound, len(plan.text))
-                break
-            if chunk and len(buf) == chunk:
-                yield torch.stack(buf, dim=1)[None].to(self.device)
-                buf = []
-        if buf:
-            yield torch.stack(buf, dim=1)[None].to(self.device)
+        bound = math.ceil(len(plan.text) * CSM_BOUND_SECONDS_PER_CHAR * self.generator.codec.frame_rate) + 25
+        res = self.generator.generate(plan.text, ref, temperature=sampling.temperature, top_k=sampling.top_k,
+                                      top_p=sampling.top_p, max_frames=bound, seed=seed_from(gen), decode=False)
+        if not res.stopped:
+            log.warning("no end-of-speech after %d frames: stopped at the bound for %d characters",
+                        bound, len(plan.text))
+        # the Synthesizer decodes Mimi once per sentence, so frame-by-frame chunks would gain nothing
+        yield from chunked(res.codes[None].to(self.device), chunk)

@@ -18,7 +18,6 @@ import numpy as np
 import torch
 
 from codectts.errors import ConfigError, TextError
-from codectts.infer.engines import PREFIX_FRAMES_PER_PHONEME, SentencePlan  # noqa: F401  (re-exported)
 from codectts.infer.voice import read_voice_json, resolve_voice
 from codectts.models.sampling import SamplingConfig
 from codectts.text.normalize import has_speakable, normalize_text
@@ -132,7 +131,7 @@ class Synthesizer:
 
     def reference(self, audio: str | os.PathLike, transcript: str):
         """A voice to clone: a short clip and what it says (csm voices only)."""
-        if getattr(self.engine, "kind", None) != "csm":
+        if self.engine.kind != "csm":
             raise ConfigError(f"voice {self.name!r} ({self.engine.kind}) cannot clone a reference voice; "
                               "use a csm voice")
         return self._reference(self.engine.generator, audio, transcript)
@@ -146,17 +145,10 @@ class Synthesizer:
             raise TextError("text is empty or has nothing speakable after normalisation")
         return split_sentences(norm, max_chars=self.max_sentence_chars)
 
-    def plan(self, sentence: str, speed: float) -> SentencePlan | None:
-        return self.engine.plan(sentence, speed)
-
     def _sampling(self, temperature, top_k, top_p) -> SamplingConfig:
         d = self.default_sampling
         return SamplingConfig(temperature=d.temperature if temperature is None else temperature,
                               top_k=d.top_k if top_k is None else top_k, top_p=d.top_p if top_p is None else top_p)
-
-    def _code_chunks(self, plan: SentencePlan, sampling: SamplingConfig, gen: torch.Generator, chunk: int,
-                     reference=None):
-        return self.engine.code_chunks(plan, sampling, gen, chunk, reference)
 
     def decode_codes(self, codes: torch.Tensor) -> np.ndarray:
         """codes [1, K, F] -> waveform [T] (mel codec + vocoder, or a waveform codec)."""
@@ -168,11 +160,10 @@ class Synthesizer:
     @torch.no_grad()
     def sentence_codes(self, sentence: str, speed: float = 1.0, temperature=None, top_k=None, top_p=None,
                        seed: int | None = None, reference=None) -> torch.Tensor:
-        plan = self.plan(sentence, speed)
-        if plan is None:
-            return torch.zeros(1, self.codec.n_codebooks, 0, dtype=torch.long)
+        plan = self.engine.plan(sentence, speed)
         gen = torch.Generator(device=self.device).manual_seed(0 if seed is None else seed)
-        chunks = list(self._code_chunks(plan, self._sampling(temperature, top_k, top_p), gen, 0, reference))
+        sampling = self._sampling(temperature, top_k, top_p)
+        chunks = [] if plan is None else list(self.engine.code_chunks(plan, sampling, gen, 0, reference))
         if not chunks:
             return torch.zeros(1, self.codec.n_codebooks, 0, dtype=torch.long)
         return torch.cat(chunks, dim=-1)
@@ -205,13 +196,13 @@ class Synthesizer:
         sampling = self._sampling(temperature, top_k, top_p)
         emitted = False
         for i, sent in enumerate(sentences):
-            plan = self.plan(sent, speed)
+            plan = self.engine.plan(sent, speed)
             if plan is None:
                 continue
             if emitted:
                 yield np.zeros(int(self.pause_s * self.sample_rate), dtype=np.float32)
             gen = torch.Generator(device=self.device).manual_seed(0 if seed is None else seed + i)
-            chunks = self._code_chunks(plan, sampling, gen, chunk_frames, reference)
+            chunks = self.engine.code_chunks(plan, sampling, gen, chunk_frames, reference)
             pieces = self._stream_mel(chunks, chunk_frames) if self.vocoder is not None else self._stream_wav(chunks)
             for wav in pieces:
                 emitted = True

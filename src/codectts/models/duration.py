@@ -3,7 +3,7 @@
 A small bidirectional transformer over phoneme ids with a linear head predicting log(1 + d).
 At inference, continuous durations are divided by `speed` and turned into integers by rounding
 the cumulative boundaries (not each phoneme alone), so the total length carries no rounding drift.
-It is also the shared length source of the non-autoregressive models (`n_frames`).
+`DurationLength` (below) makes it the length source of the non-autoregressive models.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from codectts.errors import ConfigError
 from codectts.models.blocks import Transformer, TransformerConfig, padding_mask
 from codectts.models.length import check_speed
+
 
 @dataclass
 class DurationConfig:
@@ -78,7 +79,7 @@ class DurationModel(nn.Module):
         return d
 
     def n_frames(self, text: torch.Tensor, speed: float = 1.0) -> int:
-        """Length source for non-autoregressive models: total frames of one utterance [1, P]."""
+        """Total frames of one utterance [1, P] at this model's frame rate (for text: `DurationLength`)."""
         return int(self.predict(text, speed=speed).sum())
 
 

@@ -413,9 +413,11 @@ class TTSTRM(nn.Module):
                          codebook_accuracy=acc)
 
 
-def save_trm(path: str | os.PathLike, model: TTSTRM, extra: dict | None = None) -> Path:
-    """Release part: config.json (model_type tts_trm + config + extra, e.g. tokenizer, speakers) + weights."""
-    return save_part(path, model.state_dict(), model.cfg, MODEL_TYPE, extra=extra)
+def save_trm(path: str | os.PathLike, model: TTSTRM, extra: dict | None = None,
+             files: dict[str, bytes] | None = None) -> Path:
+    """Release part: config.json (model_type tts_trm + config + extra, e.g. tokenizer, speakers) + weights
+    (+ `files` written inside it, e.g. the duration model of its length source)."""
+    return save_part(path, model.state_dict(), model.cfg, MODEL_TYPE, extra=extra, files=files)
 
 
 def load_trm(path: str | os.PathLike, device: str | torch.device = "cpu", **overrides) -> tuple[TTSTRM, dict]:

@@ -292,26 +292,14 @@ class TRMTask(Task):
 
     def export(self, path: Path) -> None:
         """The TRM part; a duration-model length source travels inside it (`length_model/`)."""
-        import shutil
-        import tempfile
-
         from codectts.models.trm import save_trm
-        from codectts.parts import replace_dir
 
-        length = self.extra["length"]
-        if length.get("kind") != "duration_model":
-            save_trm(path, _unwrap(self.model), extra=self.extra)
-            return
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp"))
-        try:
-            part = save_trm(tmp / "part", _unwrap(self.model),
-                            extra={**self.extra, "length": {**length, "path": LENGTH_MODEL_DIR}})
-            shutil.copytree(length["path"], part / LENGTH_MODEL_DIR)
-            replace_dir(part, path)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        extra, files, length = self.extra, None, self.extra["length"]
+        if length.get("kind") == "duration_model":
+            src = Path(length["path"])
+            files = {f"{LENGTH_MODEL_DIR}/{f.name}": f.read_bytes() for f in src.iterdir() if f.is_file()}
+            extra = {**self.extra, "length": {**length, "path": LENGTH_MODEL_DIR}}
+        save_trm(path, _unwrap(self.model), extra=extra, files=files)
 
     def sample(self, out_dir: Path, step: int) -> None:
         from codectts.audio.io import save_wav
