@@ -6,7 +6,7 @@ RUNTIME := $(VENV)/.runtime
 FULL := $(VENV)/.full
 DEMO_TEXT ?= Hello! This is codectts, a small text to speech toolkit that runs on your own computer.
 
-.PHONY: setup demo test lint clean browser
+.PHONY: setup demo test check lint clean browser
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -35,8 +35,12 @@ browser:
 test: $(FULL) browser
 	$(BIN)/python -m pytest
 
+# Fast loop while developing: lint, then every test not marked slow (no real teacher, ASR or browser).
+check: lint
+	$(BIN)/python -m pytest -m "not slow and not browser"
+
 lint: $(FULL)
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests benchmarks
 
 clean:
 	rm -rf $(VENV) build *.egg-info

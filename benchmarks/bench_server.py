@@ -106,17 +106,36 @@ def serve_double(port: int, max_concurrent: int, chunk_delay_s: float) -> None:
 
     from codectts.serve import create_app
 
-    app = create_app({"tone": ToneSynthesizer(chunk_delay_s=chunk_delay_s, record_calls=False)}, max_concurrent=max_concurrent)
+    app = create_app(
+        {"tone": ToneSynthesizer(chunk_delay_s=chunk_delay_s, record_calls=False)}, max_concurrent=max_concurrent
+    )
     uvicorn.run(app, host="127.0.0.1", port=port, access_log=False, log_level="warning")
 
 
 def start_server(args: argparse.Namespace, port: int) -> subprocess.Popen:
     if args.double:
-        cmd = [sys.executable, __file__, "--serve-double", "--port", str(port),
-               "--max-concurrent", str(args.max_concurrent), "--double-delay", str(args.double_delay)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--serve-double",
+            "--port",
+            str(port),
+            "--max-concurrent",
+            str(args.max_concurrent),
+            "--double-delay",
+            str(args.double_delay),
+        ]
     else:
-        cmd = [sys.executable, "-c", "from codectts.cli import run; run()", "serve", "--port", str(port),
-               "--max-concurrent", str(args.max_concurrent)]
+        cmd = [
+            sys.executable,
+            "-c",
+            "from codectts.cli import run; run()",
+            "serve",
+            "--port",
+            str(port),
+            "--max-concurrent",
+            str(args.max_concurrent),
+        ]
         for v in args.voice or []:
             cmd += ["--voice", v]
     if not args.server_log:
@@ -151,8 +170,9 @@ async def one_request(http: httpx.AsyncClient, body: dict) -> Sample:
         return Sample(0, time.perf_counter() - t0, None, size, error=type(e).__name__)
 
 
-async def drive(url: str, args: argparse.Namespace, body: dict, pid: int | None,
-                timeline: list) -> tuple[list[Sample], float, float]:
+async def drive(
+    url: str, args: argparse.Namespace, body: dict, pid: int | None, timeline: list
+) -> tuple[list[Sample], float, float]:
     samples: list[Sample] = []
     peak = rss_mb(pid) or 0.0
     limits = httpx.Limits(max_connections=args.clients, max_keepalive_connections=args.clients)
@@ -217,12 +237,23 @@ def main() -> None:
         pid = proc.pid
     try:
         health = wait_healthy(url, proc)
-        body = {"model": "codectts", "input": args.text, "voice": health["voices"][0],
-                "response_format": args.format, "speed": args.speed, "stream": args.stream}
-        report = Report(server="tone test double (no model)" if args.double else f"codectts serve {health['voices']}",
-                        clients=args.clients, seconds=args.seconds, stream=args.stream,
-                        response_format=args.format, text_chars=len(args.text),
-                        max_concurrent=health.get("max_concurrent"))
+        body = {
+            "model": "codectts",
+            "input": args.text,
+            "voice": health["voices"][0],
+            "response_format": args.format,
+            "speed": args.speed,
+            "stream": args.stream,
+        }
+        report = Report(
+            server="tone test double (no model)" if args.double else f"codectts serve {health['voices']}",
+            clients=args.clients,
+            seconds=args.seconds,
+            stream=args.stream,
+            response_format=args.format,
+            text_chars=len(args.text),
+            max_concurrent=health.get("max_concurrent"),
+        )
         report.rss_start_mb = rss_mb(pid)
         warm = asyncio.run(_warmup(url, body))
         if warm.status != 200:

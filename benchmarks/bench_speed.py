@@ -161,9 +161,11 @@ def run(args) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--voice", default=None, help="Voice name or folder for Synthesizer.load ('default' = shipped voice).")
+    p.add_argument("--voice", default=None, help="Voice name or folder ('default' = shipped voice).")
     p.add_argument("--teacher-only", action="store_true", help="Measure only the Piper teacher.")
-    p.add_argument("--device", action="append", help="Device(s) for the voice (repeatable; default cpu, + cuda if present).")
+    p.add_argument(
+        "--device", action="append", help="Device(s) for the voice (repeatable; default cpu, + cuda if present)."
+    )
     p.add_argument("--sentences", type=int, default=20, help="How many dev texts (from the start of the set).")
     p.add_argument("--set", default="sentences", choices=["sentences", "paragraphs"], help="Shipped text set.")
     p.add_argument("--warmup", type=int, default=1, help="Untimed texts per system before measuring.")

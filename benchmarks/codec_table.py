@@ -3,8 +3,10 @@ standardised-mel MSE, code usage/perplexity, round trip wav -> codes -> mel -> v
 bits per second, encode/decode speed. Reference rows: the teacher audio and the unquantised mel
 through the same vocoder. Run by hand:
 
-    python benchmarks/codec_table.py --data /work/corpora/joe --codec runs/codec-k4x512/best ... --n 20 --out codec_table.json
+    python benchmarks/codec_table.py --data /work/corpora/joe --codec runs/codec-k4x512/best ... \
+        --n 20 --out codec_table.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,13 +68,26 @@ def main() -> None:
         t_dec = time.perf_counter() - t0
         audio_s = sum(len(w) for w in cwavs) / sr
         out = [gl(d)[0].numpy() for d in dec]
-        asr_row(f"{Path(path).parent.name} ({codec.cfg.n_codebooks}x{codec.cfg.codebook_size} @ {codec.frame_rate:.1f} Hz)",
-                out, sr, {"recon_mse": metrics["recon_mse"], "logmel_l1": metrics["logmel_l1"],
-                          "usage_min": metrics["usage_min"], "perplexity_mean": metrics["perplexity_mean"],
-                          "bits_per_second": codec.cfg.bits_per_second, "encode_rtf": t_enc / audio_s,
-                          "decode_rtf": t_dec / audio_s, "params": sum(p.numel() for p in codec.parameters())})
-    info = {"machine": {"cpus": torch.get_num_threads(), "platform": platform.platform(), "torch": torch.__version__},
-            "n_utterances": len(utts), "rows": rows}
+        asr_row(
+            f"{Path(path).parent.name} ({codec.cfg.n_codebooks}x{codec.cfg.codebook_size} @ {codec.frame_rate:.1f} Hz)",
+            out,
+            sr,
+            {
+                "recon_mse": metrics["recon_mse"],
+                "logmel_l1": metrics["logmel_l1"],
+                "usage_min": metrics["usage_min"],
+                "perplexity_mean": metrics["perplexity_mean"],
+                "bits_per_second": codec.cfg.bits_per_second,
+                "encode_rtf": t_enc / audio_s,
+                "decode_rtf": t_dec / audio_s,
+                "params": sum(p.numel() for p in codec.parameters()),
+            },
+        )
+    info = {
+        "machine": {"cpus": torch.get_num_threads(), "platform": platform.platform(), "torch": torch.__version__},
+        "n_utterances": len(utts),
+        "rows": rows,
+    }
     Path(args.out).write_text(json.dumps(info, indent=1))
 
 

@@ -66,7 +66,11 @@ class ToneSynthesizer:
                    top_k: int | None = None, top_p: float | None = None,
                    seed: int | None = None) -> tuple[np.ndarray, int]:
         n = self._samples(text, speed)
-        self._enter("synthesize", text, {"speed": speed, "temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed})
+        self._enter(
+            "synthesize",
+            text,
+            {"speed": speed, "temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed},
+        )
         try:
             if self.chunk_delay_s:
                 time.sleep(self.chunk_delay_s * max(1, round(n / (CHUNK_S * self.sample_rate))))
@@ -76,11 +80,20 @@ class ToneSynthesizer:
         finally:
             self._leave()
 
-    def stream(self, text: str, *, speed: float = 1.0, temperature: float | None = None,
-               top_k: int | None = None, top_p: float | None = None,
-               seed: int | None = None) -> Iterator[np.ndarray]:
+    def stream(
+        self,
+        text: str,
+        *,
+        speed: float = 1.0,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+    ) -> Iterator[np.ndarray]:
         n = self._samples(text, speed)  # raises before the first chunk, like a real voice
-        return self._stream(n, text, {"speed": speed, "temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed})
+        return self._stream(
+            n, text, {"speed": speed, "temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed}
+        )
 
     def _stream(self, n: int, text: str, kwargs: dict) -> Iterator[np.ndarray]:
         self._enter("stream", text, kwargs)

@@ -12,7 +12,7 @@ from codectts.errors import DataError
 
 
 def test_ljspeech_reader_skips_bad_rows(tmp_path):
-    (tmp_path / "metadata.csv").write_bytes("a1|Hello there.|Hello there.\n\nbad line\na2|Two fields\n".encode()
+    (tmp_path / "metadata.csv").write_bytes(b"a1|Hello there.|Hello there.\n\nbad line\na2|Two fields\n"
                                              + b"a3|\xff\xfe broken\n")
     utts = read_ljspeech(tmp_path)
     assert [u.id for u in utts] == ["a1", "a2"] and utts[1].normalized == ""
@@ -35,7 +35,9 @@ def test_jsonl_roundtrip_and_bad_lines(tmp_path):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.integers(0, 30), min_size=1, max_size=60), st.sampled_from([(86.13, 21.53), (86.13, 12.5), (1.0, 1.12)]))
+@given(
+    st.lists(st.integers(0, 30), min_size=1, max_size=60), st.sampled_from([(86.13, 21.53), (86.13, 12.5), (1.0, 1.12)])
+)
 def test_duration_conversion_keeps_total_exact(durs, rates):
     if sum(durs) == 0:
         return
@@ -57,8 +59,12 @@ def test_frame_index_and_chunk_merge():
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.lists(st.integers(1, 700), min_size=1, max_size=300), st.integers(1, 16), st.integers(700, 5000),
-       st.integers(0, 5))
+@given(
+    st.lists(st.integers(1, 700), min_size=1, max_size=300),
+    st.integers(1, 16),
+    st.integers(700, 5000),
+    st.integers(0, 5),
+)
 def test_sampler_bounds_and_determinism(lengths, max_samples, max_tokens, seed):
     s = DynamicBatchSampler(lengths, max_samples=max_samples, max_tokens=max_tokens, seed=seed)
     batches = s.batches(0)

@@ -7,9 +7,9 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from codectts.codecs.base import Codec
-from codectts.codecs.mimi import MimiCodec
-from codectts.errors import AudioError, ConfigError
+from codectts.codecs.base import Codec  # noqa: E402  (after importorskip)
+from codectts.codecs.mimi import MimiCodec  # noqa: E402
+from codectts.errors import AudioError, ConfigError  # noqa: E402
 
 N_QUANTIZERS = 8
 CODEBOOK = 256
@@ -83,14 +83,14 @@ def test_batch_encode_equals_items(codec):
     """Padding to whole frames makes an item's codes independent of its batch mates."""
     items = [_speechlike(0.37, 24_000, 1), _speechlike(0.6, 24_000, 2), _speechlike(0.08, 24_000, 3)]
     batch = codec.encode_batch(items)
-    for item, codes in zip(items, batch):
+    for item, codes in zip(items, batch, strict=False):
         alone = codec.encode(torch.from_numpy(item)[None])[0]
         assert codes.shape == (N_QUANTIZERS, math.ceil(len(item) / 1920))
         assert torch.equal(codes, alone)
     # the padded-tensor form gives the same codes before each item's end
     padded = torch.nn.utils.rnn.pad_sequence([torch.from_numpy(x) for x in items], batch_first=True)
     full = codec.encode(padded, lengths=torch.tensor([len(x) for x in items]))
-    for codes, row in zip(batch, full):
+    for codes, row in zip(batch, full, strict=False):
         assert torch.equal(row[:, :codes.shape[1]], codes)
 
 

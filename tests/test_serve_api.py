@@ -248,7 +248,10 @@ def test_curl_style_form_content_type_still_parses(client):
 
 # --- streaming through the contract (timing is tested against a live server) ---------------------
 
-@pytest.mark.parametrize("flag", [{"stream": True}, {"stream_format": "audio"}, {"stream": True, "stream_format": "audio"}])
+FLAGS = [{"stream": True}, {"stream_format": "audio"}, {"stream": True, "stream_format": "audio"}]
+
+
+@pytest.mark.parametrize("flag", FLAGS)
 def test_streamed_pcm_equals_whole_pcm(client, flag):
     whole = client.post(SPEECH, json={"input": TEXT, "response_format": "pcm"})
     streamed = client.post(SPEECH, json={"input": TEXT, "response_format": "pcm", **flag})
@@ -277,26 +280,35 @@ def test_streamed_compressed_audio_decodes(client, fmt):
 
 
 def test_flac_cannot_stream(client):
-    assert_error(client.post(SPEECH, json={"input": TEXT, "response_format": "flac", "stream": True}), 400,
-                 "unsupported_format", "response_format")
+    assert_error(
+        client.post(SPEECH, json={"input": TEXT, "response_format": "flac", "stream": True}),
+        400,
+        "unsupported_format",
+        "response_format",
+    )
 
 
 def test_sse_events_carry_base64_audio_then_done(client):
     whole = client.post(SPEECH, json={"input": TEXT, "response_format": "pcm"})
     r = client.post(SPEECH, json={"input": TEXT, "response_format": "pcm", "stream_format": "sse"})
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
-    events = [json.loads(block[len("data: "):]) for block in r.text.strip().split("\n\n")]
+    events = [json.loads(block[len("data: ") :]) for block in r.text.strip().split("\n\n")]
     assert [e["type"] for e in events[:-1]] == ["speech.audio.delta"] * (len(events) - 1)
     assert events[-1]["type"] == "speech.audio.done" and len(events) > 2
     assert b"".join(base64.b64decode(e["audio"]) for e in events[:-1]) == whole.content
 
 
 def test_sse_with_stream_false_is_400(client):
-    assert_error(client.post(SPEECH, json={"input": TEXT, "stream": False, "stream_format": "sse"}), 400,
-                 "invalid_value", "stream")
+    assert_error(
+        client.post(SPEECH, json={"input": TEXT, "stream": False, "stream_format": "sse"}),
+        400,
+        "invalid_value",
+        "stream",
+    )
 
 
 # --- server-side failures ------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("extra", [{}, {"stream": True, "response_format": "pcm"}])
 def test_model_failure_is_json_500_without_internals(client, extra):
@@ -315,6 +327,7 @@ def test_slots_are_released_after_errors(client):
 
 
 # --- other routes --------------------------------------------------------------------------------
+
 
 def test_models_list_is_openai_shaped(client):
     body = client.get("/v1/models").json()

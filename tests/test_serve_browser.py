@@ -18,9 +18,14 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 TEXT = "Streaming into the browser."
 TIMEOUT_MS = 20_000
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow,
-              pytest.mark.skipif(not os.path.exists(CHROMIUM),
-                                 reason=f"{CHROMIUM} is absent (run `make browser` as root to install Debian chromium)")]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not os.path.exists(CHROMIUM),
+        reason=f"{CHROMIUM} is absent (run `make browser` as root to install Debian chromium)",
+    ),
+]
 
 
 def test_page_plays_streamed_audio_and_offers_a_download():

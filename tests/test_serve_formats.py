@@ -49,7 +49,10 @@ def test_streamed_raw_formats_equal_the_whole_file(fmt):
         assert streamed == whole
     else:  # same samples; only the size fields differ (unknown vs known length)
         assert streamed[44:] == whole[44:] and len(streamed) == len(whole)
-        assert sf.read(io.BytesIO(streamed), dtype="int16")[0].tolist() == sf.read(io.BytesIO(whole), dtype="int16")[0].tolist()
+        assert (
+            sf.read(io.BytesIO(streamed), dtype="int16")[0].tolist()
+            == sf.read(io.BytesIO(whole), dtype="int16")[0].tolist()
+        )
 
 
 @pytest.mark.parametrize("fmt", ["mp3", "opus"])
@@ -62,7 +65,7 @@ def test_streamed_compressed_formats_emit_early_and_decode(fmt):
     out, sr = sf.read(io.BytesIO(b"".join(parts)), dtype="float32")
     assert sr == output_rate(fmt, SR)
     assert abs(out.size / sr - 2.0) < 0.1
-    assert 0.2 < np.sqrt(np.mean(out ** 2)) < 0.4  # a 0.4-peak sine has RMS 0.28
+    assert 0.2 < np.sqrt(np.mean(out**2)) < 0.4  # a 0.4-peak sine has RMS 0.28
 
 
 @pytest.mark.parametrize("fmt", ["flac", "mp3", "opus"])

@@ -38,7 +38,9 @@ def test_default_voice_served_whole_and_streamed(default_voice):
         wav, sr = sf.read(io.BytesIO(r.content), dtype="float32")
         assert sr == default_voice.sample_rate and wav.size / sr > MIN_SECONDS
         assert np.isfinite(wav).all() and np.abs(wav).max() > 0.01  # not silence
-    app = create_app({default_voice.name: default_voice}, max_concurrent=1)  # an app's worker pool ends with its lifespan
+    app = create_app(
+        {default_voice.name: default_voice}, max_concurrent=1
+    )  # an app's worker pool ends with its lifespan
     with live_server(app) as url, httpx.Client(base_url=url, timeout=120) as http:
         body = {"input": TEXT, "response_format": "pcm", "stream": True}
         with http.stream("POST", "/v1/audio/speech", json=body) as r:

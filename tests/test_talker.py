@@ -27,14 +27,28 @@ def test_seed_preset_parameter_count():
 def test_length_regulation_shapes():
     enc = torch.arange(3 * 2, dtype=torch.float).view(1, 3, 2)
     frames, idx, off, left, mask = length_regulate(enc, torch.tensor([[2, 0, 3]]))
-    assert idx.tolist() == [[0, 0, 2, 2, 2]] and off.tolist() == [[0, 1, 0, 1, 2]] and left.tolist() == [[1, 0, 2, 1, 0]]
+    assert (
+        idx.tolist() == [[0, 0, 2, 2, 2]] and off.tolist() == [[0, 1, 0, 1, 2]] and left.tolist() == [[1, 0, 2, 1, 0]]
+    )
     assert torch.equal(frames[0, 2], enc[0, 2]) and mask.all()
 
 
 def tiny(conditioning="aligned", **kw):
-    cfg = TalkerConfig(dim=48, n_layers=2, n_heads=2, n_kv_heads=1, ffn_dim=96, n_codebooks=3, codebook_size=16,
-                       conditioning=conditioning, text_vocab=20, text_layers=1 if conditioning == "aligned" else 0,
-                       depth_heads=True, max_seq_len=256, **kw)
+    cfg = TalkerConfig(
+        dim=48,
+        n_layers=2,
+        n_heads=2,
+        n_kv_heads=1,
+        ffn_dim=96,
+        n_codebooks=3,
+        codebook_size=16,
+        conditioning=conditioning,
+        text_vocab=20,
+        text_layers=1 if conditioning == "aligned" else 0,
+        depth_heads=True,
+        max_seq_len=256,
+        **kw,
+    )
     return Talker(cfg)
 
 

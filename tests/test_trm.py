@@ -38,7 +38,9 @@ def tiny(**kw) -> TTSTRM:
 def expected_params(c: TRMConfig) -> int:
     """Count from the architecture description, independently of the module code."""
     dt, d, h = c.text_dim, c.dim, c.ffn_dim
-    text = c.vocab_size * dt + c.text_layers * (4 * dt * dt + 3 * dt * h + 2 * dt) + dt  # attn, SwiGLU, 2 norms; final norm
+    text = (
+        c.vocab_size * dt + c.text_layers * (4 * dt * dt + 3 * dt * h + 2 * dt) + dt
+    )  # attn, SwiGLU, 2 norms; final norm
     speaker = c.n_speakers * c.speaker_dim + c.speaker_dim * dt
     bridge = 0 if dt == d else dt * d
     init = 2 * d
@@ -52,8 +54,7 @@ def expected_params(c: TRMConfig) -> int:
 @pytest.mark.parametrize("name", sorted(PRESETS))
 @pytest.mark.parametrize("shared", [False, True])
 def test_parameter_count_matches_architecture(name, shared):
-    cfg = trm_preset(name, vocab_size=256, n_speakers=11, n_codebooks=32, codebook_size=2048,
-                     share_output_heads=shared)
+    cfg = trm_preset(name, vocab_size=256, n_speakers=11, n_codebooks=32, codebook_size=2048, share_output_heads=shared)
     with torch.device("meta"):
         m = TTSTRM(cfg)
     assert m.num_params() == expected_params(cfg)
@@ -90,8 +91,13 @@ def batch(m: TTSTRM, lengths=((12, 20), (7, 11))):
     for i, (t, _) in enumerate(lengths):
         ids[i, :t] = torch.randint(3, m.cfg.vocab_size, (t,))
     targets = torch.randint(0, N, (b, K, f))
-    return (ids, torch.tensor([t for t, _ in lengths]), torch.arange(b) % 2, torch.tensor([n for _, n in lengths]),
-            targets)
+    return (
+        ids,
+        torch.tensor([t for t, _ in lengths]),
+        torch.arange(b) % 2,
+        torch.tensor([n for _, n in lengths]),
+        targets,
+    )
 
 
 def test_shapes_and_loss_at_init():
@@ -191,8 +197,9 @@ def test_generate_exact_length_determinism_and_length_source():
     assert torch.equal(a, b) and a.dtype == torch.long and 0 <= a.min() and a.max() < N
     src = CharRateLength(frame_rate=12.5)
     assert generate(m, "hi there", length_source=src, tokenizer=tok).shape == (K, src.n_frames("hi there"))
-    assert generate(m, "hi there", length_source=src, tokenizer=tok, speed=2.0).shape[1] == \
-        src.n_frames("hi there", 2.0)
+    assert generate(m, "hi there", length_source=src, tokenizer=tok, speed=2.0).shape[1] == src.n_frames(
+        "hi there", 2.0
+    )
     with pytest.raises(ConfigError, match="exactly one"):
         generate(m, "hi", tokenizer=tok)
     with pytest.raises(ConfigError, match="speed"):
@@ -222,8 +229,9 @@ def test_save_load_round_trip(tmp_path):
     m = tiny(share_output_heads=True).eval()
     tok = CharTokenizer()
     src = CharRateLength(frame_rate=20.0, seconds_per_char=0.07)
-    save_trm(tmp_path / "part", m, extra={"tokenizer": tok.to_dict(), "length": src.to_dict(),
-                                          "speakers": ["joe", "ann"]})
+    save_trm(
+        tmp_path / "part", m, extra={"tokenizer": tok.to_dict(), "length": src.to_dict(), "speakers": ["joe", "ann"]}
+    )
     again, _ = load_trm(tmp_path / "part")
     ids, tl, spk, fl, _ = batch(m)
     assert torch.equal(m(ids, tl, spk, fl).logits, again(ids, tl, spk, fl).logits)
@@ -236,6 +244,7 @@ def test_save_load_round_trip(tmp_path):
         pipe.speaker_id("bob")
     with pytest.raises(ConfigError, match="holds"):
         from codectts.parts import save_part
+
         save_part(tmp_path / "other", m.state_dict(), m.cfg, "talker")
         load_trm(tmp_path / "other")
 
@@ -249,7 +258,9 @@ def test_positions_from_durations():
     assert torch.allclose(pos[:2], torch.tensor([-0.25, 0.25]))  # spread across the token, centred on it
     assert torch.all(pos[1:] > pos[:-1])
     # equal durations = the uniform reading rate
-    assert torch.allclose(positions_from_durations([3] * 5), uniform_positions(torch.tensor([5]), torch.tensor([15]), 15)[0])
+    assert torch.allclose(
+        positions_from_durations([3] * 5), uniform_positions(torch.tensor([5]), torch.tensor([15]), 15)[0]
+    )
     with pytest.raises(ConfigError):
         positions_from_durations([0, 0])
     with pytest.raises(ConfigError):

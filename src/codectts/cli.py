@@ -5,7 +5,6 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -36,8 +35,8 @@ def corpus_build(out: Path = typer.Option(..., "--out", help="Corpus folder to w
                  hours: float = typer.Option(1.0, help="Hours of training audio to synthesize."),
                  seed: int = typer.Option(0, help="Seed for sentence order, speaking rate and speakers."),
                  speakers: int = typer.Option(1, help="Number of synthetic speakers (1 = the teacher only)."),
-                 workers: Optional[int] = typer.Option(None, help="Parallel teacher processes (default: CPU count)."),
-                 text_file: Optional[Path] = typer.Option(None, help="UTF-8 sentences, one a line (default: fortunes)."),
+                 workers: int | None = typer.Option(None, help="Parallel teacher processes (default: CPU count)."),
+                 text_file: Path | None = typer.Option(None, help="UTF-8 sentences, one a line (default: fortunes)."),
                  dev_size: int = typer.Option(100, help="Held-out sentences written to dev.jsonl.")):
     """Speak sentences with the Piper teacher into an LJSpeech folder with alignments."""
     from codectts.data.corpus import build_corpus

@@ -34,7 +34,9 @@ def check_finite(wav: np.ndarray, where: str) -> np.ndarray:
     return wav
 
 
-def load_audio(path: str | os.PathLike | bytes, sr: int | None = None, allow_empty: bool = False) -> tuple[np.ndarray, int]:
+def load_audio(
+    path: str | os.PathLike | bytes, sr: int | None = None, allow_empty: bool = False
+) -> tuple[np.ndarray, int]:
     """Load `path` (or raw file bytes) as mono float32; resample to `sr` when given.
 
     Returns (wav [T], sample_rate). Raises AudioError naming the file for anything unreadable,

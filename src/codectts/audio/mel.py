@@ -54,10 +54,10 @@ class MelConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "MelConfig":
+    def from_dict(cls, d: dict) -> MelConfig:
         return cls(**d)
 
-    def check_compatible(self, other: "MelConfig", what: str) -> None:
+    def check_compatible(self, other: MelConfig, what: str) -> None:
         """Raise ConfigError when two parts of a pipeline expect different mels."""
         if self != other:
             diff = {k: (v, getattr(other, k)) for k, v in self.to_dict().items() if getattr(other, k) != v}

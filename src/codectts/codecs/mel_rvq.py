@@ -244,7 +244,7 @@ class MelRVQCodec(nn.Module):
         return save_part(path, sd, self.cfg.to_dict(), MODEL_TYPE, half=half)
 
     @classmethod
-    def load(cls, path: str | Path, vocoder=None, device: str = "cpu") -> "MelRVQCodec":
+    def load(cls, path: str | Path, vocoder=None, device: str = "cpu") -> MelRVQCodec:
         return load_model(path, MODEL_TYPE, lambda c: cls(MelRVQConfig(**c), vocoder=vocoder), device)[0]
 
     def state_dict(self, *args, **kwargs):

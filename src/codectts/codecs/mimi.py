@@ -144,7 +144,7 @@ class MimiCodec:
             raise AudioError(f"expected audio [B, T], got {tuple(wav.shape)}")
         if sr is not None and sr != self.sample_rate:
             lens = lengths.tolist() if lengths is not None else [wav.shape[1]] * wav.shape[0]
-            return self._pad_codes(self.encode_batch([w[:n] for w, n in zip(wav, lens)], sr=sr))
+            return self._pad_codes(self.encode_batch([w[:n] for w, n in zip(wav, lens, strict=False)], sr=sr))
         if wav.shape[1] == 0:
             raise AudioError("cannot encode empty audio")
         if not torch.isfinite(wav).all():
@@ -173,7 +173,7 @@ class MimiCodec:
         lengths = torch.tensor([len(w) for w in items])
         batch = torch.nn.utils.rnn.pad_sequence(items, batch_first=True)  # [B, T_max]
         codes = self.encode(batch, lengths=lengths)
-        return [c[:, :n] for c, n in zip(codes, self.n_frames(lengths).tolist())]
+        return [c[:, :n] for c, n in zip(codes, self.n_frames(lengths).tolist(), strict=False)]
 
     @staticmethod
     def _pad_codes(items: list[torch.Tensor]) -> torch.Tensor:

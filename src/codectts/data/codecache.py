@@ -3,12 +3,14 @@
 On disk (format_version 1):
     TOKDIR/cache.json      {"format_version": 1, "codec": codec.spec(), "n_codebooks", "codebook_size",
                             "frame_rate", "sample_rate", "source": corpus folder}
-    TOKDIR/index.jsonl     (training split; dev.jsonl holds the held-out split) one record per utterance: id, text, normalized, speaker, n_frames, file,
+    TOKDIR/index.jsonl     (training split; dev.jsonl holds the held-out split) one record per utterance:
+                           id, text, normalized, speaker, n_frames, file,
                            and when the corpus has teacher alignments: phonemes + durations re-timed
                            to the codec frame rate (they sum exactly to n_frames)
     TOKDIR/codes/ID.npy    int16 [K, n_frames] (int32 when a codebook has more than 32,767 entries)
 Written per utterance (atomic), so an interrupted extraction resumes where it stopped.
 """
+
 from __future__ import annotations
 
 import io
@@ -20,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from codectts.fileio import atomic_write_bytes
 from codectts.errors import DataError
+from codectts.fileio import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
@@ -39,7 +41,7 @@ class CacheEntry:
     durations: list[int] = field(default_factory=list)  # at the codec frame rate
 
     @classmethod
-    def from_dict(cls, d: dict) -> "CacheEntry":
+    def from_dict(cls, d: dict) -> CacheEntry:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
@@ -92,10 +94,18 @@ def write_codes(root: Path, uid: str, codes: np.ndarray, codebook_size: int) -> 
     return rel
 
 
-def write_cache_meta(root: Path, codec_spec: dict, n_codebooks: int, codebook_size: int, frame_rate: float,
-                     sample_rate: int, source: str) -> None:
-    meta = {"format_version": FORMAT_VERSION, "codec": codec_spec, "n_codebooks": n_codebooks,
-            "codebook_size": codebook_size, "frame_rate": frame_rate, "sample_rate": sample_rate, "source": source}
+def write_cache_meta(
+    root: Path, codec_spec: dict, n_codebooks: int, codebook_size: int, frame_rate: float, sample_rate: int, source: str
+) -> None:
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "codec": codec_spec,
+        "n_codebooks": n_codebooks,
+        "codebook_size": codebook_size,
+        "frame_rate": frame_rate,
+        "sample_rate": sample_rate,
+        "source": source,
+    }
     root.mkdir(parents=True, exist_ok=True)
     existing = root / "cache.json"
     if existing.exists():
@@ -112,5 +122,7 @@ def index_name(split: str) -> str:
 def write_index(root: Path, entries: list[CacheEntry], split: str = "train") -> None:
     from dataclasses import asdict
 
-    atomic_write_bytes(root / index_name(split),
-                       "".join(json.dumps(asdict(e), ensure_ascii=False) + "\n" for e in entries).encode("utf-8"))
+    atomic_write_bytes(
+        root / index_name(split),
+        "".join(json.dumps(asdict(e), ensure_ascii=False) + "\n" for e in entries).encode("utf-8"),
+    )

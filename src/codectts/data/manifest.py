@@ -8,8 +8,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from codectts.fileio import atomic_write_bytes
 from codectts.errors import DataError
+from codectts.fileio import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ class Utterance:
         return json.dumps(d, ensure_ascii=False)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Utterance":
+    def from_dict(cls, d: dict) -> Utterance:
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
         for key in ("id", "audio", "text"):
             if key not in known:

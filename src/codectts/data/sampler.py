@@ -7,7 +7,7 @@ is shuffled per epoch; everything derives from (seed, epoch), so every worker an
 from __future__ import annotations
 
 import random
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 from codectts.errors import DataError
 

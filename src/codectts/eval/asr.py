@@ -166,7 +166,7 @@ def _check_pairs(refs: list[str], hyps: list[str]) -> tuple[list[str], list[str]
     if not refs:
         raise TextError("nothing to score: no reference texts")
     r = [normalize_for_wer(t) for t in refs]
-    for i, (raw, norm) in enumerate(zip(refs, r)):
+    for i, (raw, norm) in enumerate(zip(refs, r, strict=False)):
         if not norm:
             raise TextError(f"reference {i} ({raw[:60]!r}) has no words after normalisation")
     return r, [normalize_for_wer(t) for t in hyps]
@@ -193,4 +193,4 @@ def utterance_scores(refs: list[str], hyps: list[str]) -> list[dict]:
 
     r, h = _check_pairs(refs, hyps)
     return [{"wer": float(jiwer.process_words(a, b).wer), "cer": float(jiwer.process_characters(a, b).cer),
-             "ref_norm": a, "hyp_norm": b} for a, b in zip(r, h)]
+             "ref_norm": a, "hyp_norm": b} for a, b in zip(r, h, strict=False)]

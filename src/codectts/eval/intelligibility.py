@@ -55,7 +55,9 @@ def _summary(records: list[dict], asr_seconds: float) -> dict:
 
 
 def _score(records: list[dict]) -> None:
-    for r, s in zip(records, utterance_scores([r["text"] for r in records], [r["hypothesis"] for r in records])):
+    for r, s in zip(
+        records, utterance_scores([r["text"] for r in records], [r["hypothesis"] for r in records]), strict=False
+    ):
         r.update(s)
 
 
@@ -64,11 +66,12 @@ def pair_texts_and_wavs(texts: list[str], wavs: list[Path], ids: list[str] | Non
     if len(texts) != len(wavs):
         raise DataError(f"{len(texts)} text(s) but {len(wavs)} wav(s): each wav needs exactly one text")
     ids = ids or [p.stem for p in wavs]
-    return [AudioItem(i, t, Path(p)) for i, t, p in zip(ids, texts, wavs)]
+    return [AudioItem(i, t, Path(p)) for i, t, p in zip(ids, texts, wavs, strict=False)]
 
 
-def evaluate_files(items: list[AudioItem], transcriber: Transcriber,
-                   progress: Callable[[dict], None] | None = None) -> dict:
+def evaluate_files(
+    items: list[AudioItem], transcriber: Transcriber, progress: Callable[[dict], None] | None = None
+) -> dict:
     """Transcribe each file and score it against its text (empty or silent audio -> "" -> WER 1.0)."""
     if not items:
         raise DataError("no utterances to evaluate")
@@ -78,16 +81,23 @@ def evaluate_files(items: list[AudioItem], transcriber: Transcriber,
         t0 = time.perf_counter()
         hyp = transcriber.transcribe(wav, sr)
         asr_s += time.perf_counter() - t0
-        records.append({"id": it.id, "audio": str(it.path), "text": it.text, "hypothesis": hyp,
-                        "duration_s": len(wav) / sr})
+        records.append(
+            {"id": it.id, "audio": str(it.path), "text": it.text, "hypothesis": hyp, "duration_s": len(wav) / sr}
+        )
         if progress:
             progress(records[-1])
     _score(records)
     return {"utterances": records, "summary": _summary(records, asr_s)}
 
 
-def evaluate_voice(voice: Voice, texts: list[str], transcriber: Transcriber, seed: int | None = 0,
-                   save_dir: str | Path | None = None, progress: Callable[[dict], None] | None = None) -> dict:
+def evaluate_voice(
+    voice: Voice,
+    texts: list[str],
+    transcriber: Transcriber,
+    seed: int | None = 0,
+    save_dir: str | Path | None = None,
+    progress: Callable[[dict], None] | None = None,
+) -> dict:
     """Synthesize every text (timed), transcribe it, score it. RTF = total synthesis time / total audio time.
 
     A text the voice fails on (a CodecTTSError) is kept as a failure with an empty hypothesis (WER 1.0),
@@ -123,6 +133,11 @@ def evaluate_voice(voice: Voice, texts: list[str], transcriber: Transcriber, see
     _score(records)
     summary = _summary(records, asr_s)
     audio_s = summary["durations"]["total_s"]
-    summary.update(voice=voice.name, sample_rate=voice.sample_rate, synth_seconds=synth_s,
-                   rtf=synth_s / audio_s if audio_s > 0 else None, failures=sum("error" in r for r in records))
+    summary.update(
+        voice=voice.name,
+        sample_rate=voice.sample_rate,
+        synth_seconds=synth_s,
+        rtf=synth_s / audio_s if audio_s > 0 else None,
+        failures=sum("error" in r for r in records),
+    )
     return {"utterances": records, "summary": summary}

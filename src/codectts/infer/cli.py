@@ -6,12 +6,11 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 
-def _read_text(text: Optional[str], file: Optional[Path]) -> str:
+def _read_text(text: str | None, file: Path | None) -> str:
     from codectts.errors import TextError
 
     if file is not None:
@@ -33,24 +32,32 @@ def play_wav(path: Path) -> None:
         if shutil.which(player[0]):
             if subprocess.run([*player, str(path)]).returncode == 0:
                 return
-    raise CodecTTSError("--play: no working audio player/device found (tried aplay, paplay, ffplay); the wav was written")
+    raise CodecTTSError(
+        "--play: no working audio player/device found (tried aplay, paplay, ffplay); the wav was written"
+    )
 
 
 def register(app: typer.Typer) -> None:
     @app.command("say")
-    def say(text: Optional[str] = typer.Argument(None, help="Text to speak ('-' or nothing: read standard input)."),
-            out: Path = typer.Option(Path("out.wav"), "-o", "--out", help="Output wav ('-' = standard output)."),
-            file: Optional[Path] = typer.Option(None, "--file", "-f", help="Read the text from a UTF-8 file."),
-            voice: Optional[str] = typer.Option(None, help="Voice name or folder (default: the shipped voice)."),
-            speed: float = typer.Option(1.0, help="Speaking rate (0.25-4; 1 = normal)."),
-            temperature: Optional[float] = typer.Option(None, help="Sampling temperature (0 = greedy)."),
-            top_k: Optional[int] = typer.Option(None), top_p: Optional[float] = typer.Option(None),
-            seed: Optional[int] = typer.Option(None, help="Random seed (same seed + text = same audio)."),
-            play: bool = typer.Option(False, help="Also play the audio when an audio device exists."),
-            reference: Optional[Path] = typer.Option(None, help="Clip whose voice to speak in (csm voices)."),
-            reference_text: Optional[str] = typer.Option(None, help="What is said in --reference."),
-            threads: int = typer.Option(1, min=1, help="CPU threads for torch (1 is fastest for the small "
-                                                        "default voice: its steps are too small to split).")):
+    def say(
+        text: str | None = typer.Argument(None, help="Text to speak ('-' or nothing: read standard input)."),
+        out: Path = typer.Option(Path("out.wav"), "-o", "--out", help="Output wav ('-' = standard output)."),
+        file: Path | None = typer.Option(None, "--file", "-f", help="Read the text from a UTF-8 file."),
+        voice: str | None = typer.Option(None, help="Voice name or folder (default: the shipped voice)."),
+        speed: float = typer.Option(1.0, help="Speaking rate (0.25-4; 1 = normal)."),
+        temperature: float | None = typer.Option(None, help="Sampling temperature (0 = greedy)."),
+        top_k: int | None = typer.Option(None),
+        top_p: float | None = typer.Option(None),
+        seed: int | None = typer.Option(None, help="Random seed (same seed + text = same audio)."),
+        play: bool = typer.Option(False, help="Also play the audio when an audio device exists."),
+        reference: Path | None = typer.Option(None, help="Clip whose voice to speak in (csm voices)."),
+        reference_text: str | None = typer.Option(None, help="What is said in --reference."),
+        threads: int = typer.Option(
+            1,
+            min=1,
+            help="CPU threads for torch (1 is fastest for the small default voice: its steps are too small to split).",
+        ),
+    ):
         """Speak text into a wav file."""
         import numpy as np
         import torch
@@ -65,15 +72,18 @@ def register(app: typer.Typer) -> None:
         if (reference is None) != (reference_text is None):
             raise typer.BadParameter("--reference and --reference-text go together")
         ref = synth.reference(reference, reference_text) if reference is not None else None
-        wav, sr = synth.synthesize(content, speed=speed, temperature=temperature, top_k=top_k, top_p=top_p,
-                                   seed=seed, reference=ref)
+        wav, sr = synth.synthesize(
+            content, speed=speed, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, reference=ref
+        )
         if str(out) == "-":
             sys.stdout.buffer.write(wav_bytes(wav, sr))
             sys.stdout.buffer.flush()
             return
         save_wav(out, wav, sr)
-        typer.echo(f"wrote {out} ({len(wav) / sr:.2f} s, {sr} Hz, voice {synth.name}, peak {float(np.abs(wav).max()):.2f})",
-                   err=True)
+        typer.echo(
+            f"wrote {out} ({len(wav) / sr:.2f} s, {sr} Hz, voice {synth.name}, peak {float(np.abs(wav).max()):.2f})",
+            err=True,
+        )
         if play:
             play_wav(out)
 
@@ -92,24 +102,42 @@ def register(app: typer.Typer) -> None:
             typer.echo("no voices found")
 
     @app.command("make-voice")
-    def make_voice(out: Path = typer.Option(..., help="Voice folder to write."),
-                   name: str = typer.Option(..., help="Voice name."),
-                   talker: Path = typer.Option(..., help="Talker part (a run's best/ folder)."),
-                   codec: Path = typer.Option(..., help="Codec part folder."),
-                   duration: Optional[Path] = typer.Option(None, help="Duration model part (aligned talkers)."),
-                   vocoder: str = typer.Option("griffinlim", help="'griffinlim' or a HiFi-GAN part folder."),
-                   description: str = typer.Option(""), temperature: float = typer.Option(0.6),
-                   top_k: int = typer.Option(20), half: bool = typer.Option(True, help="Store weights as fp16."),
-                   model_card: Optional[Path] = typer.Option(None, help="MODEL_CARD.md to copy in."),
-                   context_frames: Optional[int] = typer.Option(
-                       None, min=1, help="Aligned talkers: frames each step attends back to (below the longest "
-                                         "training utterance keeps long text in distribution)."),
-                   context_phonemes: Optional[int] = typer.Option(
-                       None, min=1, help="Aligned talkers: phonemes the text encoder sees on each side.")):
+    def make_voice(
+        out: Path = typer.Option(..., help="Voice folder to write."),
+        name: str = typer.Option(..., help="Voice name."),
+        talker: Path = typer.Option(..., help="Talker part (a run's best/ folder)."),
+        codec: Path = typer.Option(..., help="Codec part folder."),
+        duration: Path | None = typer.Option(None, help="Duration model part (aligned talkers)."),
+        vocoder: str = typer.Option("griffinlim", help="'griffinlim' or a HiFi-GAN part folder."),
+        description: str = typer.Option(""),
+        temperature: float = typer.Option(0.6),
+        top_k: int = typer.Option(20),
+        half: bool = typer.Option(True, help="Store weights as fp16."),
+        model_card: Path | None = typer.Option(None, help="MODEL_CARD.md to copy in."),
+        context_frames: int | None = typer.Option(
+            None,
+            min=1,
+            help="Aligned talkers: frames each step attends back to (below the longest "
+            "training utterance keeps long text in distribution).",
+        ),
+        context_phonemes: int | None = typer.Option(
+            None, min=1, help="Aligned talkers: phonemes the text encoder sees on each side."
+        ),
+    ):
         """Assemble trained parts into a voice folder (checked by loading it)."""
         from codectts.infer.packaging import build_voice
 
-        build_voice(out, name=name, talker=talker, codec=codec, duration=duration, vocoder=vocoder,
-                    description=description, sampling={"temperature": temperature, "top_k": top_k}, half=half,
-                    model_card=model_card, context={"frames": context_frames, "phonemes": context_phonemes})
+        build_voice(
+            out,
+            name=name,
+            talker=talker,
+            codec=codec,
+            duration=duration,
+            vocoder=vocoder,
+            description=description,
+            sampling={"temperature": temperature, "top_k": top_k},
+            half=half,
+            model_card=model_card,
+            context={"frames": context_frames, "phonemes": context_phonemes},
+        )
         typer.echo(f"wrote voice {name!r} to {out}")

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 
@@ -96,8 +96,15 @@ class TalkerEngine:
                     reference=None) -> Iterator[torch.Tensor]:
         _no_reference(self.kind, reference)
         if self.model.cfg.conditioning == "aligned":
-            yield from self.model.generate_aligned(plan.ids, plan.durations, sampling, chunk_frames=chunk, generator=gen,
-                                                   window=self.window, text_window=self.text_window)
+            yield from self.model.generate_aligned(
+                plan.ids,
+                plan.durations,
+                sampling,
+                chunk_frames=chunk,
+                generator=gen,
+                window=self.window,
+                text_window=self.text_window,
+            )
             return
         bound = PREFIX_FRAMES_PER_PHONEME * plan.ids.shape[1] + 10
         n = 0
@@ -105,8 +112,9 @@ class TalkerEngine:
             n += c.shape[-1]
             yield c
         if n >= bound:
-            log.warning("no end-of-speech after %d frames: stopped at the bound for %d phonemes", bound,
-                        plan.ids.shape[1])
+            log.warning(
+                "no end-of-speech after %d frames: stopped at the bound for %d phonemes", bound, plan.ids.shape[1]
+            )
 
 
 class _TextEngine:
@@ -125,8 +133,10 @@ class _TextEngine:
 
     def check_codes(self, n_codebooks: int, codebook_size: int, codec, name: str) -> None:
         if (n_codebooks, codebook_size) != (codec.n_codebooks, codec.codebook_size):
-            raise ConfigError(f"voice {name!r}: {self.kind} predicts {n_codebooks} x {codebook_size} codes but the "
-                              f"codec has {codec.n_codebooks} x {codec.codebook_size}")
+            raise ConfigError(
+                f"voice {name!r}: {self.kind} predicts {n_codebooks} x {codebook_size} codes but the "
+                f"codec has {codec.n_codebooks} x {codec.codebook_size}"
+            )
 
 
 class TRMEngine(_TextEngine):
@@ -140,14 +150,22 @@ class TRMEngine(_TextEngine):
         self.check_codes(cfg.n_codebooks, cfg.codebook_size, codec, name)
         rate = self.pipeline.frame_rate
         if rate is not None and abs(rate - codec.frame_rate) > 1e-3:
-            raise ConfigError(f"voice {name!r}: the TRM was trained on {rate} Hz codes, the codec runs at "
-                              f"{codec.frame_rate} Hz")
+            raise ConfigError(
+                f"voice {name!r}: the TRM was trained on {rate} Hz codes, the codec runs at {codec.frame_rate} Hz"
+            )
 
-    def code_chunks(self, plan: SentencePlan, sampling: SamplingConfig, gen: torch.Generator, chunk: int,
-                    reference=None) -> Iterator[torch.Tensor]:
+    def code_chunks(
+        self, plan: SentencePlan, sampling: SamplingConfig, gen: torch.Generator, chunk: int, reference=None
+    ) -> Iterator[torch.Tensor]:
         _no_reference(self.kind, reference)
-        codes = self.pipeline.generate(plan.text, speed=plan.speed, temperature=sampling.temperature,
-                                       top_k=sampling.top_k, top_p=sampling.top_p, seed=seed_from(gen))
+        codes = self.pipeline.generate(
+            plan.text,
+            speed=plan.speed,
+            temperature=sampling.temperature,
+            top_k=sampling.top_k,
+            top_p=sampling.top_p,
+            seed=seed_from(gen),
+        )
         yield from chunked(codes[None].to(self.device), chunk)  # non-autoregressive: all frames at once
 
 
@@ -167,14 +185,24 @@ class CSMEngine(_TextEngine):
             raise ConfigError("a csm voice speaks at its own (or its reference's) rate: speed must be 1.0")
         return super().plan(sentence, speed)
 
-    def code_chunks(self, plan: SentencePlan, sampling: SamplingConfig, gen: torch.Generator, chunk: int,
-                    reference=None) -> Iterator[torch.Tensor]:
+    def code_chunks(
+        self, plan: SentencePlan, sampling: SamplingConfig, gen: torch.Generator, chunk: int, reference=None
+    ) -> Iterator[torch.Tensor]:
         ref = reference if reference is not None else self.default_reference
         bound = math.ceil(len(plan.text) * CSM_BOUND_SECONDS_PER_CHAR * self.generator.codec.frame_rate) + 25
-        res = self.generator.generate(plan.text, ref, temperature=sampling.temperature, top_k=sampling.top_k,
-                                      top_p=sampling.top_p, max_frames=bound, seed=seed_from(gen), decode=False)
+        res = self.generator.generate(
+            plan.text,
+            ref,
+            temperature=sampling.temperature,
+            top_k=sampling.top_k,
+            top_p=sampling.top_p,
+            max_frames=bound,
+            seed=seed_from(gen),
+            decode=False,
+        )
         if not res.stopped:
-            log.warning("no end-of-speech after %d frames: stopped at the bound for %d characters",
-                        bound, len(plan.text))
+            log.warning(
+                "no end-of-speech after %d frames: stopped at the bound for %d characters", bound, len(plan.text)
+            )
         # the Synthesizer decodes Mimi once per sentence, so frame-by-frame chunks would gain nothing
         yield from chunked(res.codes[None].to(self.device), chunk)

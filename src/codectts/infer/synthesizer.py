@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -69,7 +69,7 @@ class Synthesizer:
 
     # ---- loading ------------------------------------------------------------------------------
     @classmethod
-    def load(cls, voice: str | os.PathLike | None = None, device: str = "cpu") -> "Synthesizer":
+    def load(cls, voice: str | os.PathLike | None = None, device: str = "cpu") -> Synthesizer:
         from codectts.codecs.registry import load_codec
         from codectts.vocoders import load_vocoder
 

@@ -119,9 +119,14 @@ class TRMPipeline:
         for key in ("tokenizer", "length"):
             if key not in meta:
                 raise ConfigError(f"{path}: config.json has no {key!r} (not a TRM trained by codectts train trm)")
-        return cls(model=model, tokenizer=tokenizer_from_dict(meta["tokenizer"]),
-                   length=length_source_from_dict(meta["length"], root=path), speakers=list(meta.get("speakers", ["0"])),
-                   codec=meta.get("codec"), frame_rate=meta.get("frame_rate"))
+        return cls(
+            model=model,
+            tokenizer=tokenizer_from_dict(meta["tokenizer"]),
+            length=length_source_from_dict(meta["length"], root=path),
+            speakers=list(meta.get("speakers", ["0"])),
+            codec=meta.get("codec"),
+            frame_rate=meta.get("frame_rate"),
+        )
 
     def speaker_id(self, speaker: int | str | None) -> int:
         """A speaker name from the corpus, or its index; None = the first speaker."""
@@ -137,13 +142,32 @@ class TRMPipeline:
             raise ConfigError(f"speaker index {idx} out of range [0, {len(self.speakers)})")
         return idx
 
-    def generate(self, text: str, speaker: int | str | None = None, *, speed: float = 1.0,
-                 n_frames: int | None = None, temperature: float = DEFAULT_TEMPERATURE,
-                 top_k: int | None = DEFAULT_TOP_K, top_p: float | None = None, seed: int | None = None,
-                 durations: Sequence[int] | None = None) -> torch.Tensor:
+    def generate(
+        self,
+        text: str,
+        speaker: int | str | None = None,
+        *,
+        speed: float = 1.0,
+        n_frames: int | None = None,
+        temperature: float = DEFAULT_TEMPERATURE,
+        top_k: int | None = DEFAULT_TOP_K,
+        top_p: float | None = None,
+        seed: int | None = None,
+        durations: Sequence[int] | None = None,
+    ) -> torch.Tensor:
         """Codes [K, F]; the length comes from the part's length source unless n_frames or durations
         (frames per token of `self.tokenizer.encode(text)`, e.g. a duration model's) are given."""
-        return generate(self.model, text, self.speaker_id(speaker), n_frames=n_frames,
-                        length_source=None if n_frames is not None or durations is not None else self.length,
-                        tokenizer=self.tokenizer, speed=speed, temperature=temperature, top_k=top_k, top_p=top_p,
-                        seed=seed, durations=durations)
+        return generate(
+            self.model,
+            text,
+            self.speaker_id(speaker),
+            n_frames=n_frames,
+            length_source=None if n_frames is not None or durations is not None else self.length,
+            tokenizer=self.tokenizer,
+            speed=speed,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            seed=seed,
+            durations=durations,
+        )

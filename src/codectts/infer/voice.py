@@ -57,7 +57,9 @@ def read_voice_json(path: Path) -> dict:
     except json.JSONDecodeError as e:
         raise ConfigError(f"{f}: invalid JSON ({e})") from None
     if meta.get("format_version") != VOICE_FORMAT:
-        raise ConfigError(f"{f}: voice format_version {meta.get('format_version')!r} unsupported (expected {VOICE_FORMAT})")
+        raise ConfigError(
+            f"{f}: voice format_version {meta.get('format_version')!r} unsupported (expected {VOICE_FORMAT})"
+        )
     needed = ["name", "model", "codec"]
     if meta.get("model", {}).get("type", "talker") == "talker":
         needed.append("tokenizer")  # TRM and CSM parts carry their tokenizer
@@ -81,6 +83,13 @@ def list_voices() -> list[dict]:
                 except ConfigError:
                     continue
                 seen.add(v.name)
-                out.append({"name": v.name, "path": str(v), "sample_rate": meta.get("sample_rate"),
-                            "description": meta.get("description", ""), "model": meta["model"].get("type")})
+                out.append(
+                    {
+                        "name": v.name,
+                        "path": str(v),
+                        "sample_rate": meta.get("sample_rate"),
+                        "description": meta.get("description", ""),
+                        "model": meta["model"].get("type"),
+                    }
+                )
     return out

@@ -143,9 +143,11 @@ class Attention(nn.Module):
                                                      dropout_p=self.cfg.dropout if self.training else 0.0)
                 return self.wo(out.transpose(1, 2).reshape(b, t, -1))
             # chunked prefill after a filled cache: query i sees keys <= start + i
-            mask = torch.arange(k.shape[2], device=x.device)[None, :] <= (start + torch.arange(t, device=x.device))[:, None]
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True,
-                                             dropout_p=self.cfg.dropout if self.training else 0.0)
+            queries = start + torch.arange(t, device=x.device)
+            mask = torch.arange(k.shape[2], device=x.device)[None, :] <= queries[:, None]
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, enable_gqa=True, dropout_p=self.cfg.dropout if self.training else 0.0
+        )
         return self.wo(out.transpose(1, 2).reshape(b, t, -1))
 
 
@@ -206,12 +208,13 @@ class Transformer(nn.Module):
         elif isinstance(m, nn.Embedding):
             nn.init.normal_(m.weight, std=0.02)
 
-    def forward(self, x: torch.Tensor, start: int = 0, caches: list[KVCache] | None = None,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, start: int = 0, caches: list[KVCache] | None = None, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         t = x.shape[1]
         if start + t > self.cfg.max_seq_len:
             raise ConfigError(f"sequence of {start + t} exceeds max_seq_len {self.cfg.max_seq_len}")
-        cos, sin = self.cos[start:start + t], self.sin[start:start + t]
+        cos, sin = self.cos[start : start + t], self.sin[start : start + t]
         for i, layer in enumerate(self.layers):
             x = layer(x, cos, sin, mask, caches[i] if caches is not None else None)
         return self.norm(x)

@@ -114,16 +114,51 @@ class CSMConfig:
 # Named sizes. Data-dependent fields (text_vocab_size, n_codebooks, codebook_size) are filled by `csm_preset`.
 CSM_PRESETS: dict[str, dict] = {
     # unit tests: builds and runs in milliseconds
-    "tiny": {"dim": 64, "n_layers": 2, "n_heads": 4, "n_kv_heads": 2, "ffn_dim": 128, "max_seq_len": 512,
-             "decoder_dim": 32, "decoder_layers": 1, "decoder_heads": 2, "decoder_kv_heads": 1, "decoder_ffn_dim": 64},
+    "tiny": {
+        "dim": 64,
+        "n_layers": 2,
+        "n_heads": 4,
+        "n_kv_heads": 2,
+        "ffn_dim": 128,
+        "max_seq_len": 512,
+        "decoder_dim": 32,
+        "decoder_layers": 1,
+        "decoder_heads": 2,
+        "decoder_kv_heads": 1,
+        "decoder_ffn_dim": 64,
+    },
     # CPU experiments: 4.7 M backbone, in the d 256 range that trains at a few thousand tokens/s on 2 cores
-    "small": {"dim": 256, "n_layers": 6, "n_heads": 4, "n_kv_heads": 2, "ffn_dim": 768, "max_seq_len": 1024,
-              "decoder_dim": 128, "decoder_layers": 2, "decoder_heads": 4, "decoder_kv_heads": 2, "decoder_ffn_dim": 384},
+    "small": {
+        "dim": 256,
+        "n_layers": 6,
+        "n_heads": 4,
+        "n_kv_heads": 2,
+        "ffn_dim": 768,
+        "max_seq_len": 1024,
+        "decoder_dim": 128,
+        "decoder_layers": 2,
+        "decoder_heads": 4,
+        "decoder_kv_heads": 2,
+        "decoder_ffn_dim": 384,
+    },
     # seed 004: Llama "250M" backbone (6 layers, d 1536, 12 q / 3 kv heads, FFN 8192) + "60M" depth decoder
     # (4 layers, d 1024, 8 q / 2 kv heads, FFN 4096) over Mimi 32 x 2048; RoPE base 500k, 2048 positions
-    "marvis": {"dim": 1536, "n_layers": 6, "n_heads": 12, "n_kv_heads": 3, "ffn_dim": 8192, "max_seq_len": 2048,
-               "decoder_dim": 1024, "decoder_layers": 4, "decoder_heads": 8, "decoder_kv_heads": 2,
-               "decoder_ffn_dim": 4096, "rope_theta": 500_000.0, "n_codebooks": 32, "codebook_size": 2048},
+    "marvis": {
+        "dim": 1536,
+        "n_layers": 6,
+        "n_heads": 12,
+        "n_kv_heads": 3,
+        "ffn_dim": 8192,
+        "max_seq_len": 2048,
+        "decoder_dim": 1024,
+        "decoder_layers": 4,
+        "decoder_heads": 8,
+        "decoder_kv_heads": 2,
+        "decoder_ffn_dim": 4096,
+        "rope_theta": 500_000.0,
+        "n_codebooks": 32,
+        "codebook_size": 2048,
+    },
 }
 
 
@@ -175,15 +210,23 @@ class CSM(nn.Module):
         self.c0_head = nn.Linear(cfg.dim, cfg.audio_vocab, bias=False)
         self.audio_head = nn.Parameter(torch.empty(cfg.n_codebooks - 1, cfg.decoder_dim, cfg.codebook_size))
         self.register_buffer("codebook_offset", torch.arange(cfg.n_codebooks) * cfg.audio_vocab, persistent=False)
-        for w in (self.text_embed.weight, self.audio_embed.weight, self.projection.weight, self.c0_head.weight,
-                  self.audio_head):
+        for w in (
+            self.text_embed.weight,
+            self.audio_embed.weight,
+            self.projection.weight,
+            self.c0_head.weight,
+            self.audio_head,
+        ):
             nn.init.normal_(w, std=0.02)
 
     # ---- sizes -------------------------------------------------------------------------------
     def param_counts(self) -> dict[str, int]:
-        parts = {"backbone": count_params(self.backbone), "decoder": count_params(self.decoder),
-                 "embeddings": count_params(self.text_embed) + count_params(self.audio_embed),
-                 "heads": count_params(self.c0_head) + self.audio_head.numel() + count_params(self.projection)}
+        parts = {
+            "backbone": count_params(self.backbone),
+            "decoder": count_params(self.decoder),
+            "embeddings": count_params(self.text_embed) + count_params(self.audio_embed),
+            "heads": count_params(self.c0_head) + self.audio_head.numel() + count_params(self.projection),
+        }
         parts["total"] = sum(parts.values())
         return parts
 
@@ -191,7 +234,7 @@ class CSM(nn.Module):
     def embed_codes(self, codes: torch.Tensor, first_codebook: int = 0) -> torch.Tensor:
         """codes [..., n] of codebooks first..first+n-1 -> embeddings [..., n, D]."""
         n = codes.shape[-1]
-        return self.audio_embed(codes + self.codebook_offset[first_codebook:first_codebook + n])
+        return self.audio_embed(codes + self.codebook_offset[first_codebook : first_codebook + n])
 
     def embed(self, text: torch.Tensor, audio: torch.Tensor, audio_mask: torch.Tensor) -> torch.Tensor:
         """[B, S], [B, S, K], [B, S] -> [B, S, D]: text embedding, or the sum of a frame's codebook embeddings."""
@@ -206,8 +249,14 @@ class CSM(nn.Module):
         out = self.decoder(self.projection(seq))  # [M, K, Dd]
         return torch.einsum("mkd,kdv->mkv", out[:, 1:], self.audio_head)
 
-    def forward(self, text: torch.Tensor, audio: torch.Tensor, audio_mask: torch.Tensor,
-                decoder_fraction: float = 1.0, generator: torch.Generator | None = None) -> CSMOutput:
+    def forward(
+        self,
+        text: torch.Tensor,
+        audio: torch.Tensor,
+        audio_mask: torch.Tensor,
+        decoder_fraction: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> CSMOutput:
         """Loss = CE(codebook 0, backbone) + CE(codebooks 1..K-1, decoder).
 
         `decoder_fraction` < 1 trains the decoder on a random subset of frames (CSM's compute amortisation;
@@ -242,19 +291,30 @@ class CSM(nn.Module):
                 acc += (dec_logits.argmax(-1) == dec_targets).float().mean(0).tolist()
             else:
                 acc += [float("nan")] * (cfg.n_codebooks - 1)
-        return CSMOutput(loss=backbone_loss + decoder_loss, backbone_loss=backbone_loss, decoder_loss=decoder_loss,
-                         c0_logits=c0_logits, c0_targets=frames[:, 0], decoder_logits=dec_logits,
-                         decoder_targets=dec_targets, accuracy=acc)
+        return CSMOutput(
+            loss=backbone_loss + decoder_loss,
+            backbone_loss=backbone_loss,
+            decoder_loss=decoder_loss,
+            c0_logits=c0_logits,
+            c0_targets=frames[:, 0],
+            decoder_logits=dec_logits,
+            decoder_targets=dec_targets,
+            accuracy=acc,
+        )
 
     # ---- incremental decoding (explicit caches) ------------------------------------------------
-    def make_caches(self, batch: int = 1, max_len: int | None = None, device=None,
-                    dtype=torch.float32) -> tuple[list[KVCache], list[KVCache]]:
+    def make_caches(
+        self, batch: int = 1, max_len: int | None = None, device=None, dtype=torch.float32
+    ) -> tuple[list[KVCache], list[KVCache]]:
         """(backbone caches for the whole sequence, decoder caches for one frame)."""
-        return (make_caches(self.cfg.backbone_config, batch, max_len or self.cfg.max_seq_len, device, dtype),
-                make_caches(self.cfg.decoder_config, batch, self.cfg.n_codebooks, device, dtype))
+        return (
+            make_caches(self.cfg.backbone_config, batch, max_len or self.cfg.max_seq_len, device, dtype),
+            make_caches(self.cfg.decoder_config, batch, self.cfg.n_codebooks, device, dtype),
+        )
 
-    def prefill(self, text: torch.Tensor, audio: torch.Tensor, audio_mask: torch.Tensor,
-                caches: list[KVCache], start: int = 0) -> torch.Tensor:
+    def prefill(
+        self, text: torch.Tensor, audio: torch.Tensor, audio_mask: torch.Tensor, caches: list[KVCache], start: int = 0
+    ) -> torch.Tensor:
         """Run positions start..start+S-1 through the backbone into `caches`; returns the last state [B, D]."""
         return self.backbone(self.embed(text, audio, audio_mask), start=start, caches=caches)[:, -1]
 
@@ -264,8 +324,9 @@ class CSM(nn.Module):
         x = self.embed_codes(frame).sum(-2)[:, None]  # [B, 1, D]
         return self.backbone(x, start=start, caches=caches)[:, 0]
 
-    def generate_frame(self, h: torch.Tensor, decoder_caches: list[KVCache], sample: Sampler,
-                       forced: torch.Tensor | None = None) -> FrameOutput:
+    def generate_frame(
+        self, h: torch.Tensor, decoder_caches: list[KVCache], sample: Sampler, forced: torch.Tensor | None = None
+    ) -> FrameOutput:
         """Backbone state h [B, D] -> the next frame: codebook 0 from the backbone head, then the depth
         decoder one codebook at a time on its own cache (reset here). `forced` [B, K] replaces the sampled
         codes (teacher forcing through the exact generation path, for tests)."""
@@ -274,7 +335,9 @@ class CSM(nn.Module):
         c0 = forced[:, 0] if forced is not None else sample(c0_logits, 0)
         eos = c0 == cfg.eos_code
         if bool(eos.all()) and forced is None:
-            return FrameOutput(torch.full((h.shape[0], cfg.n_codebooks), cfg.eos_code, device=h.device), c0_logits, None)
+            return FrameOutput(
+                torch.full((h.shape[0], cfg.n_codebooks), cfg.eos_code, device=h.device), c0_logits, None
+            )
         for c in decoder_caches:
             c.reset()
         codes, logits = [c0], []
@@ -315,8 +378,11 @@ class Segment:
     end_of_speech: bool = True  # append the EOS frame after the codes
 
 
-def build_sequence(segments: Sequence[Segment], n_codebooks: int, eos_code: int,
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def build_sequence(
+    segments: Sequence[Segment],
+    n_codebooks: int,
+    eos_code: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Segments -> (text [S], audio [S, K], audio_mask [S]) in the layout of the module docstring."""
     text, audio, mask = [], [], []
     for seg in segments:
@@ -339,10 +405,13 @@ def build_sequence(segments: Sequence[Segment], n_codebooks: int, eos_code: int,
     return torch.cat(text), torch.cat(audio), torch.cat(mask)
 
 
-def collate(sequences: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
-            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def collate(
+    sequences: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Right-pad sequences from `build_sequence` into a batch ([B, S], [B, S, K], [B, S])."""
     pad = torch.nn.utils.rnn.pad_sequence
-    return (pad([s[0] for s in sequences], batch_first=True, padding_value=TEXT_PAD_ID),
-            pad([s[1] for s in sequences], batch_first=True),
-            pad([s[2] for s in sequences], batch_first=True))
+    return (
+        pad([s[0] for s in sequences], batch_first=True, padding_value=TEXT_PAD_ID),
+        pad([s[1] for s in sequences], batch_first=True),
+        pad([s[2] for s in sequences], batch_first=True),
+    )

@@ -127,5 +127,5 @@ class DurationLength:
                 "min_frames": self.min_frames, "max_frames": self.max_frames}
 
     @classmethod
-    def from_dict(cls, d: dict, root: str | os.PathLike | None = None) -> "DurationLength":
+    def from_dict(cls, d: dict, root: str | os.PathLike | None = None) -> DurationLength:
         return cls(**{k: v for k, v in d.items() if k != "kind"}, root=root)

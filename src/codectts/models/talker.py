@@ -16,8 +16,8 @@ the next frame; teacher-forced cross-entropy on all heads. Three ways to conditi
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from typing import Iterator
 
 import torch
 import torch.nn as nn
@@ -221,7 +221,9 @@ class Talker(nn.Module):
         return TalkerOutput(logits=logits, loss=losses.mean(), losses=losses)
 
     # ---- generation ---------------------------------------------------------------------------
-    def sample_frame(self, h: torch.Tensor, sampling: SamplingConfig, generator: torch.Generator | None) -> torch.Tensor:
+    def sample_frame(
+        self, h: torch.Tensor, sampling: SamplingConfig, generator: torch.Generator | None
+    ) -> torch.Tensor:
         """h [B, D] -> codes [B, K] (depth heads sampled in order)."""
         codes = []
         for k, head in enumerate(self.heads):
@@ -232,10 +234,17 @@ class Talker(nn.Module):
         return torch.stack(codes, 1)
 
     @torch.no_grad()
-    def generate_aligned(self, text: torch.Tensor, durations: torch.Tensor, sampling: SamplingConfig | None = None,
-                         speaker: torch.Tensor | None = None, chunk_frames: int = 0,
-                         generator: torch.Generator | None = None, window: int | None = None,
-                         text_window: int | None = None) -> Iterator[torch.Tensor]:
+    def generate_aligned(
+        self,
+        text: torch.Tensor,
+        durations: torch.Tensor,
+        sampling: SamplingConfig | None = None,
+        speaker: torch.Tensor | None = None,
+        chunk_frames: int = 0,
+        generator: torch.Generator | None = None,
+        window: int | None = None,
+        text_window: int | None = None,
+    ) -> Iterator[torch.Tensor]:
         """Aligned mode: yields code chunks [B, K, n] (all frames at once when chunk_frames=0).
 
         Produces exactly sum(durations) frames per item (batch items are padded to the longest).
@@ -251,7 +260,7 @@ class Talker(nn.Module):
         prev = self.bos(b, text.device)[:, :, 0]
         buf = []
         for t in range(f):
-            x = self.embed_frames(prev[:, :, None]) + cond[:, t:t + 1]
+            x = self.embed_frames(prev[:, :, None]) + cond[:, t : t + 1]
             h = self.transformer(x, start=t, caches=caches)[:, 0]
             prev = self.sample_frame(h, sampling, generator)
             buf.append(prev)
@@ -262,9 +271,15 @@ class Talker(nn.Module):
             yield torch.stack(buf, 2)
 
     @torch.no_grad()
-    def generate_prefix(self, text: torch.Tensor, max_frames: int, sampling: SamplingConfig | None = None,
-                        speaker: torch.Tensor | None = None, chunk_frames: int = 0,
-                        generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:
+    def generate_prefix(
+        self,
+        text: torch.Tensor,
+        max_frames: int,
+        sampling: SamplingConfig | None = None,
+        speaker: torch.Tensor | None = None,
+        chunk_frames: int = 0,
+        generator: torch.Generator | None = None,
+    ) -> Iterator[torch.Tensor]:
         """Prefix / unconditional modes: generate until every item emitted EOS or max_frames.
 
         Finished items keep producing padding (their frames after EOS are not yielded for B=1);

@@ -341,56 +341,96 @@ def create_app(synthesizers: dict[str, Synthesizer], *, max_input_chars: int = D
     def resolve(req: SpeechRequest) -> tuple[_Job, bool, str | None]:
         """Check a request against what is loaded; returns (job, streaming?, stream_format)."""
         if req.model != MODEL_ID and req.model not in MODEL_ALIASES:
-            raise ApiError(404, f"model {_show(req.model)} not found; available: {', '.join((MODEL_ID, *MODEL_ALIASES))}",
-                           code="model_not_found", param="model")
+            raise ApiError(
+                404,
+                f"model {_show(req.model)} not found; available: {', '.join((MODEL_ID, *MODEL_ALIASES))}",
+                code="model_not_found",
+                param="model",
+            )
         voice = default_voice if req.voice is None else req.voice
         if voice not in voices:
-            raise ApiError(404, f"voice {_show(voice)} not found; available: {', '.join(voices)}",
-                           code="voice_not_found", param="voice")
+            raise ApiError(
+                404,
+                f"voice {_show(voice)} not found; available: {', '.join(voices)}",
+                code="voice_not_found",
+                param="voice",
+            )
         fmt = (req.response_format or default_format).lower()
         if fmt not in formats:
             why = "is not encodable on this server" if fmt in FORMATS or fmt in KNOWN_UNENCODABLE else "is unknown"
-            raise ApiError(400, f"response_format {_show(fmt)} {why}; supported: {', '.join(formats)}",
-                           code="unsupported_format", param="response_format")
+            raise ApiError(
+                400,
+                f"response_format {_show(fmt)} {why}; supported: {', '.join(formats)}",
+                code="unsupported_format",
+                param="response_format",
+            )
         streaming = req.stream if req.stream is not None else req.stream_format is not None
         stream_format = (req.stream_format or "audio") if streaming else None
         if req.stream is False and req.stream_format == "sse":
-            raise ApiError(400, "stream_format 'sse' needs streaming; drop 'stream': false",
-                           code="invalid_value", param="stream")
+            raise ApiError(
+                400, "stream_format 'sse' needs streaming; drop 'stream': false", code="invalid_value", param="stream"
+            )
         if streaming and not FORMATS[fmt].streamable:
             can = ", ".join(f for f in formats if FORMATS[f].streamable)
-            raise ApiError(400, f"response_format {fmt!r} cannot be streamed; stream one of: {can}",
-                           code="unsupported_format", param="response_format")
+            raise ApiError(
+                400,
+                f"response_format {fmt!r} cannot be streamed; stream one of: {can}",
+                code="unsupported_format",
+                param="response_format",
+            )
         text = req.input
         if not text.strip():
             raise ApiError(400, "input is empty", code="empty_input", param="input")
         if len(text) > cfg.max_input_chars:
-            raise ApiError(413, f"input is {len(text)} characters; the limit is {cfg.max_input_chars}",
-                           code="input_too_long", param="input")
+            raise ApiError(
+                413,
+                f"input is {len(text)} characters; the limit is {cfg.max_input_chars}",
+                code="input_too_long",
+                param="input",
+            )
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:
-            raise ApiError(400, "input holds unpaired UTF-16 surrogates (not valid Unicode text)",
-                           code="invalid_value", param="input") from None
-        kwargs = {"speed": req.speed, "temperature": req.temperature, "top_k": req.top_k, "top_p": req.top_p,
-                  "seed": req.seed}
-        job = _Job(voices[voice], text, kwargs, fmt,
-                   log={"voice": voice, "format": fmt, "stream": stream_format, "chars": len(text), "speed": req.speed})
+            raise ApiError(
+                400,
+                "input holds unpaired UTF-16 surrogates (not valid Unicode text)",
+                code="invalid_value",
+                param="input",
+            ) from None
+        kwargs = {
+            "speed": req.speed,
+            "temperature": req.temperature,
+            "top_k": req.top_k,
+            "top_p": req.top_p,
+            "seed": req.seed,
+        }
+        job = _Job(
+            voices[voice],
+            text,
+            kwargs,
+            fmt,
+            log={"voice": voice, "format": fmt, "stream": stream_format, "chars": len(text), "speed": req.speed},
+        )
         return job, streaming, stream_format
 
     def acquire() -> None:
         if not slots.try_acquire():
             wait = slots.retry_after_s()
-            raise ApiError(429, f"{slots.limit} generations are already running; retry in {wait} s",
-                           code="too_many_concurrent_requests", type="rate_limit_error",
-                           headers={"Retry-After": str(wait)})
+            raise ApiError(
+                429,
+                f"{slots.limit} generations are already running; retry in {wait} s",
+                code="too_many_concurrent_requests",
+                type="rate_limit_error",
+                headers={"Retry-After": str(wait)},
+            )
 
     def synthesis_failed(exc: BaseException, request_id: str) -> ApiError:
         if isinstance(exc, TextError):
             return ApiError(400, f"input cannot be spoken: {exc}", code="invalid_input", param="input")
         log.error("request %s: synthesis failed", request_id, exc_info=exc)
-        return ApiError(500, f"synthesis failed (request id {request_id})", code="synthesis_failed",
-                        type="server_error")
+        return ApiError(
+            500, f"synthesis failed (request id {request_id})", code="synthesis_failed", type="server_error"
+        )
 
     def run_whole(job: _Job) -> tuple[bytes, int, float]:
         """Worker thread: synthesize and encode one utterance; frees the slot when done."""
@@ -407,8 +447,9 @@ def create_app(synthesizers: dict[str, Synthesizer], *, max_input_chars: int = D
         try:
             data, sr, seconds = await asyncio.wait_for(future, cfg.request_timeout_s)
         except TimeoutError:
-            raise ApiError(504, f"generation took longer than {cfg.request_timeout_s:g} s", code="timeout",
-                           type="server_error") from None
+            raise ApiError(
+                504, f"generation took longer than {cfg.request_timeout_s:g} s", code="timeout", type="server_error"
+            ) from None
         except Exception as e:  # noqa: BLE001 - any model failure becomes a JSON error, never a traceback
             raise synthesis_failed(e, request_id) from None
         job.log["audio_s"] = round(seconds, 3)
@@ -465,8 +506,9 @@ def create_app(synthesizers: dict[str, Synthesizer], *, max_input_chars: int = D
             first = await next_item()  # errors before the first audio still get a proper status
         except TimeoutError:
             stop.set()
-            raise ApiError(504, f"no audio within {cfg.request_timeout_s:g} s", code="timeout",
-                           type="server_error") from None
+            raise ApiError(
+                504, f"no audio within {cfg.request_timeout_s:g} s", code="timeout", type="server_error"
+            ) from None
         if first[0] == "error":
             raise synthesis_failed(first[1], request_id)
 
@@ -507,14 +549,24 @@ def create_app(synthesizers: dict[str, Synthesizer], *, max_input_chars: int = D
             finally:
                 stop.set()  # client gone, timeout or done: the worker stops at its next chunk
 
-        headers = {"X-Sample-Rate": str(output_rate(job.fmt, job.synth.sample_rate)), "Cache-Control": "no-cache",
-                   "X-Accel-Buffering": "no"}
+        headers = {
+            "X-Sample-Rate": str(output_rate(job.fmt, job.synth.sample_rate)),
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+        }
         media = FORMATS[job.fmt].media_type if stream_format == "audio" else "text/event-stream"
         return StreamingResponse(body(), media_type=media, headers=headers)
 
-    @app.post("/v1/audio/speech", summary="Text to speech (OpenAI-compatible)",
-              openapi_extra={"requestBody": {"required": True, "content": {
-                  "application/json": {"schema": SpeechRequest.model_json_schema()}}}})
+    @app.post(
+        "/v1/audio/speech",
+        summary="Text to speech (OpenAI-compatible)",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": SpeechRequest.model_json_schema()}},
+            }
+        },
+    )
     async def speech(request: Request) -> Response:
         fields = request.scope.setdefault("codectts.log", {})
         job, streaming, stream_format = resolve(parse(await request.body()))
@@ -527,21 +579,35 @@ def create_app(synthesizers: dict[str, Synthesizer], *, max_input_chars: int = D
 
     @app.get("/v1/models", summary="Models (OpenAI-compatible list)")
     async def models() -> dict:
-        return {"object": "list", "data": [{"id": m, "object": "model", "created": started, "owned_by": "codectts"}
-                                           for m in (MODEL_ID, *MODEL_ALIASES)]}
+        return {
+            "object": "list",
+            "data": [
+                {"id": m, "object": "model", "created": started, "owned_by": "codectts"}
+                for m in (MODEL_ID, *MODEL_ALIASES)
+            ],
+        }
 
     @app.get("/v1/voices", summary="Loaded voices")
     @app.get("/v1/audio/voices", include_in_schema=False)  # where Kokoro-FastAPI clients look
     async def list_loaded_voices() -> dict:
-        return {"default": default_voice, "voices": [
-            {"name": name, "sample_rate": int(s.sample_rate), "description": _description(s)}
-            for name, s in voices.items()]}
+        return {
+            "default": default_voice,
+            "voices": [
+                {"name": name, "sample_rate": int(s.sample_rate), "description": _description(s)}
+                for name, s in voices.items()
+            ],
+        }
 
     @app.get("/health", summary="Liveness and load")
     async def health() -> dict:
-        return {"status": "ok", "voices": list(voices), "formats": list(formats),
-                "generations_active": slots.active, "max_concurrent": slots.limit,
-                "max_input_chars": cfg.max_input_chars}
+        return {
+            "status": "ok",
+            "voices": list(voices),
+            "formats": list(formats),
+            "generations_active": slots.active,
+            "max_concurrent": slots.limit,
+            "max_input_chars": cfg.max_input_chars,
+        }
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:

@@ -26,7 +26,9 @@ ABBREVIATIONS = {
 _ABBREV_RE = re.compile(r"\b(" + "|".join(ABBREVIATIONS) + r")\.(?=\s|$)", re.IGNORECASE)
 _CURRENCY = {"$": ("dollar", "dollars", "cent", "cents"), "£": ("pound", "pounds", "penny", "pence"),
              "€": ("euro", "euros", "cent", "cents")}
-_SCALED_CURRENCY_RE = re.compile(r"([$£€])\s?(\d[\d,]*(?:\.\d+)?)\s+(thousand|million|billion|trillion)\b", re.IGNORECASE)
+_SCALED_CURRENCY_RE = re.compile(
+    r"([$£€])\s?(\d[\d,]*(?:\.\d+)?)\s+(thousand|million|billion|trillion)\b", re.IGNORECASE
+)
 _CURRENCY_RE = re.compile(r"([$£€])\s?(\d[\d,]*)(?:\.(\d{1,2}))?\b")
 _PERCENT_RE = re.compile(r"(\d[\d,]*(?:\.\d+)?)\s?%")
 _ORDINAL_RE = re.compile(r"\b(\d[\d,]*)(st|nd|rd|th)\b", re.IGNORECASE)
@@ -72,8 +74,11 @@ def _time(m: re.Match) -> str:
 def strip_controls(text: str) -> str:
     """NFKC, then drop control/format characters and pictographs (emoji); newlines/tabs become spaces."""
     text = unicodedata.normalize("NFKC", text)
-    return "".join(" " if ch in "\n\r\t" else ch for ch in text
-                   if ch in "\n\r\t" or unicodedata.category(ch)[0] != "C" and unicodedata.category(ch) != "So")
+    return "".join(
+        " " if ch in "\n\r\t" else ch
+        for ch in text
+        if ch in "\n\r\t" or unicodedata.category(ch)[0] != "C" and unicodedata.category(ch) != "So"
+    )
 
 
 def normalize_text(text: str) -> str:
@@ -82,8 +87,9 @@ def normalize_text(text: str) -> str:
     text = text.replace("\u2019", "'").replace("\u2018", "'").replace("\u201c", '"').replace("\u201d", '"')
     text = text.replace("\u2014", ", ").replace("\u2013", " to ").replace("\u2026", "...")
     text = _ABBREV_RE.sub(lambda m: ABBREVIATIONS[m.group(1).lower()], text)
-    text = _SCALED_CURRENCY_RE.sub(lambda m: f" {_number_words(m.group(2))} {m.group(3).lower()} "
-                                   f"{_CURRENCY[m.group(1)][1]} ", text)
+    text = _SCALED_CURRENCY_RE.sub(
+        lambda m: f" {_number_words(m.group(2))} {m.group(3).lower()} {_CURRENCY[m.group(1)][1]} ", text
+    )
     text = _CURRENCY_RE.sub(_currency, text)
     text = _PERCENT_RE.sub(lambda m: f" {_number_words(m.group(1))} percent ", text)
     text = _TIME_RE.sub(_time, text)

@@ -53,7 +53,9 @@ class Tokenizer:
             else:
                 dropped.append(u)
         if dropped:
-            log.warning("dropped %d unknown %s symbol(s): %s", len(dropped), self.kind, "".join(sorted(set(dropped)))[:40])
+            log.warning(
+                "dropped %d unknown %s symbol(s): %s", len(dropped), self.kind, "".join(sorted(set(dropped)))[:40]
+            )
         return [BOS_ID, *ids, EOS_ID] if add_bos_eos else ids
 
     def encode(self, text: str, add_bos_eos: bool = True) -> list[int]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import random
 from pathlib import Path
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -84,7 +83,7 @@ def register(app: typer.Typer) -> None:
     def train_codec(data: Path = typer.Option(..., help="Corpus folder (manifest.jsonl / metadata.csv)."),
                     out: Path = typer.Option(Path("runs/codec"), help="Run folder."),
                     preset: str = typer.Option("seed", help="Codec preset: seed, k4x512, k6x1024, k8x1024."),
-                    max_steps: int = typer.Option(3000), max_minutes: Optional[float] = typer.Option(None),
+                    max_steps: int = typer.Option(3000), max_minutes: float | None = typer.Option(None),
                     batch_size: int = typer.Option(32), segment_frames: int = typer.Option(128),
                     lr: float = typer.Option(1e-3), eval_every: int = typer.Option(500),
                     max_dev: int = typer.Option(100, help="Held-out utterances used for evaluation."),

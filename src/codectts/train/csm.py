@@ -169,20 +169,28 @@ class CSMTask(Task):
 
         rng = random.Random(f"csm-context:{self.rc.seed}:{epoch}")
         ctx = pair_contexts(self.train, self.rc.context_prob, min(self.rc.max_tokens, self.core.cfg.max_seq_len), rng)
-        lengths = [u.length + (self.train[c].length if c is not None else 0) for u, c in zip(self.train, ctx)]
-        sampler = DynamicBatchSampler(lengths, max_samples=self.rc.max_samples, max_tokens=self.rc.max_tokens,
-                                      seed=self.rc.seed)
+        lengths = [u.length + (self.train[c].length if c is not None else 0)
+                   for u, c in zip(self.train, ctx, strict=True)]
+        sampler = DynamicBatchSampler(
+            lengths, max_samples=self.rc.max_samples, max_tokens=self.rc.max_tokens, seed=self.rc.seed
+        )
         return sampler.batches(epoch), ctx
 
     def train_batches(self, epoch: int) -> Iterator:
         batches, ctx = self.epoch_plan(epoch)
         for idx in batches:
-            yield self._batch([self._sequence(self.cache, self.train[i],
-                                              self.train[ctx[i]] if ctx[i] is not None else None) for i in idx])
+            yield self._batch(
+                [
+                    self._sequence(self.cache, self.train[i], self.train[ctx[i]] if ctx[i] is not None else None)
+                    for i in idx
+                ]
+            )
 
     def _metrics(self, out, prefix: str = "") -> dict[str, float]:
-        m = {f"{prefix}backbone_loss": float(out.backbone_loss.detach()),
-             f"{prefix}decoder_loss": float(out.decoder_loss.detach())}
+        m = {
+            f"{prefix}backbone_loss": float(out.backbone_loss.detach()),
+            f"{prefix}decoder_loss": float(out.decoder_loss.detach()),
+        }
         m.update({f"{prefix}acc_c{k}": a for k, a in enumerate(out.accuracy) if math.isfinite(a)})
         return m
 
@@ -200,8 +208,9 @@ class CSMTask(Task):
         batch: list[int] = []
         batches = []
         for i in order:  # deterministic length-sorted batches under the same bounds as training
-            if batch and (len(batch) + 1 > self.rc.max_samples
-                          or (len(batch) + 1) * self.dev[i].length > self.rc.max_tokens):
+            if batch and (
+                len(batch) + 1 > self.rc.max_samples or (len(batch) + 1) * self.dev[i].length > self.rc.max_tokens
+            ):
                 batches.append(batch)
                 batch = []
             batch.append(i)
@@ -233,8 +242,9 @@ class CSMTask(Task):
                 from codectts.audio.io import save_wav
 
                 save_wav(out_dir / f"{n}.wav", res.wav.numpy(), res.sample_rate)
-            (out_dir / f"{n}.json").write_text(json.dumps({"text": text, "frames": res.codes.shape[1],
-                                                           "stopped": res.stopped}))
+            (out_dir / f"{n}.json").write_text(
+                json.dumps({"text": text, "frames": res.codes.shape[1], "stopped": res.stopped})
+            )
 
     def _sample_codec(self):
         if self._codec is None:
@@ -260,8 +270,13 @@ def train_csm(rc: CSMRunConfig, resume: bool = False) -> dict:
     if not 2 <= k <= cache.n_codebooks:
         raise ConfigError(f"--n-codebooks must be in 2..{cache.n_codebooks} for {rc.codes}, got {k}")
     tokenizer = make_tokenizer(rc.tokenizer)
-    cfg = csm_preset(rc.preset, text_vocab_size=tokenizer.vocab_size, n_codebooks=k,
-                     codebook_size=cache.codebook_size, dropout=rc.dropout)
+    cfg = csm_preset(
+        rc.preset,
+        text_vocab_size=tokenizer.vocab_size,
+        n_codebooks=k,
+        codebook_size=cache.codebook_size,
+        dropout=rc.dropout,
+    )
     max_len = min(rc.max_tokens, cfg.max_seq_len)
     train = load_utts(cache, tokenizer, max_len)
     dev_cache = CodeCache(rc.codes, "dev")
@@ -276,20 +291,43 @@ def train_csm(rc: CSMRunConfig, resume: bool = False) -> dict:
     mp = rc.mixed_precision
     if mp == "auto":
         mp = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
-    tcfg = TrainConfig(out_dir=rc.out_dir, max_steps=rc.max_steps, max_minutes=rc.max_minutes, lr=rc.lr,
-                       weight_decay=rc.weight_decay, warmup_steps=rc.warmup_steps, log_every=rc.log_every,
-                       eval_every=rc.eval_every, save_every=rc.save_every, sample_every=rc.sample_every,
-                       seed=rc.seed, mixed_precision=mp)
+    tcfg = TrainConfig(
+        out_dir=rc.out_dir,
+        max_steps=rc.max_steps,
+        max_minutes=rc.max_minutes,
+        lr=rc.lr,
+        weight_decay=rc.weight_decay,
+        warmup_steps=rc.warmup_steps,
+        log_every=rc.log_every,
+        eval_every=rc.eval_every,
+        save_every=rc.save_every,
+        sample_every=rc.sample_every,
+        seed=rc.seed,
+        mixed_precision=mp,
+    )
     codec_spec = dict(cache.meta.get("codec") or {})
     if codec_spec.get("type") == "mimi":  # Mimi decodes any prefix of its codebooks: record the one used
         codec_spec["n_codebooks"] = k
-    meta = {"tokenizer": tokenizer.to_dict(), "codec": codec_spec, "frame_rate": cache.frame_rate,
-            "sample_rate": cache.meta.get("sample_rate"), "preset": rc.preset}
+    meta = {
+        "tokenizer": tokenizer.to_dict(),
+        "codec": codec_spec,
+        "frame_rate": cache.frame_rate,
+        "sample_rate": cache.meta.get("sample_rate"),
+        "preset": rc.preset,
+    }
     task = CSMTask(model, cache, train, dev, dev_cache, rc, tokenizer, meta)
     counts = model.param_counts()
-    log.info("csm %s: backbone %.2fM + decoder %.2fM (%.2fM total), %d x %d codes, %d train / %d dev utterances",
-             rc.preset, counts["backbone"] / 1e6, counts["decoder"] / 1e6, counts["total"] / 1e6, k,
-             cache.codebook_size, len(train), len(dev))
+    log.info(
+        "csm %s: backbone %.2fM + decoder %.2fM (%.2fM total), %d x %d codes, %d train / %d dev utterances",
+        rc.preset,
+        counts["backbone"] / 1e6,
+        counts["decoder"] / 1e6,
+        counts["total"] / 1e6,
+        k,
+        cache.codebook_size,
+        len(train),
+        len(dev),
+    )
     trainer = Trainer(task, tcfg, run_config={"csm": asdict(rc), "model": cfg.to_dict(), "params": counts})
     if resume:
         trainer.resume()
@@ -298,29 +336,46 @@ def train_csm(rc: CSMRunConfig, resume: bool = False) -> dict:
 
 def register(app: typer.Typer) -> None:
     @app.command("csm")
-    def csm_cmd(codes: Path = typer.Option(..., "--codes", help="Code cache folder (codectts codes extract)."),
-                out: Path = typer.Option(Path("runs/csm"), "--out", help="Run folder (checkpoints, logs, best/, last/)."),
-                preset: str = typer.Option("small", help="Model size: tiny | small | marvis."),
-                n_codebooks: int = typer.Option(0, help="Use the first N codebooks of the cache (0 = all)."),
-                tokenizer: str = typer.Option("char", help="char | phoneme."),
-                max_samples: int = typer.Option(SEED_MAX_SAMPLES, help="Dynamic batching: samples per batch."),
-                max_tokens: int = typer.Option(SEED_MAX_TOKENS, help="Dynamic batching: positions per batch."),
-                context_prob: float = typer.Option(0.5, help="Share of items preceded by a same-speaker utterance."),
-                decoder_fraction: float = typer.Option(1.0, help="Share of frames the depth decoder trains on."),
-                lr: float = typer.Option(3e-4, help="Peak learning rate (warmup then cosine)."),
-                steps: int = typer.Option(20_000, help="Training steps."),
-                minutes: float | None = typer.Option(None, help="Wall-clock budget; stops with a checkpoint."),
-                warmup: int = typer.Option(200, help="Warmup steps."),
-                eval_every: int = typer.Option(500, help="Held-out evaluation every N steps."),
-                save_every: int = typer.Option(500, help="Checkpoint every N steps."),
-                sample_every: int = typer.Option(0, help="Write generated samples every N steps (0 = never)."),
-                precision: str = typer.Option("auto", help="auto | no | bf16 | fp16."),
-                seed: int = typer.Option(0, help="Seed for init, batches and contexts."),
-                resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in --out.")):
+    def csm_cmd(
+        codes: Path = typer.Option(..., "--codes", help="Code cache folder (codectts codes extract)."),
+        out: Path = typer.Option(Path("runs/csm"), "--out", help="Run folder (checkpoints, logs, best/, last/)."),
+        preset: str = typer.Option("small", help="Model size: tiny | small | marvis."),
+        n_codebooks: int = typer.Option(0, help="Use the first N codebooks of the cache (0 = all)."),
+        tokenizer: str = typer.Option("char", help="char | phoneme."),
+        max_samples: int = typer.Option(SEED_MAX_SAMPLES, help="Dynamic batching: samples per batch."),
+        max_tokens: int = typer.Option(SEED_MAX_TOKENS, help="Dynamic batching: positions per batch."),
+        context_prob: float = typer.Option(0.5, help="Share of items preceded by a same-speaker utterance."),
+        decoder_fraction: float = typer.Option(1.0, help="Share of frames the depth decoder trains on."),
+        lr: float = typer.Option(3e-4, help="Peak learning rate (warmup then cosine)."),
+        steps: int = typer.Option(20_000, help="Training steps."),
+        minutes: float | None = typer.Option(None, help="Wall-clock budget; stops with a checkpoint."),
+        warmup: int = typer.Option(200, help="Warmup steps."),
+        eval_every: int = typer.Option(500, help="Held-out evaluation every N steps."),
+        save_every: int = typer.Option(500, help="Checkpoint every N steps."),
+        sample_every: int = typer.Option(0, help="Write generated samples every N steps (0 = never)."),
+        precision: str = typer.Option("auto", help="auto | no | bf16 | fp16."),
+        seed: int = typer.Option(0, help="Seed for init, batches and contexts."),
+        resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in --out."),
+    ):
         """Train a CSM / Marvis-style model (backbone + depth decoder) on a code cache."""
-        rc = CSMRunConfig(codes=str(codes), out_dir=str(out), preset=preset, n_codebooks=n_codebooks,
-                          tokenizer=tokenizer, max_samples=max_samples, max_tokens=max_tokens,
-                          context_prob=context_prob, decoder_fraction=decoder_fraction, lr=lr, max_steps=steps,
-                          max_minutes=minutes, warmup_steps=warmup, eval_every=eval_every, save_every=save_every,
-                          sample_every=sample_every, mixed_precision=precision, seed=seed)
+        rc = CSMRunConfig(
+            codes=str(codes),
+            out_dir=str(out),
+            preset=preset,
+            n_codebooks=n_codebooks,
+            tokenizer=tokenizer,
+            max_samples=max_samples,
+            max_tokens=max_tokens,
+            context_prob=context_prob,
+            decoder_fraction=decoder_fraction,
+            lr=lr,
+            max_steps=steps,
+            max_minutes=minutes,
+            warmup_steps=warmup,
+            eval_every=eval_every,
+            save_every=save_every,
+            sample_every=sample_every,
+            mixed_precision=precision,
+            seed=seed,
+        )
         typer.echo(json.dumps(train_csm(rc, resume=resume), indent=1))

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
-from typing import Optional
 
 import torch
 import typer
@@ -86,7 +85,7 @@ def register(app: typer.Typer) -> None:
     @app.command("duration")
     def train_duration(data_path: Path = typer.Option(..., help="Code cache with teacher durations."),
                        out: Path = typer.Option(Path("runs/duration")), max_steps: int = typer.Option(3000),
-                       max_minutes: Optional[float] = typer.Option(None), batch_size: int = typer.Option(32),
+                       max_minutes: float | None = typer.Option(None), batch_size: int = typer.Option(32),
                        dim: int = typer.Option(192), n_layers: int = typer.Option(3), lr: float = typer.Option(1e-3),
                        eval_every: int = typer.Option(500), resume: bool = typer.Option(False),
                        seed: int = typer.Option(0)):

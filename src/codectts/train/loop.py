@@ -15,9 +15,10 @@ import random
 import shutil
 import tempfile
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -70,13 +71,18 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def adamw(model: torch.nn.Module, cfg: TrainConfig, params: Iterable[torch.nn.Parameter] | None = None) -> torch.optim.AdamW:
+def adamw(
+    model: torch.nn.Module, cfg: TrainConfig, params: Iterable[torch.nn.Parameter] | None = None
+) -> torch.optim.AdamW:
     """AdamW with weight decay on matrices only (norms, biases and gains are not decayed)."""
     params = [p for p in (params if params is not None else model.parameters()) if p.requires_grad]
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
-    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=cfg.betas)
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        betas=cfg.betas,
+    )
 
 
 class Task:
@@ -93,7 +99,7 @@ class Task:
     def loss(self, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
         raise NotImplementedError
 
-    def train_step(self, batch: Any, trainer: "Trainer") -> dict[str, float]:
+    def train_step(self, batch: Any, trainer: Trainer) -> dict[str, float]:
         opt = trainer.optimizers[0]
         with trainer.accelerator.autocast():
             loss, metrics = self.loss(batch)
@@ -102,7 +108,9 @@ class Task:
         opt.zero_grad(set_to_none=True)
         trainer.accelerator.backward(loss)
         if trainer.cfg.grad_clip:
-            metrics["grad_norm"] = float(trainer.accelerator.clip_grad_norm_(self.model.parameters(), trainer.cfg.grad_clip))
+            metrics["grad_norm"] = float(
+                trainer.accelerator.clip_grad_norm_(self.model.parameters(), trainer.cfg.grad_clip)
+            )
         opt.step()
         return {"loss": float(loss.detach()), **metrics}
 
@@ -192,12 +200,22 @@ class Trainer:
         tmp = Path(tempfile.mkdtemp(dir=self.ckpt_dir, prefix=".tmp"))
         try:
             model = self.accelerator.unwrap_model(self.task.model)
-            state = {"model": model.state_dict(), "optimizers": [o.state_dict() for o in self.optimizers],
-                     "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
-                     "best": self.best, "extra": self.task.state_dict_extra(),
-                     "max_steps": self.cfg.max_steps, "schedule_fitted": self.schedule_fitted,
-                     "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state()[1].tolist(),
-                             "python": repr(random.getstate())}}
+            state = {
+                "model": model.state_dict(),
+                "optimizers": [o.state_dict() for o in self.optimizers],
+                "step": self.step,
+                "epoch": self.epoch,
+                "batch_in_epoch": self.batch_in_epoch,
+                "best": self.best,
+                "extra": self.task.state_dict_extra(),
+                "max_steps": self.cfg.max_steps,
+                "schedule_fitted": self.schedule_fitted,
+                "rng": {
+                    "torch": torch.get_rng_state(),
+                    "numpy": np.random.get_state()[1].tolist(),
+                    "python": repr(random.getstate()),
+                },
+            }
             torch.save(state, tmp / "state.pt")
             (tmp / "run.json").write_text(json.dumps(self.run_config, indent=1, default=str))
             replace_dir(tmp, final)
@@ -209,7 +227,11 @@ class Trainer:
         return final
 
     def latest_checkpoint(self) -> Path | None:
-        ckpts = sorted(p for p in self.ckpt_dir.glob("step_*") if (p / "state.pt").exists()) if self.ckpt_dir.exists() else []
+        ckpts = (
+            sorted(p for p in self.ckpt_dir.glob("step_*") if (p / "state.pt").exists())
+            if self.ckpt_dir.exists()
+            else []
+        )
         return ckpts[-1] if ckpts else None
 
     def resume(self, path: Path | None = None) -> bool:
@@ -226,7 +248,7 @@ class Trainer:
             model.load_state_dict(state["model"])
         except RuntimeError as e:
             raise ConfigError(f"{path}: checkpoint does not match this model's config ({str(e)[:200]})") from None
-        for opt, s in zip(self.optimizers, state["optimizers"]):
+        for opt, s in zip(self.optimizers, state["optimizers"], strict=False):
             opt.load_state_dict(s)
         self.step, self.epoch = state["step"], state["epoch"]
         self.batch_in_epoch, self.best = state.get("batch_in_epoch", 0), state["best"]
@@ -274,8 +296,14 @@ class Trainer:
         cfg = self.cfg
         t_start = time.time()
         last_eval: dict[str, float] = {}
-        bar = tqdm(total=cfg.max_steps, initial=self.step, desc=self.out.name, unit="step",
-                   disable=not cfg.progress or not self.accelerator.is_main_process, dynamic_ncols=True)
+        bar = tqdm(
+            total=cfg.max_steps,
+            initial=self.step,
+            desc=self.out.name,
+            unit="step",
+            disable=not cfg.progress or not self.accelerator.is_main_process,
+            dynamic_ncols=True,
+        )
         running: dict[str, list[float]] = {}
         stop_reason = "max_steps"
         # Time budget: fit the schedule when warmup ends, refit once 40 % of the way (in time or steps: start-up
@@ -298,8 +326,10 @@ class Trainer:
                     self.bad_steps += 1
                     log.warning("non-finite loss at step %d (%d in a row): step skipped", self.step, self.bad_steps)
                     if self.bad_steps >= cfg.max_bad_steps:
-                        raise TrainingError(f"loss was non-finite for {self.bad_steps} steps in a row at step "
-                                            f"{self.step}; last good checkpoint: {self.latest_checkpoint()}")
+                        raise TrainingError(
+                            f"loss was non-finite for {self.bad_steps} steps in a row at step "
+                            f"{self.step}; last good checkpoint: {self.latest_checkpoint()}"
+                        )
                     continue
                 self.bad_steps = 0
                 self.step += 1
@@ -310,8 +340,10 @@ class Trainer:
                 if fit_stage == 0 and self.step >= fit_at:
                     changed = self.fit_schedule_to_time(t_start, s_ref, t_ref)
                     fit_stage, s_ref, t_ref = (1 if changed else 2), self.step, time.time()
-                elif fit_stage == 1 and (time.time() - t_start >= 0.4 * cfg.max_minutes * 60
-                                         or self.step >= s_ref + 0.4 * (cfg.max_steps - s_ref)):
+                elif fit_stage == 1 and (
+                    time.time() - t_start >= 0.4 * cfg.max_minutes * 60
+                    or self.step >= s_ref + 0.4 * (cfg.max_steps - s_ref)
+                ):
                     fit_stage, changed = 2, self.fit_schedule_to_time(t_start, s_ref, t_ref)
                 if changed:
                     bar.total = cfg.max_steps

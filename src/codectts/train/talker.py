@@ -13,7 +13,6 @@ import logging
 import math
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
@@ -49,7 +48,7 @@ class TalkerRunConfig:
     max_mel_length_percentile: float = 95.0
     static_shapes: bool = False
     max_steps: int = 0  # 0 = num_epochs worth of steps
-    max_minutes: Optional[float] = None
+    max_minutes: float | None = None
     warmup_steps: int = 200
     weight_decay: float = 0.01
     eval_every: int = 250
@@ -58,10 +57,10 @@ class TalkerRunConfig:
     seed: int = 0
     mixed_precision: str = "auto"  # bf16 on a CUDA device that supports it, else no
     wandb: bool = False
-    init_from: Optional[str] = None  # a talker part (e.g. a voice's talker/) to fine-tune from
+    init_from: str | None = None  # a talker part (e.g. a voice's talker/) to fine-tune from
 
     @classmethod
-    def from_json(cls, path: Path, overrides: dict | None = None) -> "TalkerRunConfig":
+    def from_json(cls, path: Path, overrides: dict | None = None) -> TalkerRunConfig:
         try:
             d = json.loads(Path(path).read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -283,12 +282,12 @@ def _wandb_hook(trainer, rc):
 def register(app: typer.Typer) -> None:
     @app.command("talker")
     def train_talker_cmd(config: Path = typer.Option(..., help="JSON config (see configs/talker*.json)."),
-                         data_path: Optional[str] = typer.Option(None, help="Override the config's code cache."),
-                         out_dir: Optional[str] = typer.Option(None, help="Override the run folder."),
-                         max_minutes: Optional[float] = typer.Option(None, help="Wall-clock budget."),
-                         max_steps: Optional[int] = typer.Option(None),
+                         data_path: str | None = typer.Option(None, help="Override the config's code cache."),
+                         out_dir: str | None = typer.Option(None, help="Override the run folder."),
+                         max_minutes: float | None = typer.Option(None, help="Wall-clock budget."),
+                         max_steps: int | None = typer.Option(None),
                          resume: bool = typer.Option(False, help="Continue from the last checkpoint."),
-                         init_from: Optional[str] = typer.Option(
+                         init_from: str | None = typer.Option(
                              None, help="Start from a trained talker part, e.g. src/codectts/voices/joe/talker "
                                         "(fine-tuning on your own data; the config must describe the same "
                                         "architecture).")):

@@ -18,7 +18,6 @@ import logging
 import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
@@ -400,36 +399,45 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(Path("runs/trm"), "--out", "--output-dir", help="Run folder."),
         preset: str = typer.Option("small", help="Model preset: tiny, small, seed."),
         text: str = typer.Option("char", help="Text units: char or phoneme."),
-        length_model: Optional[Path] = typer.Option(
-            None, "--length-model", help="Duration model part: the TRM's length at inference comes from its "
-                                         "predicted phoneme durations (default: a character rate fitted "
-                                         "on the corpus). It is copied into the released part."),
-        align: str = typer.Option("uniform", "--align",
-                                  help="Place frames on the text by a uniform rate, or by the cache's teacher "
-                                       "durations (needs --text phoneme)."),
+        length_model: Path | None = typer.Option(
+            None,
+            "--length-model",
+            help="Duration model part: the TRM's length at inference comes from its "
+            "predicted phoneme durations (default: a character rate fitted "
+            "on the corpus). It is copied into the released part.",
+        ),
+        align: str = typer.Option(
+            "uniform",
+            "--align",
+            help="Place frames on the text by a uniform rate, or by the cache's teacher "
+            "durations (needs --text phoneme).",
+        ),
         # model options (None = the preset's value)
-        text_embed_dim: Optional[int] = typer.Option(None, "--text-embed-dim"),
-        audio_embed_dim: Optional[int] = typer.Option(None, "--audio-embed-dim"),
-        hidden_dim: Optional[int] = typer.Option(None, "--hidden-dim", help="FFN hidden size."),
-        text_layers: Optional[int] = typer.Option(None, "--text-layers"),
-        l_layers: Optional[int] = typer.Option(None, "--L-layers", help="Recursive blocks per low-level cycle."),
-        h_cycles: Optional[int] = typer.Option(None, "--H-cycles", help="High-level refinement cycles."),
-        l_cycles: Optional[int] = typer.Option(None, "--L-cycles", help="Low-level reasoning cycles."),
-        num_heads: Optional[int] = typer.Option(None, "--num-heads"),
-        share_output_heads: Optional[bool] = typer.Option(None, "--share-output-heads/--separate-output-heads"),
-        grad_cycles: Optional[int] = typer.Option(None, "--grad-cycles",
-                                                  help="Back-propagate through the last N H-cycles only (0 = all)."),
-        max_text_length: Optional[int] = typer.Option(None, "--max-text-length"),
-        max_audio_frames: Optional[int] = typer.Option(None, "--max-audio-frames",
-                                                       help="Longest utterance (frames); longer ones are skipped."),
-        dropout: Optional[float] = typer.Option(None, "--dropout"),
+        text_embed_dim: int | None = typer.Option(None, "--text-embed-dim"),
+        audio_embed_dim: int | None = typer.Option(None, "--audio-embed-dim"),
+        hidden_dim: int | None = typer.Option(None, "--hidden-dim", help="FFN hidden size."),
+        text_layers: int | None = typer.Option(None, "--text-layers"),
+        l_layers: int | None = typer.Option(None, "--L-layers", help="Recursive blocks per low-level cycle."),
+        h_cycles: int | None = typer.Option(None, "--H-cycles", help="High-level refinement cycles."),
+        l_cycles: int | None = typer.Option(None, "--L-cycles", help="Low-level reasoning cycles."),
+        num_heads: int | None = typer.Option(None, "--num-heads"),
+        share_output_heads: bool | None = typer.Option(None, "--share-output-heads/--separate-output-heads"),
+        grad_cycles: int | None = typer.Option(
+            None, "--grad-cycles", help="Back-propagate through the last N H-cycles only (0 = all)."
+        ),
+        max_text_length: int | None = typer.Option(None, "--max-text-length"),
+        max_audio_frames: int | None = typer.Option(
+            None, "--max-audio-frames", help="Longest utterance (frames); longer ones are skipped."
+        ),
+        dropout: float | None = typer.Option(None, "--dropout"),
         # training
-        epochs: Optional[int] = typer.Option(None, "--epochs", help="Stop after N epochs."),
-        max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Default: epochs x batches per epoch."),
-        max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Wall-clock budget for this run."),
+        epochs: int | None = typer.Option(None, "--epochs", help="Stop after N epochs."),
+        max_steps: int | None = typer.Option(None, "--max-steps", help="Default: epochs x batches per epoch."),
+        max_minutes: float | None = typer.Option(None, "--max-minutes", help="Wall-clock budget for this run."),
         batch_size: int = typer.Option(8, "--batch-size", help="Most utterances per batch."),
-        max_batch_frames: int = typer.Option(DEFAULT_MAX_BATCH_FRAMES, "--max-batch-frames",
-                                             help="Most padded frames per batch."),
+        max_batch_frames: int = typer.Option(
+            DEFAULT_MAX_BATCH_FRAMES, "--max-batch-frames", help="Most padded frames per batch."
+        ),
         lr: float = typer.Option(1e-4, "--lr"),
         weight_decay: float = typer.Option(0.1, "--weight-decay"),
         grad_clip: float = typer.Option(1.0, "--grad-clip"),
@@ -442,18 +450,22 @@ def register(app: typer.Typer) -> None:
         # samples
         sample_interval: int = typer.Option(0, "--sample-interval", help="Write samples every N steps (0 = off)."),
         num_samples: int = typer.Option(3, "--num-samples", help="Held-out utterances sampled when no prompts."),
-        sample_prompts: Optional[list[str]] = typer.Option(None, "--sample-prompts",
-                                                           help="A prompt text (repeat the option for more)."),
-        sample_prompts_file: Optional[Path] = typer.Option(None, "--sample-prompts-file",
-                                                           help="Lines of `speaker|text` or `text`; # comments."),
-        sample_speaker: str = typer.Option("0", "--sample-speaker", help="Speaker (name or index) for --sample-prompts."),
+        sample_prompts: list[str] | None = typer.Option(
+            None, "--sample-prompts", help="A prompt text (repeat the option for more)."
+        ),
+        sample_prompts_file: Path | None = typer.Option(
+            None, "--sample-prompts-file", help="Lines of `speaker|text` or `text`; # comments."
+        ),
+        sample_speaker: str = typer.Option(
+            "0", "--sample-speaker", help="Speaker (name or index) for --sample-prompts."
+        ),
         sample_temperature: float = typer.Option(0.8, "--sample-temperature"),
-        sample_top_k: Optional[int] = typer.Option(50, "--sample-top-k"),
-        sample_top_p: Optional[float] = typer.Option(None, "--sample-top-p"),
+        sample_top_k: int | None = typer.Option(50, "--sample-top-k"),
+        sample_top_p: float | None = typer.Option(None, "--sample-top-p"),
         # system
         resume: bool = typer.Option(False, "--resume", help="Continue from the run folder's last checkpoint."),
         seed: int = typer.Option(42, "--seed"),
-        threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads."),
+        threads: int | None = typer.Option(None, "--threads", help="torch CPU threads."),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
     ):
         """Train the non-autoregressive TTS TRM on a code cache (checkpoints, --resume, samples)."""
@@ -471,27 +483,48 @@ def register(app: typer.Typer) -> None:
             cfg = TRMConfig.from_dict(run_meta["model"])
             tok = tokenizer_from_dict(run_meta["tokenizer"])
             speakers = run_meta["speakers"]
-            log.info("resuming with the model config of %s (model options on the command line are ignored)",
-                     meta_file)
+            log.info("resuming with the model config of %s (model options on the command line are ignored)", meta_file)
         else:
             tok = build_tokenizer(text)
             speakers = sorted({e.speaker for e in train_cache.entries})
-            overrides = {"text_dim": text_embed_dim, "dim": audio_embed_dim, "ffn_dim": hidden_dim,
-                         "text_layers": text_layers, "L_layers": l_layers, "H_cycles": h_cycles,
-                         "L_cycles": l_cycles, "n_heads": num_heads, "share_output_heads": share_output_heads,
-                         "grad_cycles": grad_cycles, "max_text_len": max_text_length,
-                         "max_frames": max_audio_frames, "dropout": dropout, "alignment": align}
-            cfg = trm_preset(preset, **{k: v for k, v in overrides.items() if v is not None},
-                             vocab_size=tok.vocab_size, n_speakers=len(speakers),
-                             n_codebooks=train_cache.n_codebooks, codebook_size=train_cache.codebook_size)
+            overrides = {
+                "text_dim": text_embed_dim,
+                "dim": audio_embed_dim,
+                "ffn_dim": hidden_dim,
+                "text_layers": text_layers,
+                "L_layers": l_layers,
+                "H_cycles": h_cycles,
+                "L_cycles": l_cycles,
+                "n_heads": num_heads,
+                "share_output_heads": share_output_heads,
+                "grad_cycles": grad_cycles,
+                "max_text_len": max_text_length,
+                "max_frames": max_audio_frames,
+                "dropout": dropout,
+                "alignment": align,
+            }
+            cfg = trm_preset(
+                preset,
+                **{k: v for k, v in overrides.items() if v is not None},
+                vocab_size=tok.vocab_size,
+                n_speakers=len(speakers),
+                n_codebooks=train_cache.n_codebooks,
+                codebook_size=train_cache.codebook_size,
+            )
             out.mkdir(parents=True, exist_ok=True)
             from codectts.fileio import atomic_write_bytes
 
-            atomic_write_bytes(meta_file, json.dumps({"model": asdict(cfg), "tokenizer": tok.to_dict(),
-                                                      "speakers": speakers}, indent=1).encode("utf-8"))
+            atomic_write_bytes(
+                meta_file,
+                json.dumps({"model": asdict(cfg), "tokenizer": tok.to_dict(), "speakers": speakers}, indent=1).encode(
+                    "utf-8"
+                ),
+            )
         if (cfg.n_codebooks, cfg.codebook_size) != (train_cache.n_codebooks, train_cache.codebook_size):
-            raise ConfigError(f"{token_dir}: codes are {train_cache.n_codebooks} x {train_cache.codebook_size}, "
-                              f"the run's model expects {cfg.n_codebooks} x {cfg.codebook_size}")
+            raise ConfigError(
+                f"{token_dir}: codes are {train_cache.n_codebooks} x {train_cache.codebook_size}, "
+                f"the run's model expects {cfg.n_codebooks} x {cfg.codebook_size}"
+            )
 
         if cfg.alignment == "durations" and tok.kind != "phoneme":
             raise ConfigError("--align durations needs --text phoneme (the teacher's durations are per phoneme)")
@@ -508,26 +541,44 @@ def register(app: typer.Typer) -> None:
         if length_model is not None:
             from codectts.models.duration import DurationLength
 
-            length = DurationLength(length_model.resolve(), frame_rate=train_cache.frame_rate,
-                                    max_frames=cfg.max_frames)
+            length = DurationLength(
+                length_model.resolve(), frame_rate=train_cache.frame_rate, max_frames=cfg.max_frames
+            )
         else:
-            length = CharRateLength.fit(((train.text(j), train.n_frames(j)) for j in range(len(train))),
-                                        frame_rate=train_cache.frame_rate, max_frames=cfg.max_frames)
-        extra = {"tokenizer": tok.to_dict(), "speakers": speakers, "length": length.to_dict(),
-                 "codec": train_cache.meta.get("codec"), "frame_rate": train_cache.frame_rate,
-                 "token_dir": str(token_dir)}
+            length = CharRateLength.fit(
+                ((train.text(j), train.n_frames(j)) for j in range(len(train))),
+                frame_rate=train_cache.frame_rate,
+                max_frames=cfg.max_frames,
+            )
+        extra = {
+            "tokenizer": tok.to_dict(),
+            "speakers": speakers,
+            "length": length.to_dict(),
+            "codec": train_cache.meta.get("codec"),
+            "frame_rate": train_cache.frame_rate,
+            "token_dir": str(token_dir),
+        }
 
         prompts: list[Prompt] = []
         if sample_prompts_file is not None:
-            prompts = [Prompt(t, resolve_speaker(s, speakers, str(sample_prompts_file)))
-                       for s, t in read_prompts(sample_prompts_file)]
+            prompts = [
+                Prompt(t, resolve_speaker(s, speakers, str(sample_prompts_file)))
+                for s, t in read_prompts(sample_prompts_file)
+            ]
         elif sample_prompts:
             spk = resolve_speaker(sample_speaker, speakers, "--sample-speaker")
             prompts = [Prompt(t, spk) for t in sample_prompts]
         else:
-            prompts = [Prompt(dev.text(j), dev.speaker[j], dev.n_frames(j), dev.index[j],
-                              dev.durations[j] if dev.durations is not None else None)
-                       for j in range(min(num_samples, len(dev)))]
+            prompts = [
+                Prompt(
+                    dev.text(j),
+                    dev.speaker[j],
+                    dev.n_frames(j),
+                    dev.index[j],
+                    dev.durations[j] if dev.durations is not None else None,
+                )
+                for j in range(min(num_samples, len(dev)))
+            ]
         sampling = {"temperature": sample_temperature, "top_k": sample_top_k, "top_p": sample_top_p, "seed": seed}
 
         torch.manual_seed(seed)
@@ -535,17 +586,31 @@ def register(app: typer.Typer) -> None:
         n_batches = len(_sampler(train.lengths(), batch_size, max_batch_frames, seed, shuffle=True))
         if max_steps is None:
             max_steps = (epochs or 100) * n_batches  # the seed's default: 100 epochs
-        tcfg = TrainConfig(out_dir=str(out), max_steps=max_steps, max_epochs=epochs, max_minutes=max_minutes, lr=lr,
-                           weight_decay=weight_decay, grad_clip=grad_clip,
-                           warmup_steps=min(warmup_steps, max(1, max_steps // 10)), log_every=log_interval,
-                           eval_every=eval_interval, save_every=save_interval, sample_every=sample_interval,
-                           mixed_precision=mixed_precision, seed=seed, progress=progress)
+        tcfg = TrainConfig(
+            out_dir=str(out),
+            max_steps=max_steps,
+            max_epochs=epochs,
+            max_minutes=max_minutes,
+            lr=lr,
+            weight_decay=weight_decay,
+            grad_clip=grad_clip,
+            warmup_steps=min(warmup_steps, max(1, max_steps // 10)),
+            log_every=log_interval,
+            eval_every=eval_interval,
+            save_every=save_interval,
+            sample_every=sample_interval,
+            mixed_precision=mixed_precision,
+            seed=seed,
+            progress=progress,
+        )
         task = TRMTask(model, train, dev, extra, batch_size, max_batch_frames, seed, prompts, sampling)
         codec = (extra["codec"] or {}).get("type")
-        typer.echo(f"TTS TRM: {model.num_params():,} parameters; {len(train)} train / {len(dev)} dev utterances, "
-                   f"{n_batches} batches an epoch; codes {cfg.n_codebooks} x {cfg.codebook_size} ({codec}) at "
-                   f"{train_cache.frame_rate:g} Hz; {len(speakers)} speaker(s); text {tok.kind} "
-                   f"({tok.vocab_size} symbols); length from {length.kind}")
+        typer.echo(
+            f"TTS TRM: {model.num_params():,} parameters; {len(train)} train / {len(dev)} dev utterances, "
+            f"{n_batches} batches an epoch; codes {cfg.n_codebooks} x {cfg.codebook_size} ({codec}) at "
+            f"{train_cache.frame_rate:g} Hz; {len(speakers)} speaker(s); text {tok.kind} "
+            f"({tok.vocab_size} symbols); length from {length.kind}"
+        )
         trainer = Trainer(task, tcfg, run_config={"trm": asdict(cfg), **extra})
         if resume:
             trainer.resume()

@@ -374,28 +374,35 @@ def train_vocoder(data: Path, out: Path, rc: VocoderRecipeConfig, tcfg: TrainCon
 def register(app: typer.Typer) -> None:
     @app.command("vocoder")
     def train_vocoder_cmd(
-            data: Path = typer.Option(..., help="Corpus folder (manifest.jsonl + dev.jsonl, or metadata.csv)."),
-            out: Path = typer.Option(Path("runs/vocoder"), help="Run folder (checkpoints, logs, samples, best/, last/)."),
-            preset: str = typer.Option("small", help="Generator preset: seed, v1, v3, small, tiny."),
-            mel: str = typer.Option("vocoder", "--mel-preset", help="Mel frontend preset (codectts.audio.mel_preset)."),
-            resume: bool = typer.Option(False, help="Continue from the run's last checkpoint."),
-            max_steps: int = typer.Option(100_000), max_minutes: float | None = typer.Option(None),
-            batch_size: int = typer.Option(16), segment_frames: int = typer.Option(32),
-            lr: float = typer.Option(2e-4), warmup_steps: int = typer.Option(100),
-            disc_start: int = typer.Option(0, help="Generator-only (mel + MR-STFT) steps before the GAN starts."),
-            disc_width: float = typer.Option(1.0, help="Discriminator channel multiplier (< 1 for CPU)."),
-            periods: str = typer.Option("2,3,5", help="MPD periods, comma-separated (HiFi-GAN: 2,3,5,7,11)."),
-            scales: int = typer.Option(2, help="MSD scales."),
-            codec_mels: Path | None = typer.Option(None, help="Folder of <utterance id>.npy codec-decoded mels "
-                                                                 "to fine-tune on."),
-            codec_mel_prob: float = typer.Option(1.0, help="Share of segments using the codec's mel."),
-            init: Path | None = typer.Option(None, help="Start the generator from a released part."),
-            eval_every: int = typer.Option(500), save_every: int = typer.Option(500),
-            sample_every: int = typer.Option(1000, help="Write dev audio samples every N steps (0 = never)."),
-            eval_utts: int = typer.Option(8), grad_clip: float = typer.Option(100.0),
-            mixed_precision: str = typer.Option("no", help="no | bf16 (GPU)."),
-            threads: int | None = typer.Option(None, help="torch CPU threads."),
-            seed: int = typer.Option(0)):
+        data: Path = typer.Option(..., help="Corpus folder (manifest.jsonl + dev.jsonl, or metadata.csv)."),
+        out: Path = typer.Option(Path("runs/vocoder"), help="Run folder (checkpoints, logs, samples, best/, last/)."),
+        preset: str = typer.Option("small", help="Generator preset: seed, v1, v3, small, tiny."),
+        mel: str = typer.Option("vocoder", "--mel-preset", help="Mel frontend preset (codectts.audio.mel_preset)."),
+        resume: bool = typer.Option(False, help="Continue from the run's last checkpoint."),
+        max_steps: int = typer.Option(100_000),
+        max_minutes: float | None = typer.Option(None),
+        batch_size: int = typer.Option(16),
+        segment_frames: int = typer.Option(32),
+        lr: float = typer.Option(2e-4),
+        warmup_steps: int = typer.Option(100),
+        disc_start: int = typer.Option(0, help="Generator-only (mel + MR-STFT) steps before the GAN starts."),
+        disc_width: float = typer.Option(1.0, help="Discriminator channel multiplier (< 1 for CPU)."),
+        periods: str = typer.Option("2,3,5", help="MPD periods, comma-separated (HiFi-GAN: 2,3,5,7,11)."),
+        scales: int = typer.Option(2, help="MSD scales."),
+        codec_mels: Path | None = typer.Option(
+            None, help="Folder of <utterance id>.npy codec-decoded mels to fine-tune on."
+        ),
+        codec_mel_prob: float = typer.Option(1.0, help="Share of segments using the codec's mel."),
+        init: Path | None = typer.Option(None, help="Start the generator from a released part."),
+        eval_every: int = typer.Option(500),
+        save_every: int = typer.Option(500),
+        sample_every: int = typer.Option(1000, help="Write dev audio samples every N steps (0 = never)."),
+        eval_utts: int = typer.Option(8),
+        grad_clip: float = typer.Option(100.0),
+        mixed_precision: str = typer.Option("no", help="no | bf16 (GPU)."),
+        threads: int | None = typer.Option(None, help="torch CPU threads."),
+        seed: int = typer.Option(0),
+    ):
         """Train a HiFi-GAN vocoder (checkpoints, --resume, audio samples, JSONL/TensorBoard logs)."""
         if threads:
             torch.set_num_threads(threads)
@@ -403,11 +410,33 @@ def register(app: typer.Typer) -> None:
             period_list = tuple(int(p) for p in periods.split(",") if p.strip())
         except ValueError:
             raise ConfigError(f"--periods must be comma-separated integers, got {periods!r}") from None
-        rc = VocoderRecipeConfig(preset=preset, mel_preset=mel, segment_frames=segment_frames, batch_size=batch_size,
-                                 disc_start=disc_start, periods=period_list, n_scales=scales, disc_width=disc_width,
-                                 eval_utts=eval_utts, codec_mels=str(codec_mels) if codec_mels else None,
-                                 codec_mel_prob=codec_mel_prob, init=str(init) if init else None, seed=seed)
-        tcfg = TrainConfig(out_dir=str(out), max_steps=max_steps, max_minutes=max_minutes, lr=lr, betas=GAN_BETAS,
-                           warmup_steps=warmup_steps, eval_every=eval_every, save_every=save_every,
-                           sample_every=sample_every, grad_clip=grad_clip, mixed_precision=mixed_precision, seed=seed)
+        rc = VocoderRecipeConfig(
+            preset=preset,
+            mel_preset=mel,
+            segment_frames=segment_frames,
+            batch_size=batch_size,
+            disc_start=disc_start,
+            periods=period_list,
+            n_scales=scales,
+            disc_width=disc_width,
+            eval_utts=eval_utts,
+            codec_mels=str(codec_mels) if codec_mels else None,
+            codec_mel_prob=codec_mel_prob,
+            init=str(init) if init else None,
+            seed=seed,
+        )
+        tcfg = TrainConfig(
+            out_dir=str(out),
+            max_steps=max_steps,
+            max_minutes=max_minutes,
+            lr=lr,
+            betas=GAN_BETAS,
+            warmup_steps=warmup_steps,
+            eval_every=eval_every,
+            save_every=save_every,
+            sample_every=sample_every,
+            grad_clip=grad_clip,
+            mixed_precision=mixed_precision,
+            seed=seed,
+        )
         typer.echo(json.dumps(train_vocoder(data, out, rc, tcfg, resume=resume)))

@@ -85,7 +85,7 @@ class ScaleDiscriminator(nn.Module):
         norm = spectral_norm if use_spectral_norm else weight_norm
         self.convs = nn.ModuleList()
         cin = 1
-        for c, k, s, g in zip(MSD_CHANNELS, MSD_KERNELS, MSD_STRIDES, MSD_GROUPS):
+        for c, k, s, g in zip(MSD_CHANNELS, MSD_KERNELS, MSD_STRIDES, MSD_GROUPS, strict=False):
             cout = cfg.ch(c, g)
             g_eff = g if cin % g == 0 and cout % g == 0 else 1
             self.convs.append(norm(nn.Conv1d(cin, cout, k, s, groups=g_eff, padding=(k - 1) // 2)))

@@ -57,7 +57,7 @@ class HiFiGANConfig:
                               f"{math.prod(self.upsample_rates)}, but the mel hop is {self.mel.hop_length}")
         if len(self.upsample_rates) != len(self.upsample_kernel_sizes):
             raise ConfigError("hifigan: upsample_rates and upsample_kernel_sizes differ in length")
-        for u, k in zip(self.upsample_rates, self.upsample_kernel_sizes):
+        for u, k in zip(self.upsample_rates, self.upsample_kernel_sizes, strict=False):
             if u < 1 or k < u or (k - u) % 2:
                 raise ConfigError(f"hifigan: upsample kernel {k} for rate {u} must be >= the rate and differ "
                                   "from it by an even number (so each stage multiplies the length exactly)")
@@ -146,7 +146,7 @@ class ResBlock1(nn.Module):
         self.convs2 = nn.ModuleList(_conv(ch, ch, kernel, 1, use_wn) for _ in dilations)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for c1, c2 in zip(self.convs1, self.convs2):
+        for c1, c2 in zip(self.convs1, self.convs2, strict=False):
             x = x + c2(F.leaky_relu(c1(F.leaky_relu(x, LRELU_SLOPE)), LRELU_SLOPE))
         return x
 
@@ -176,12 +176,12 @@ class Generator(nn.Module):
         block = ResBlock1 if cfg.resblock == "1" else ResBlock2
         self.ups = nn.ModuleList()
         self.resblocks = nn.ModuleList()
-        for i, (u, k) in enumerate(zip(cfg.upsample_rates, cfg.upsample_kernel_sizes)):
+        for i, (u, k) in enumerate(zip(cfg.upsample_rates, cfg.upsample_kernel_sizes, strict=False)):
             cin, cout = ch // 2 ** i, ch // 2 ** (i + 1)
             up = nn.ConvTranspose1d(cin, cout, k, u, padding=(k - u) // 2)
             nn.init.normal_(up.weight, 0.0, INIT_STD)
             self.ups.append(wn(up))
-            for rk, rd in zip(cfg.resblock_kernel_sizes, cfg.resblock_dilation_sizes):
+            for rk, rd in zip(cfg.resblock_kernel_sizes, cfg.resblock_dilation_sizes, strict=False):
                 self.resblocks.append(block(cout, rk, rd, use_weight_norm))
         last = ch // 2 ** len(cfg.upsample_rates)
         post = nn.Conv1d(last, 1, POST_KERNEL, padding=_pad(POST_KERNEL))
@@ -230,11 +230,11 @@ def receptive_field_frames(cfg: HiFiGANConfig) -> int:
     """
     radius = _pad(PRE_KERNEL)  # in frames
     rate = 1
-    for u, k in zip(cfg.upsample_rates, cfg.upsample_kernel_sizes):
+    for u, k in zip(cfg.upsample_rates, cfg.upsample_kernel_sizes, strict=False):
         radius += math.ceil(k / u) / rate  # transposed conv: input units at the current rate
         rate *= u
         per_block = []
-        for rk, rd in zip(cfg.resblock_kernel_sizes, cfg.resblock_dilation_sizes):
+        for rk, rd in zip(cfg.resblock_kernel_sizes, cfg.resblock_dilation_sizes, strict=False):
             r = sum(_pad(rk, d) for d in rd)
             if cfg.resblock == "1":
                 r += len(rd) * _pad(rk)

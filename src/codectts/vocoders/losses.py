@@ -19,7 +19,7 @@ MR_STFT_RESOLUTIONS: tuple[tuple[int, int, int], ...] = ((512, 128, 512), (1024,
 
 def discriminator_loss(real: list[torch.Tensor], fake: list[torch.Tensor]) -> torch.Tensor:
     """LSGAN: real scores towards 1, generated towards 0, summed over sub-discriminators."""
-    return sum(torch.mean((1 - r) ** 2) + torch.mean(g ** 2) for r, g in zip(real, fake))
+    return sum(torch.mean((1 - r) ** 2) + torch.mean(g ** 2) for r, g in zip(real, fake, strict=False))
 
 
 def generator_adv_loss(fake: list[torch.Tensor]) -> torch.Tensor:
@@ -29,7 +29,9 @@ def generator_adv_loss(fake: list[torch.Tensor]) -> torch.Tensor:
 
 def feature_matching_loss(real: list[list[torch.Tensor]], fake: list[list[torch.Tensor]]) -> torch.Tensor:
     """L1 between discriminator features of real and generated audio (real ones detached)."""
-    return sum(F.l1_loss(g, r.detach()) for rs, gs in zip(real, fake) for r, g in zip(rs, gs))
+    return sum(
+        F.l1_loss(g, r.detach()) for rs, gs in zip(real, fake, strict=False) for r, g in zip(rs, gs, strict=False)
+    )
 
 
 @dataclass
@@ -48,8 +50,9 @@ def _magnitude(x: torch.Tensor, n_fft: int, hop: int, win: int) -> torch.Tensor:
     return spec.abs().clamp(min=MAG_FLOOR)
 
 
-def multi_resolution_stft(pred: torch.Tensor, target: torch.Tensor,
-                          resolutions: tuple[tuple[int, int, int], ...] = MR_STFT_RESOLUTIONS) -> STFTDistance:
+def multi_resolution_stft(
+    pred: torch.Tensor, target: torch.Tensor, resolutions: tuple[tuple[int, int, int], ...] = MR_STFT_RESOLUTIONS
+) -> STFTDistance:
     """Mean over resolutions of spectral convergence and log-magnitude L1 (wavs [B, T] or [B, 1, T])."""
     pred, target = pred.reshape(pred.shape[0], -1), target.reshape(target.shape[0], -1)
     if pred.shape != target.shape:
