@@ -28,6 +28,8 @@ from codectts.text import (
     ("$2.5 million", "two point five million dollars"),
     ("a\u0000b\u200bc  \n d", "abc d"),
     ("smile \U0001F600 now", "smile now"),
+    ("This is codectts, or CodecTTS.", "This is codec TTS, or codec TTS."),
+    ("codecttsx and xcodectts", "codecttsx and xcodectts"),
 ])
 def test_normalize(raw, expected):
     assert normalize_text(raw) == expected
@@ -36,6 +38,13 @@ def test_normalize(raw, expected):
 def test_wer_normaliser_spells_numbers_like_words():
     assert normalize_for_wer("He paid 42 dollars!") == normalize_for_wer("he paid forty-two Dollars")
     assert normalize_for_wer("at 9.30") == normalize_for_wer("at 9:30") == "at nine thirty"
+    # the lexicon's respelling scores as the word itself, whichever way Whisper writes it
+    assert normalize_for_wer("This is codectts.") == normalize_for_wer("This is Codec TTS.") == "this is codec tts"
+
+
+def test_lexicon_words_are_spoken_as_respelled():
+    tok = PhonemeTokenizer()
+    assert tok.decode(tok.encode("codectts")) == tok.decode(tok.encode("codec TTS"))
 
 
 def test_split_sentences_and_long_pieces():

@@ -1,7 +1,8 @@
 """English text normalisation: what the user typed -> words a voice (and an ASR scorer) can read.
 
 Unicode NFKC, control characters removed, currency, percentages, ordinals, years, decimals and
-plain numbers spelled out with num2words, common abbreviations expanded, whitespace collapsed.
+plain numbers spelled out with num2words, common abbreviations expanded, invented words that
+espeak-ng cannot read respelled (LEXICON), whitespace collapsed.
 The same function normalises ASR transcripts before WER, so "42" and "forty-two" score equal.
 """
 from __future__ import annotations
@@ -23,6 +24,10 @@ ABBREVIATIONS = {
     "vs": "versus", "etc": "et cetera", "mt": "mount", "capt": "captain", "gen": "general",
     "lt": "lieutenant", "sgt": "sergeant", "col": "colonel", "gov": "governor", "no": "number",
 }
+# Invented words (the project's own name, ...) respelled so espeak-ng reads them: it says "codectts" as
+# "kˈoʊdkts" but "codec TTS" as "codec tee tee ess". Whole words, any case.
+LEXICON = {"codectts": "codec TTS"}
+_LEXICON_RE = re.compile(r"\b(" + "|".join(LEXICON) + r")\b", re.IGNORECASE)
 _ABBREV_RE = re.compile(r"\b(" + "|".join(ABBREVIATIONS) + r")\.(?=\s|$)", re.IGNORECASE)
 _CURRENCY = {"$": ("dollar", "dollars", "cent", "cents"), "£": ("pound", "pounds", "penny", "pence"),
              "€": ("euro", "euros", "cent", "cents")}
@@ -87,6 +92,7 @@ def normalize_text(text: str) -> str:
     text = text.replace("\u2019", "'").replace("\u2018", "'").replace("\u201c", '"').replace("\u201d", '"')
     text = text.replace("\u2014", ", ").replace("\u2013", " to ").replace("\u2026", "...")
     text = _ABBREV_RE.sub(lambda m: ABBREVIATIONS[m.group(1).lower()], text)
+    text = _LEXICON_RE.sub(lambda m: LEXICON[m.group(1).lower()], text)
     text = _SCALED_CURRENCY_RE.sub(
         lambda m: f" {_number_words(m.group(2))} {m.group(3).lower()} {_CURRENCY[m.group(1)][1]} ", text
     )
