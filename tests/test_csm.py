@@ -22,14 +22,6 @@ LETTERS = "abcdefgh"
 TOK = CharTokenizer()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny matmuls: one thread beats two contended ones
-    yield
-    torch.set_num_threads(before)
-
-
 def stack_params(dim: int, layers: int, heads: int, kv_heads: int, ffn: int) -> int:
     """Llama block stack: q,o (d x d) + k,v (d x kv_dim) + SwiGLU (3 d ffn) + 2 norms per layer, final norm."""
     kv_dim = dim // heads * kv_heads

@@ -4,7 +4,6 @@ import random
 
 import numpy as np
 import pytest
-import torch
 
 from codectts.data.codecache import (
     CacheEntry,
@@ -26,14 +25,6 @@ from codectts.train.csm import (
 
 K, N = 3, 64
 WORDS = ["red", "green", "blue", "cat", "dog", "sun", "sea", "tree"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def word_codes(text: str, speaker: int) -> np.ndarray:

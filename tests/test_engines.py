@@ -17,8 +17,7 @@ def write_voice(folder, meta: dict):
 
 
 @pytest.fixture(scope="module")
-def trm_voice(tmp_path_factory):
-    from codectts.codecs.mel_rvq import MelRVQCodec, codec_preset
+def trm_voice(tmp_path_factory, tiny_mel_codec):
     from codectts.models.length import CharRateLength
     from codectts.models.trm import TTSTRM, save_trm, trm_preset
     from codectts.text.tokenizers import CharTokenizer
@@ -26,10 +25,7 @@ def trm_voice(tmp_path_factory):
 
     torch.manual_seed(0)
     root = tmp_path_factory.mktemp("voices") / "trm"
-    cfg = codec_preset("k4x512")
-    cfg.codebook_size, cfg.hidden, cfg.n_res_blocks = 64, 32, 1
-    codec = MelRVQCodec(cfg)
-    codec.set_stats(torch.full((80,), -5.0), torch.full((80,), 2.0))
+    codec = tiny_mel_codec()
     codec.save(root / "codec")
     tok = CharTokenizer()
     model = TTSTRM(trm_preset("tiny", vocab_size=tok.vocab_size, n_speakers=1, n_codebooks=4, codebook_size=64))
@@ -38,7 +34,7 @@ def trm_voice(tmp_path_factory):
                                                                   seconds_per_char=0.07).to_dict()})
     return write_voice(root, {"name": "trm", "model": {"type": "trm", "path": "trm"},
                               "codec": {"type": "mel_rvq", "path": "codec"},
-                              "vocoder": GriffinLim(cfg.mel, n_iter=4).spec(), "sampling": {"temperature": 0.8}})
+                              "vocoder": GriffinLim(codec.cfg.mel, n_iter=4).spec(), "sampling": {"temperature": 0.8}})
 
 
 def test_trm_voice_speaks_streams_and_keeps_its_length(trm_voice):
@@ -60,45 +56,33 @@ def test_trm_voice_speaks_streams_and_keeps_its_length(trm_voice):
         s.reference(__file__, "x")
 
 
-def test_trm_voice_with_mismatched_codec_is_refused(trm_voice, tmp_path):
+def test_trm_voice_with_mismatched_codec_is_refused(trm_voice, tmp_path, tiny_mel_codec):
     import shutil
 
-    from codectts.codecs.mel_rvq import MelRVQCodec, codec_preset
     from codectts.infer import Synthesizer
 
     bad = tmp_path / "bad"
     shutil.copytree(trm_voice, bad)
-    cfg = codec_preset("k4x512")
-    cfg.codebook_size, cfg.hidden, cfg.n_res_blocks = 32, 32, 1
     shutil.rmtree(bad / "codec")
-    MelRVQCodec(cfg).save(bad / "codec")
+    tiny_mel_codec(codebook_size=32).save(bad / "codec")
     with pytest.raises(ConfigError, match="predicts 4 x 64 codes but the codec has 4 x 32"):
         Synthesizer.load(bad)
 
 
 @pytest.fixture(scope="module")
-def csm_voice(tmp_path_factory):
-    pytest.importorskip("transformers")
-    from transformers import MimiConfig, MimiModel
+def csm_voice(tmp_path_factory, tiny_mimi_dir, sine):
+    import shutil
 
     from codectts.models.csm import CSM, csm_preset
     from codectts.text.tokenizers import CharTokenizer
 
-    torch.manual_seed(0)
     root = tmp_path_factory.mktemp("voices") / "csm"
-    mimi = MimiModel(MimiConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
-                                head_dim=16, intermediate_size=128, num_filters=16, num_quantizers=8,
-                                codebook_size=256, codebook_dim=64, vector_quantization_hidden_dimension=64,
-                                upsample_groups=64))
-    for name, buf in mimi.named_buffers():
-        if name.endswith("embed_sum"):
-            buf.normal_()
-    mimi.save_pretrained(root / "mimi")
+    shutil.copytree(tiny_mimi_dir, root / "mimi")
     tok = CharTokenizer()
+    torch.manual_seed(0)
     CSM(csm_preset("tiny", text_vocab_size=tok.vocab_size, n_codebooks=4, codebook_size=256)).save(
         root / "csm", extra={"tokenizer": tok.to_dict()})
-    t = np.arange(12_000) / 24_000
-    sf.write(root / "ref.wav", (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 24_000)
+    sf.write(root / "ref.wav", sine(220, 24_000, 0.5, 0.3), 24_000)
     return write_voice(root, {"name": "csm", "model": {"type": "csm", "path": "csm"},
                               "codec": {"type": "mimi", "source": "mimi", "n_codebooks": 4},
                               "sampling": {"temperature": 0.9, "top_k": 50}})

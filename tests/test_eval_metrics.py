@@ -1,21 +1,11 @@
 """Codec metrics on signals with known answers: identical -> perfect, more noise -> monotonically worse."""
 import numpy as np
 import pytest
-import torch
 
 from codectts.errors import AudioError
 from codectts.eval.metrics import SI_SDR_CAP_DB, compare, mean_metrics, mrstft_distance, si_sdr
 
 SR = 16000
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small FFTs gain nothing from threads, and on a loaded 2-core machine OpenMP spinning makes them ~100x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def speechlike(seconds: float = 2.0, seed: int = 0) -> np.ndarray:

@@ -11,41 +11,13 @@ from codectts.codecs.base import Codec  # noqa: E402  (after importorskip)
 from codectts.codecs.mimi import MimiCodec  # noqa: E402
 from codectts.errors import AudioError, ConfigError  # noqa: E402
 
-N_QUANTIZERS = 8
+N_QUANTIZERS = 8  # conftest's tiny Mimi
 CODEBOOK = 256
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny convolutions are far faster on one thread than on two contended ones (the CI box has 2 cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
-def mimi_dir(tmp_path_factory):
-    """Tiny Mimi (1.7 M params) with random codebooks (transformers initialises them to all zeros)."""
-    from transformers import MimiConfig, MimiModel
-
-    torch.manual_seed(0)
-    cfg = MimiConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
-                     head_dim=16, intermediate_size=128, num_filters=16, num_quantizers=N_QUANTIZERS,
-                     codebook_size=CODEBOOK, codebook_dim=64, vector_quantization_hidden_dimension=64,
-                     upsample_groups=64)
-    model = MimiModel(cfg)
-    for name, buf in model.named_buffers():
-        if name.endswith("embed_sum"):
-            buf.normal_()
-    path = tmp_path_factory.mktemp("mimi")
-    model.save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def codec(mimi_dir):
-    return MimiCodec.load(mimi_dir, n_codebooks=N_QUANTIZERS)
+def codec(tiny_mimi_dir):
+    return MimiCodec.load(tiny_mimi_dir, n_codebooks=N_QUANTIZERS)
 
 
 def _speechlike(seconds: float, sr: int, seed: int = 0) -> np.ndarray:
@@ -55,12 +27,12 @@ def _speechlike(seconds: float, sr: int, seed: int = 0) -> np.ndarray:
             + 0.02 * rng.standard_normal(t.size)).astype(np.float32)
 
 
-def test_contract_and_spec(codec, mimi_dir):
+def test_contract_and_spec(codec, tiny_mimi_dir):
     assert isinstance(codec, Codec)
     assert codec.sample_rate == 24_000 and codec.frame_rate == 12.5 and codec.frame_size == 1920
     assert codec.codebook_size == CODEBOOK and codec.n_codebooks == N_QUANTIZERS
     spec = codec.spec()
-    assert spec["type"] == "mimi" and spec["source"] == str(mimi_dir) and spec["n_codebooks"] == N_QUANTIZERS
+    assert spec["type"] == "mimi" and spec["source"] == str(tiny_mimi_dir) and spec["n_codebooks"] == N_QUANTIZERS
     again = MimiCodec.from_spec(spec)
     assert again.spec() == spec
 
@@ -111,7 +83,7 @@ def test_fewer_codebooks_is_a_prefix(codec):
     assert four.decode(four.encode(wav)).shape == (1, math.ceil(7_200 / 1920) * 1920)
 
 
-def test_bad_input(codec, mimi_dir):
+def test_bad_input(codec, tiny_mimi_dir):
     with pytest.raises(AudioError):
         codec.encode(torch.zeros(1, 0))
     with pytest.raises(AudioError):
@@ -121,7 +93,7 @@ def test_bad_input(codec, mimi_dir):
     with pytest.raises(ConfigError):
         codec.decode(torch.zeros(1, N_QUANTIZERS + 1, 3, dtype=torch.long))
     with pytest.raises(ConfigError, match="n_codebooks"):
-        MimiCodec.load(mimi_dir, n_codebooks=N_QUANTIZERS + 1)
+        MimiCodec.load(tiny_mimi_dir, n_codebooks=N_QUANTIZERS + 1)
 
 
 def test_offline_error_says_how_to_get_weights(tmp_path):

@@ -21,11 +21,6 @@ from codectts.serve.formats import (
 SR = 22050
 
 
-def tone(seconds: float = 1.0, sr: int = SR) -> np.ndarray:
-    t = np.arange(int(seconds * sr)) / sr
-    return (0.4 * np.sin(2 * np.pi * 330 * t)).astype(np.float32)
-
-
 def stream_bytes(fmt: str, wav: np.ndarray, chunk: int = 1000) -> list[bytes]:
     enc = StreamEncoder(fmt, SR)
     return [enc.feed(wav[i:i + chunk]) for i in range(0, wav.size, chunk)] + [enc.finish()]
@@ -41,8 +36,8 @@ def test_pcm16_rounds_and_clips():
 
 
 @pytest.mark.parametrize("fmt", ["wav", "pcm"])
-def test_streamed_raw_formats_equal_the_whole_file(fmt):
-    wav = tone()
+def test_streamed_raw_formats_equal_the_whole_file(fmt, sine):
+    wav = sine(330, SR, 1.0, 0.4)
     streamed = b"".join(stream_bytes(fmt, wav))
     whole = encode_full(wav, SR, fmt)
     if fmt == "pcm":
@@ -56,10 +51,10 @@ def test_streamed_raw_formats_equal_the_whole_file(fmt):
 
 
 @pytest.mark.parametrize("fmt", ["mp3", "opus"])
-def test_streamed_compressed_formats_emit_early_and_decode(fmt):
+def test_streamed_compressed_formats_emit_early_and_decode(fmt, sine):
     if fmt not in encodable_formats():
         pytest.skip(f"libsndfile here cannot encode {fmt}")
-    wav = tone(2.0)
+    wav = sine(330, SR, 2.0, 0.4)
     parts = stream_bytes(fmt, wav, chunk=2205)
     assert sum(map(len, parts[:-1])) > 0  # bytes before the end of the utterance
     out, sr = sf.read(io.BytesIO(b"".join(parts)), dtype="float32")
@@ -69,10 +64,10 @@ def test_streamed_compressed_formats_emit_early_and_decode(fmt):
 
 
 @pytest.mark.parametrize("fmt", ["flac", "mp3", "opus"])
-def test_whole_compressed_files_decode(fmt):
+def test_whole_compressed_files_decode(fmt, sine):
     if fmt not in encodable_formats():
         pytest.skip(f"libsndfile here cannot encode {fmt}")
-    out, sr = sf.read(io.BytesIO(encode_full(tone(), SR, fmt)), dtype="float32")
+    out, sr = sf.read(io.BytesIO(encode_full(sine(330, SR, 1.0, 0.4), SR, fmt)), dtype="float32")
     assert sr == output_rate(fmt, SR) and abs(out.size / sr - 1.0) < 0.06
 
 
@@ -87,8 +82,8 @@ def test_flac_is_not_streamable():
         StreamEncoder("flac", SR)
 
 
-def test_non_finite_audio_is_refused():
-    bad = tone()
+def test_non_finite_audio_is_refused(sine):
+    bad = sine(330, SR, 1.0, 0.4)
     bad[10] = np.nan
     with pytest.raises(AudioError):
         encode_full(bad, SR, "wav")

@@ -27,9 +27,6 @@ def default_voice():
 
 @pytest.mark.slow
 def test_default_voice_served_whole_and_streamed(default_voice):
-    import torch
-
-    torch.set_num_threads(1)
     app = create_app({default_voice.name: default_voice}, max_concurrent=1)
     with TestClient(app) as client:
         assert client.get("/v1/voices").json()["default"] == default_voice.name

@@ -12,8 +12,7 @@ from codectts.errors import ConfigError, TextError
 
 
 @pytest.fixture(scope="module")
-def tiny_voice(tmp_path_factory):
-    from codectts.codecs.mel_rvq import MelRVQCodec, codec_preset
+def tiny_voice(tmp_path_factory, tiny_mel_codec):
     from codectts.infer.packaging import build_voice
     from codectts.models.duration import DurationConfig, DurationModel
     from codectts.models.talker import Talker, TalkerConfig
@@ -22,10 +21,7 @@ def tiny_voice(tmp_path_factory):
 
     torch.manual_seed(0)
     d = tmp_path_factory.mktemp("parts")
-    cfg = codec_preset("k4x512")
-    cfg.codebook_size, cfg.hidden, cfg.n_res_blocks = 64, 32, 1
-    codec = MelRVQCodec(cfg)
-    codec.set_stats(torch.full((80,), -5.0), torch.full((80,), 2.0))
+    codec = tiny_mel_codec()
     codec.save(d / "codec")
     vocab = PhonemeTokenizer().vocab_size
     talker = Talker(TalkerConfig(dim=32, n_layers=1, n_heads=2, n_kv_heads=1, ffn_dim=64, n_codebooks=4,

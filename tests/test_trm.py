@@ -20,15 +20,6 @@ from codectts.text import CharTokenizer
 K, N = 3, 32
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models are overhead-bound: extra threads only fight the other jobs on a 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny(**kw) -> TTSTRM:
     torch.manual_seed(0)
     return TTSTRM(trm_preset("tiny", vocab_size=CharTokenizer().vocab_size, n_speakers=2, n_codebooks=K,

@@ -17,14 +17,6 @@ SENTENCES = ["the cat sat on the mat", "a dog ran home", "birds sing at dawn", "
              "we walk to town", "the sun is warm", "cold wind blows", "she reads a book"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def make_cache(root, n_items: int | None = None):
     rng = np.random.default_rng(0)
     write_cache_meta(root, {"type": "synthetic-test"}, K, N, RATE, 16000, "test")

@@ -27,14 +27,6 @@ SR, HOP = MEL.sample_rate, MEL.hop_length
 SEG = 8  # frames per training segment in these tests
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tone(seconds: float, f0: float, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * SR)) / SR

@@ -38,15 +38,6 @@ MEL = mel_preset("vocoder")
 SR, HOP = MEL.sample_rate, MEL.hop_length
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small convolutions are far slower with 2 threads on a busy 2-core machine (thread hand-offs)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def harmonic_wav(seconds: float = 1.0, f0: float = 140.0, seed: int = 0) -> torch.Tensor:
     """A voiced-speech-like test signal: harmonics with a gliding pitch, amplitude envelope, a little noise."""
     g = torch.Generator().manual_seed(seed)
