@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from codectts.data.alignment import convert_durations, frame_phoneme_index, merge_sentence_chunks
+from codectts.data.alignment import convert_durations, merge_sentence_chunks
 from codectts.data.manifest import Utterance, read_corpus, read_jsonl, read_ljspeech, write_jsonl
 from codectts.data.sampler import DynamicBatchSampler
 from codectts.errors import DataError
@@ -50,8 +50,7 @@ def test_duration_conversion_keeps_total_exact(durs, rates):
     assert np.abs(np.cumsum(out) - exact).max() <= 0.5 + 1e-9
 
 
-def test_frame_index_and_chunk_merge():
-    assert frame_phoneme_index([2, 0, 1]).tolist() == [0, 0, 2]
+def test_chunk_merge():
     merged = merge_sentence_chunks([[("^", 256), ("a", 512), ("$", 256)], [("^", 256), ("b", 256), ("$", 512)]])
     assert [p for p, _ in merged] == ["^", "a", " ", "b", "$"] and sum(n for _, n in merged) == 2048
     with pytest.raises(DataError):

@@ -119,9 +119,3 @@ class MelSpectrogram(torch.nn.Module):
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         mel = torch.matmul(self.fb.to(wav.dtype), self.spectrogram(wav))
         return torch.log(torch.clamp(mel, min=self.cfg.log_floor))
-
-
-def log_mel(wav: np.ndarray | torch.Tensor, cfg: MelConfig) -> torch.Tensor:
-    """Convenience for one clip: [T] -> [n_mels, F] float32 on CPU."""
-    x = torch.as_tensor(np.asarray(wav, dtype=np.float32)) if not torch.is_tensor(wav) else wav.float()
-    return MelSpectrogram(cfg)(x.reshape(1, -1))[0]

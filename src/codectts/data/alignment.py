@@ -35,12 +35,6 @@ def convert_durations(durations, src_rate: float, dst_rate: float, total: int | 
     return np.diff(np.concatenate([[0], bounds]))
 
 
-def frame_phoneme_index(durations) -> np.ndarray:
-    """[F] index of the phoneme each frame belongs to (length regulation), F = sum(durations)."""
-    d = np.asarray(durations, dtype=np.int64)
-    return np.repeat(np.arange(len(d)), d)
-
-
 def merge_sentence_chunks(chunks: list[list[tuple[str, int]]], bos: str = "^", eos: str = "$", sep: str = " "):
     """Join per-sentence teacher alignments [(phoneme, samples)] into one utterance.
 

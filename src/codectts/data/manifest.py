@@ -1,7 +1,6 @@
 """Utterance records and their two on-disk forms: LJSpeech metadata.csv and JSONL manifests."""
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import os
@@ -125,7 +124,3 @@ def read_corpus(path: str | os.PathLike, split: str = "train") -> tuple[list[Utt
     if split == "train" and (path / "metadata.csv").exists():
         return read_ljspeech(path), path
     raise DataError(f"{path}: no {name}" + (" or metadata.csv" if split == "train" else ""))
-
-
-def csv_safe(text: str) -> str:  # pragma: no cover - tiny helper for exports
-    return next(csv.reader([text]))[0] if text else text

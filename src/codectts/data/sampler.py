@@ -7,7 +7,7 @@ is shuffled per epoch; everything derives from (seed, epoch), so every worker an
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 from codectts.errors import DataError
 
@@ -24,16 +24,12 @@ class DynamicBatchSampler:
         self.max_samples, self.max_tokens = max_samples, max_tokens
         self.seed, self.shuffle, self.bucket_size = seed, shuffle, bucket_size
         self.rank, self.world_size = rank, world_size
-        self.epoch = 0
         self.overlong = [i for i, n in enumerate(self.lengths) if n > max_tokens]
         if self.overlong and not drop_overlong:
             raise DataError(f"{len(self.overlong)} item(s) longer than max_tokens={max_tokens}")
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def batches(self, epoch: int | None = None) -> list[list[int]]:
-        rng = random.Random(f"{self.seed}:{self.epoch if epoch is None else epoch}")
+    def batches(self, epoch: int) -> list[list[int]]:
+        rng = random.Random(f"{self.seed}:{epoch}")
         idx = [i for i, n in enumerate(self.lengths) if n <= self.max_tokens]
         if self.shuffle:
             rng.shuffle(idx)
@@ -58,9 +54,3 @@ class DynamicBatchSampler:
             usable = len(out) - len(out) % self.world_size
             out = out[self.rank:usable:self.world_size]
         return out
-
-    def __iter__(self) -> Iterator[list[int]]:
-        yield from self.batches()
-
-    def __len__(self) -> int:
-        return len(self.batches())

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import random
 import re
 import shutil
 import subprocess
@@ -98,9 +97,3 @@ def load_sentences(text_file: str | Path | None = None, seed: int = 0) -> list[s
             uniq.append(s)
     uniq.sort(key=lambda s: hashlib.sha1(f"{seed}:{s}".encode()).hexdigest())
     return uniq
-
-
-def shuffled(items: list, seed: int) -> list:
-    items = list(items)
-    random.Random(seed).shuffle(items)
-    return items

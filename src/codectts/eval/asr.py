@@ -138,13 +138,11 @@ class Transcriber:
             folder = whisper_base_dir()
         self.model_dir = folder
         logging.getLogger("faster_whisper").setLevel(logging.WARNING)  # it logs every file's duration at INFO
-        t0 = time.perf_counter()
         try:
             self.model = WhisperModel(str(folder), device=self.cfg.device, compute_type=self.cfg.compute_type,
                                       cpu_threads=self.cfg.cpu_threads)
         except (RuntimeError, ValueError, OSError) as e:
             raise ConfigError(f"{folder}: cannot load the Whisper model ({e})") from None
-        self.load_seconds = time.perf_counter() - t0
 
     def transcribe(self, wav: np.ndarray, sr: int) -> str:
         """Mono float audio at any rate -> raw transcript (un-normalised)."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -242,14 +241,3 @@ class Synthesizer:
 def _finish(wav: np.ndarray) -> np.ndarray:
     """float32, finite, within [-1, 1] (same per-sample rule for whole and streamed audio)."""
     return np.clip(np.nan_to_num(wav.astype(np.float32, copy=False)), -1.0, 1.0)
-
-
-def timed_first_chunk(synth: Synthesizer, text: str, **kw) -> tuple[float, float, float]:
-    """(seconds to first chunk, total seconds, audio seconds) for one streamed synthesis."""
-    t0 = time.perf_counter()
-    first, n = None, 0
-    for chunk in synth.stream(text, **kw):
-        if first is None:
-            first = time.perf_counter() - t0
-        n += len(chunk)
-    return first or 0.0, time.perf_counter() - t0, n / synth.sample_rate

@@ -17,7 +17,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm
 
 from codectts.audio.mel import MelConfig, mel_preset
@@ -197,13 +196,6 @@ class Generator(nn.Module):
             x = sum(b(x) for b in blocks) / self.n_kernels  # multi-receptive-field fusion
         x = self.conv_post(F.leaky_relu(x, POST_LRELU_SLOPE))
         return torch.tanh(x)  # [B, 1, T]
-
-    def remove_weight_norm(self) -> Generator:
-        """Fold weight norm into plain weights (inference is faster and the state dict is plain)."""
-        for m in self.modules():
-            if parametrize.is_parametrized(m, "weight"):
-                parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
-        return self
 
 
 def plain_state_dict(gen: Generator) -> dict[str, torch.Tensor]:
