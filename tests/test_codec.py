@@ -115,3 +115,15 @@ def test_code_cache_roundtrip(tmp_path):
 
     with pytest.raises(DataError, match="another codec"):
         write_cache_meta(tmp_path, {"type": "mel_rvq", "path": "y"}, 4, 512, 21.5, 22050, "corpus")
+
+
+def test_spectral_contrast_loss_penalises_smoothing_that_mse_barely_sees():
+    from codectts.train.codec import spectral_contrast_loss
+
+    torch.manual_seed(0)
+    target = torch.randn(2, 16, 40)
+    blurred = torch.nn.functional.avg_pool1d(target, 3, stride=1, padding=1, count_include_pad=False)
+    assert float(spectral_contrast_loss(target, target)) == 0.0
+    # smoothing removes most of the local contrast: the difference terms grow faster than the plain MSE
+    mse = float(torch.nn.functional.mse_loss(blurred, target))
+    assert float(spectral_contrast_loss(blurred, target)) > 2 * mse

@@ -85,3 +85,17 @@ def test_tts_teacher_one_sentence(tmp_path):
     assert s["n"] == 1 and s["wer"] < 0.2 and 0 < s["rtf"] < 5 and s["durations"]["total_s"] > 1
     r = runner.invoke(app, ["asr", "--wavs", str(wavs), "--quiet"])  # saved wavs + texts score again
     assert r.exit_code == 0 and "WER" in r.output
+
+
+def test_asr_reports_dnsmos_beside_wer(silent_folder, tmp_path):
+    pytest.importorskip("speechmos")
+    save_wav(silent_folder / "u1.wav", tone(1.0), SR)  # one rated clip, one silent one
+    out = tmp_path / "asr.json"
+    r = runner.invoke(app, ["asr", "--wavs", str(silent_folder), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    data = json.loads(out.read_text())
+    mos = data["summary"]["dnsmos"]
+    assert mos["n"] == 1 and mos["unscored"] == 1 and 1.0 <= mos["ovrl"] <= 5.0
+    assert data["utterances"][0]["dnsmos"] is None and "DNSMOS OVRL" in r.output
+    r = runner.invoke(app, ["asr", "--wavs", str(silent_folder), "--no-dnsmos", "--out", str(out)])
+    assert r.exit_code == 0 and "dnsmos" not in json.loads(out.read_text())["summary"]

@@ -1,4 +1,4 @@
-"""`codectts eval ...`: intelligibility (asr, tts), speaker similarity, codec metrics.
+"""`codectts eval ...`: intelligibility (asr, tts), naturalness (DNSMOS), speaker similarity, codec metrics.
 
 Heavy imports (faster-whisper, torch, resemblyzer) stay inside the commands so `codectts --help` is instant.
 """
@@ -16,6 +16,7 @@ app = typer.Typer(help="Measure intelligibility (Whisper WER/CER), speaker simil
                   no_args_is_help=True)
 
 ASR_MODEL_HELP = "A faster-whisper model folder (default: the bundled Whisper base of the eval extra)."
+DNSMOS_HELP = "Rate naturalness with DNSMOS P.835/P.808 (read beside the teacher's and ground truth's figures)."
 
 
 def _write_json(path: Path | None, data: dict) -> None:
@@ -34,7 +35,16 @@ def _transcriber(asr_model: Path | None, beam_size: int):
 
 def _print_utterances(records: list[dict]) -> None:
     for r in records:
-        typer.echo(f"{r['id']}\tWER {r['wer']:.3f}\tCER {r['cer']:.3f}\t{r['ref_norm']}\t=> {r['hyp_norm']}")
+        mos = f"\tOVRL {r['dnsmos']['ovrl']:.2f}" if r.get("dnsmos") else ""
+        typer.echo(f"{r['id']}\tWER {r['wer']:.3f}\tCER {r['cer']:.3f}{mos}\t{r['ref_norm']}\t=> {r['hyp_norm']}")
+
+
+def _naturalness(enabled: bool):
+    if not enabled:
+        return None
+    from codectts.eval.naturalness import default_dnsmos
+
+    return default_dnsmos()
 
 
 def _print_summary(s: dict) -> None:
@@ -45,6 +55,10 @@ def _print_summary(s: dict) -> None:
         parts.append(f"ASR {s['asr_s_per_audio_s']:.3f} s/s")
     if s.get("failures"):
         parts.append(f"failures {s['failures']}")
+    if s.get("dnsmos"):
+        from codectts.eval.naturalness import format_dnsmos
+
+        parts.append(format_dnsmos(s["dnsmos"]))
     typer.echo("summary: " + ", ".join(parts))
 
 
@@ -77,10 +91,11 @@ def asr_cmd(
     limit: Annotated[int | None, typer.Option(min=1, help="Score only the first N utterances.")] = None,
     asr_model: Annotated[Path | None, typer.Option(help=ASR_MODEL_HELP)] = None,
     beam_size: Annotated[int, typer.Option(min=1, help="Whisper beam size (1 = greedy).")] = 1,
+    dnsmos: Annotated[bool, typer.Option(help=DNSMOS_HELP)] = True,
     out: Annotated[Path | None, typer.Option(help="Write per-utterance and summary JSON here.")] = None,
     quiet: Annotated[bool, typer.Option(help="Print only the summary.")] = False,
 ):
-    """WER/CER of existing audio against its text (ground truth, or any voice's saved output)."""
+    """WER/CER and DNSMOS of existing audio against its text (ground truth, or any voice's saved output)."""
     from codectts.eval.intelligibility import AudioItem, evaluate_files
 
     if (manifest is None) == (wavs is None):
@@ -97,7 +112,7 @@ def asr_cmd(
     items = items[:limit] if limit else items
     if not items:
         raise DataError(f"{manifest or wavs}: no utterances")
-    result = evaluate_files(items, _transcriber(asr_model, beam_size))
+    result = evaluate_files(items, _transcriber(asr_model, beam_size), naturalness=_naturalness(dnsmos))
     if not quiet:
         _print_utterances(result["utterances"])
     _print_summary(result["summary"])
@@ -116,10 +131,11 @@ def tts_cmd(
     save_wavs: Annotated[Path | None, typer.Option(help="Also save each synthesized wav in this folder.")] = None,
     asr_model: Annotated[Path | None, typer.Option(help=ASR_MODEL_HELP)] = None,
     beam_size: Annotated[int, typer.Option(min=1, help="Whisper beam size (1 = greedy).")] = 1,
+    dnsmos: Annotated[bool, typer.Option(help=DNSMOS_HELP)] = True,
     out: Annotated[Path | None, typer.Option(help="Write per-utterance and summary JSON here.")] = None,
     quiet: Annotated[bool, typer.Option(help="Print only the summary.")] = False,
 ):
-    """Synthesize the dev set with a voice, transcribe it with Whisper: WER/CER, RTF, duration stats."""
+    """Synthesize the dev set with a voice, transcribe it with Whisper: WER/CER, DNSMOS, RTF, duration stats."""
     from codectts.eval.devset import dev_texts, read_lines
     from codectts.eval.intelligibility import evaluate_voice
 
@@ -136,7 +152,8 @@ def tts_cmd(
 
         synth = Synthesizer.load(voice, device=device)
     transcriber = _transcriber(asr_model, beam_size)
-    result = evaluate_voice(synth, lines, transcriber, seed=seed, save_dir=save_wavs)
+    result = evaluate_voice(synth, lines, transcriber, seed=seed, save_dir=save_wavs,
+                            naturalness=_naturalness(dnsmos))
     if not quiet:
         _print_utterances(result["utterances"])
     _print_summary(result["summary"])
@@ -203,14 +220,18 @@ def speaker_eer_cmd(
 def compare_cmd(
     reference: Annotated[Path, typer.Argument(help="Reference wav (e.g. the original).")],
     test: Annotated[Path, typer.Argument(help="Test wav (e.g. the codec's reconstruction).")],
+    dnsmos: Annotated[bool, typer.Option(help=DNSMOS_HELP)] = True,
     out: Annotated[Path | None, typer.Option(help="Write the metrics as JSON here.")] = None,
 ):
-    """Log-mel L1/MSE, multi-resolution STFT, SI-SDR, PESQ-wb and STOI of a (reference, test) pair."""
+    """Log-mel L1/MSE, multi-resolution STFT, SI-SDR, PESQ-wb and STOI of a (reference, test) pair; DNSMOS of each."""
     from codectts.audio.io import load_audio
     from codectts.eval.metrics import compare
 
     ref, sr = load_audio(reference)
     tst, _ = load_audio(test, sr=sr)  # resampled to the reference's rate when they differ
     res = compare(ref, tst, sr)
+    scorer = _naturalness(dnsmos)
+    if scorer is not None:
+        res.update(dnsmos_reference=scorer.score(ref, sr), dnsmos_test=scorer.score(tst, sr))
     typer.echo(json.dumps(res, indent=1))
     _write_json(out, {"reference": str(reference), "test": str(test), **res})

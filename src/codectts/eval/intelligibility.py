@@ -1,7 +1,7 @@
 """Intelligibility runs: score existing audio files, or synthesize a text set with a voice and score that.
 
 Both return a JSON-ready dict: `utterances` (one record each) and `summary` (corpus-level WER/CER,
-speed, duration statistics). Anything that speaks (`codectts.infer.Synthesizer`, the Piper teacher)
+speed, duration statistics, and DNSMOS means when a `naturalness` scorer is given). Anything that speaks (`codectts.infer.Synthesizer`, the Piper teacher)
 fits the `Voice` protocol.
 """
 from __future__ import annotations
@@ -18,6 +18,7 @@ import numpy as np
 from codectts.audio.io import atomic_write_bytes, load_audio, save_wav
 from codectts.errors import CodecTTSError, DataError
 from codectts.eval.asr import Transcriber, utterance_scores, wer_cer
+from codectts.eval.naturalness import DNSMOS, dnsmos_summary
 from codectts.text.normalize import normalize_for_wer
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,9 @@ def _summary(records: list[dict], asr_seconds: float) -> dict:
     scores = wer_cer([r["text"] for r in records], [r["hypothesis"] for r in records])
     audio_s = sum(r["duration_s"] for r in records)
     chars = sum(len(normalize_for_wer(r["text"])) for r in records)
+    dnsmos = dnsmos_summary(records)
+    if dnsmos is not None:
+        scores["dnsmos"] = dnsmos
     return {**scores, "durations": duration_stats([r["duration_s"] for r in records]),
             "chars_per_second": chars / audio_s if audio_s > 0 else None,
             "asr_seconds": asr_seconds, "asr_s_per_audio_s": asr_seconds / audio_s if audio_s > 0 else None}
@@ -70,9 +74,11 @@ def pair_texts_and_wavs(texts: list[str], wavs: list[Path], ids: list[str] | Non
 
 
 def evaluate_files(
-    items: list[AudioItem], transcriber: Transcriber, progress: Callable[[dict], None] | None = None
+    items: list[AudioItem], transcriber: Transcriber, progress: Callable[[dict], None] | None = None,
+    naturalness: DNSMOS | None = None,
 ) -> dict:
-    """Transcribe each file and score it against its text (empty or silent audio -> "" -> WER 1.0)."""
+    """Transcribe each file and score it against its text (empty or silent audio -> "" -> WER 1.0);
+    with `naturalness`, rate it with DNSMOS too (silent audio: `dnsmos` None, counted as unscored)."""
     if not items:
         raise DataError("no utterances to evaluate")
     records, asr_s = [], 0.0
@@ -84,6 +90,8 @@ def evaluate_files(
         records.append(
             {"id": it.id, "audio": str(it.path), "text": it.text, "hypothesis": hyp, "duration_s": len(wav) / sr}
         )
+        if naturalness is not None:
+            records[-1]["dnsmos"] = naturalness.score(wav, sr)
         if progress:
             progress(records[-1])
     _score(records)
@@ -97,6 +105,7 @@ def evaluate_voice(
     seed: int | None = 0,
     save_dir: str | Path | None = None,
     progress: Callable[[dict], None] | None = None,
+    naturalness: DNSMOS | None = None,
 ) -> dict:
     """Synthesize every text (timed), transcribe it, score it. RTF = total synthesis time / total audio time.
 
@@ -127,6 +136,8 @@ def evaluate_voice(
         t0 = time.perf_counter()
         rec["hypothesis"] = transcriber.transcribe(wav, sr)
         asr_s += time.perf_counter() - t0
+        if naturalness is not None:
+            rec["dnsmos"] = naturalness.score(wav, sr)
         records.append(rec)
         if progress:
             progress(rec)
