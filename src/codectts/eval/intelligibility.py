@@ -1,8 +1,8 @@
 """Intelligibility runs: score existing audio files, or synthesize a text set with a voice and score that.
 
 Both return a JSON-ready dict: `utterances` (one record each) and `summary` (corpus-level WER/CER,
-speed, duration statistics, and DNSMOS means when a `naturalness` scorer is given). Anything that speaks (`codectts.infer.Synthesizer`, the Piper teacher)
-fits the `Voice` protocol.
+speed, duration statistics, and DNSMOS means when a `naturalness` scorer is given). Anything that
+speaks (`codectts.infer.Synthesizer`, the Piper teacher) fits the `Voice` protocol.
 """
 from __future__ import annotations
 
