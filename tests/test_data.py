@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from codectts.data.alignment import convert_durations, merge_sentence_chunks
 from codectts.data.manifest import Utterance, read_corpus, read_jsonl, read_ljspeech, write_jsonl
 from codectts.data.sampler import DynamicBatchSampler
-from codectts.errors import DataError
+from codectts.errors import ConfigError, DataError, GenerationError
 
 
 def test_ljspeech_reader_skips_bad_rows(tmp_path):
@@ -79,3 +79,42 @@ def test_sampler_shards_across_ranks():
     ranks = [DynamicBatchSampler(lengths, 8, 2000, seed=1, rank=r, world_size=2).batches(3) for r in range(2)]
     assert len(ranks[0]) == len(ranks[1])
     assert not set(map(tuple, ranks[0])) & set(map(tuple, ranks[1]))
+
+
+def test_sampler_settings_are_config_errors():
+    with pytest.raises(ConfigError, match="positive"):
+        DynamicBatchSampler([1, 2], max_samples=0)
+    with pytest.raises(ConfigError, match="outside world"):
+        DynamicBatchSampler([1, 2], rank=2, world_size=2)
+    with pytest.raises(DataError, match="longer than max_tokens"):
+        DynamicBatchSampler([1, 9], max_tokens=5, drop_overlong=False)
+
+
+def test_corpus_flags_and_teacher_failures(tmp_path):
+    from types import SimpleNamespace as NS
+
+    from codectts.data.corpus import TEACHER_HOP, build_corpus, synthesize_aligned
+
+    with pytest.raises(ConfigError, match="--hours"):
+        build_corpus(tmp_path, hours=0)
+    with pytest.raises(ConfigError, match="--speakers"):
+        build_corpus(tmp_path, hours=1, speakers=0)
+    pytest.importorskip("piper")
+
+    def voice(*chunks):  # a stand-in teacher that yields the given chunks
+        return NS(synthesize=lambda text, syn_config, include_alignments: iter(chunks))
+
+    def chunk(samples, audio):
+        aligned = samples and [NS(phoneme=p, num_samples=n) for p, n in zip("^a$", samples, strict=True)]
+        return NS(phoneme_alignments=aligned, audio_float_array=np.zeros(audio, np.float32))
+
+    hop = TEACHER_HOP
+    wav, phonemes, durations = synthesize_aligned(voice(chunk([hop, 2 * hop, hop], 4 * hop)), "a")
+    assert len(wav) == 4 * hop and phonemes == ["^", "a", "$"] and durations == [1, 2, 1]
+    with pytest.raises(ConfigError, match="onnx"):  # the teacher lacks its alignment output: nothing will work
+        synthesize_aligned(voice(chunk(None, hop)), "a")
+    with pytest.raises(GenerationError, match="no audio"):  # this sentence only: the builder skips it
+        synthesize_aligned(voice(), "a")
+    with pytest.raises(GenerationError, match="do not match"):
+        synthesize_aligned(voice(chunk([hop, hop, hop], 4 * hop)), "a")
+

@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from codectts.errors import ConfigError, TextError
+from codectts.errors import CheckpointError, ConfigError, TextError
 from codectts.eval import asr
 from codectts.eval.asr import Transcriber, TranscriberConfig, utterance_scores, wer_cer
 
@@ -54,7 +54,7 @@ def test_whisper_understands_the_teacher(transcriber):
 
 
 def test_bad_model_folder_names_the_fix(tmp_path):
-    with pytest.raises(ConfigError, match="model.bin"):
+    with pytest.raises(CheckpointError, match="model.bin"):
         Transcriber(TranscriberConfig(model_dir=str(tmp_path)))
 
 

@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from codectts.errors import DataError
+from codectts.errors import ConfigError, DataError
 from codectts.eval.devset import dev_texts, read_lines
 from codectts.text.normalize import normalize_for_wer
 
@@ -26,7 +26,7 @@ def test_paragraphs_are_long():
 
 
 def test_unknown_set_and_bad_files(tmp_path):
-    with pytest.raises(DataError):
+    with pytest.raises(ConfigError, match="unknown dev set"):
         dev_texts("nope")
     (tmp_path / "empty.txt").write_text("\n \n")
     with pytest.raises(DataError, match="no texts"):

@@ -27,6 +27,8 @@ def test_similarity_is_cosine():
     assert similarity(a, b) == pytest.approx(2 ** -0.5)
     with pytest.raises(AudioError):
         similarity(a, np.zeros(2))
+    with pytest.raises(AudioError, match="differ in size"):
+        similarity(a, np.ones(3))
 
 
 @pytest.fixture(scope="module")

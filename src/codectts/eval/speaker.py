@@ -73,7 +73,7 @@ def similarity(a: np.ndarray, b: np.ndarray) -> float:
     """Cosine similarity of two embeddings."""
     a, b = np.asarray(a, dtype=np.float64).reshape(-1), np.asarray(b, dtype=np.float64).reshape(-1)
     if a.shape != b.shape:
-        raise ConfigError(f"embeddings differ in size: {a.shape} vs {b.shape}")
+        raise AudioError(f"embeddings differ in size: {a.shape} vs {b.shape}")
     na, nb = np.linalg.norm(a), np.linalg.norm(b)
     if na == 0 or nb == 0:
         raise AudioError("cannot compare a zero embedding")

@@ -26,13 +26,13 @@ def _read_text(text: str | None, file: Path | None) -> str:
 
 
 def play_wav(path: Path) -> None:
-    from codectts.errors import CodecTTSError
+    from codectts.errors import AudioError
 
     for player in (["aplay", "-q"], ["paplay"], ["ffplay", "-nodisp", "-autoexit", "-loglevel", "quiet"]):
         if shutil.which(player[0]):
             if subprocess.run([*player, str(path)]).returncode == 0:
                 return
-    raise CodecTTSError(
+    raise AudioError(
         "--play: no working audio player/device found (tried aplay, paplay, ffplay); the wav was written"
     )
 
