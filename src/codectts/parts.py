@@ -17,7 +17,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from codectts.errors import ConfigError
+from codectts.errors import CheckpointError, ConfigError
+from codectts.schema import check_fields
 
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
@@ -77,6 +78,8 @@ def read_part_config(path: str | os.PathLike, model_type: str | None = None) -> 
         meta = json.loads(cfg_file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{cfg_file}: unreadable ({e})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("config", {}), dict):
+        raise ConfigError(f"{cfg_file}: must be an object with a 'config' object")
     if meta.get("format_version") != FORMAT_VERSION:
         raise ConfigError(f"{cfg_file}: format_version {meta.get('format_version')!r} unsupported "
                           f"(this codectts reads {FORMAT_VERSION})")
@@ -90,11 +93,14 @@ def load_part(path: str | os.PathLike, model_type: str | None = None) -> tuple[d
     meta = read_part_config(path, model_type)
     weights = Path(path) / WEIGHTS
     if not weights.exists():
-        raise ConfigError(f"{path}: missing {WEIGHTS}")
+        raise CheckpointError(f"{path}: missing {WEIGHTS}")
     try:
         sd = load_file(str(weights))
     except Exception as e:  # safetensors raises its own error types for corrupt files
-        raise ConfigError(f"{weights}: corrupt weights ({e})") from None
+        raise CheckpointError(f"{weights}: corrupt weights ({e})") from None
+    bad = [k for k, v in sd.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:  # a diverged or damaged part would otherwise load silently and speak noise or NaN
+        raise CheckpointError(f"{weights}: {len(bad)} tensor(s) hold NaN or Inf (e.g. {bad[0]!r})")
     return {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}, meta
 
 
@@ -102,7 +108,17 @@ def load_model(path: str | os.PathLike, model_type: str, build: Callable[[dict],
                device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
     """Load a part into the model `build(config_dict)` makes: (model in eval mode on `device`, meta)."""
     sd, meta = load_part(path, model_type)
-    model = build(meta["config"])
+    where = str(Path(path) / CONFIG)
+    try:
+        model = build(meta["config"])
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError, RuntimeError) as e:
+        # a field of the wrong type or value (a string for a size, zero heads) fails inside the model
+        raise ConfigError(f"{where}: invalid config ({type(e).__name__}: {e})") from e
+    cfg = getattr(model, "cfg", None)
+    if dataclasses.is_dataclass(cfg):
+        check_fields(cfg, where)  # e.g. a frame rate given as a string, which only fails at inference
     load_state_strict(model, sd, str(path))
     return model.to(device).eval(), meta
 
