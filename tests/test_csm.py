@@ -15,11 +15,13 @@ from codectts.models.csm import (
     collate,
     csm_preset,
 )
+from codectts.models.sampling import SamplingConfig
 from codectts.text.tokenizers import CharTokenizer
 
 K, N = 4, 32  # synthetic codes: 4 codebooks of 32
 LETTERS = "abcdefgh"
 TOK = CharTokenizer()
+GREEDY = SamplingConfig(temperature=0)
 
 
 def stack_params(dim: int, layers: int, heads: int, kv_heads: int, ffn: int) -> int:
@@ -198,9 +200,9 @@ def test_loss_decreases(trained):
 def test_generation_stops_on_eos(trained):
     model, _, _ = trained
     gen = CSMGenerator(model, None, TOK)
-    res = gen.generate("hgd", reference=(codes_for("abc", 0), "abc"), temperature=0)
+    res = gen.generate("hgd", reference=(codes_for("abc", 0), "abc"), sampling=GREEDY)
     assert res.stopped and res.codes.shape == (K, 6)  # two frames per letter, then the EOS frame
-    longer = gen.generate("hgd", reference=(codes_for("abc", 0), "abc"), temperature=0, min_frames=8, max_frames=9)
+    longer = gen.generate("hgd", reference=(codes_for("abc", 0), "abc"), sampling=GREEDY, min_frames=8, max_frames=9)
     assert longer.codes.shape[1] >= 8  # EOS is suppressed before min_frames
 
 
@@ -212,7 +214,7 @@ def test_cloning_follows_the_reference_voice(trained):
     outs = {}
     for speaker in (0, 1):
         ref = Reference(codes_for("fed", speaker), "fed")
-        outs[speaker] = gen.generate("bag", reference=ref, temperature=0).codes
+        outs[speaker] = gen.generate("bag", reference=ref, sampling=GREEDY).codes
         half = outs[speaker] // (N // 2)  # which speaker's code range each generated code lies in
         assert outs[speaker].shape == (K, 6) and (half == speaker).all(), outs[speaker]
     assert not torch.equal(outs[0], outs[1])

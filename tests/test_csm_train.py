@@ -14,6 +14,7 @@ from codectts.data.codecache import (
 )
 from codectts.errors import ConfigError
 from codectts.infer.csm import CSMGenerator
+from codectts.models.sampling import SamplingConfig
 from codectts.train.csm import (
     CSMRunConfig,
     CSMTask,
@@ -74,7 +75,7 @@ def test_train_export_resume(cache_dir, tmp_path):
     assert np.load(sample / "0.npy").shape[0] == K  # codes only: a 'synthetic' codec cannot be loaded
     assert set(json.loads((sample / "0.json").read_text())) == {"text", "frames", "stopped"}
     gen = CSMGenerator.load(out / "last")
-    res = gen.generate("red cat", temperature=0, max_frames=40)
+    res = gen.generate("red cat", sampling=SamplingConfig(temperature=0), max_frames=40)
     assert res.codes.shape[0] == K and res.codes.shape[1] <= 40
 
     # resume continues from the last checkpoint to the new step budget

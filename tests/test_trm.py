@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from codectts.errors import ConfigError, TextError
-from codectts.infer.trm import TRMPipeline, filter_logits, generate, sample_codes
+from codectts.infer.trm import TRMPipeline, generate
 from codectts.models.length import CharRateLength
+from codectts.models.sampling import SamplingConfig
 from codectts.models.trm import (
     PRESETS,
     TTSTRM,
@@ -173,7 +174,7 @@ def test_overfits_one_item_and_generation_reproduces_it():
         out.loss.backward()
         opt.step()
     assert out.loss.item() < 0.1 * first
-    codes = generate(m, text, speaker=1, n_frames=16, tokenizer=tok, temperature=0.0)
+    codes = generate(m, text, speaker=1, n_frames=16, tokenizer=tok, sampling=SamplingConfig(temperature=0))
     assert codes.shape == (K, 16)
     assert (codes == target[0]).float().mean() > 0.95
 
@@ -198,22 +199,6 @@ def test_generate_exact_length_determinism_and_length_source():
     with pytest.raises(TextError):
         generate(m, "...", n_frames=4, tokenizer=tok)
     assert m.training  # generate restores the mode it found
-
-
-def test_filters():
-    logits = torch.tensor([[0.0, 1.0, 2.0, 3.0]])
-    assert torch.isinf(filter_logits(logits, top_k=2)[0, :2]).all()
-    assert torch.isfinite(filter_logits(logits, top_k=2)[0, 2:]).all()
-    # softmax([0,1,2,3]) = .032 .087 .237 .644: top_p 0.7 keeps {3, 2}, top_p 0.5 keeps {3}
-    kept = torch.isfinite(filter_logits(logits, top_p=0.7))[0].tolist()
-    assert kept == [False, False, True, True]
-    assert torch.isfinite(filter_logits(logits, top_p=0.5))[0].tolist() == [False, False, False, True]
-    g = torch.Generator().manual_seed(0)
-    draws = sample_codes(logits.expand(500, 4), temperature=1.0, top_k=2, generator=g)
-    assert set(draws.tolist()) == {2, 3}
-    assert torch.equal(sample_codes(logits, temperature=0.0), torch.tensor([3]))
-    with pytest.raises(ConfigError):
-        filter_logits(logits, top_p=0.0)
 
 
 def test_save_load_round_trip(tmp_path):

@@ -9,6 +9,9 @@ from pathlib import Path
 
 import typer
 
+from codectts.models.sampling import SamplingConfig
+
+DEFAULT_SAMPLING = SamplingConfig()  # torch-free: the one default, shown in --help
 
 def _read_text(text: str | None, file: Path | None) -> str:
     from codectts.errors import TextError
@@ -45,9 +48,9 @@ def register(app: typer.Typer) -> None:
         file: Path | None = typer.Option(None, "--file", "-f", help="Read the text from a UTF-8 file."),
         voice: str | None = typer.Option(None, help="Voice name or folder (default: the shipped voice)."),
         speed: float = typer.Option(1.0, help="Speaking rate (0.25-4; 1 = normal)."),
-        temperature: float | None = typer.Option(None, help="Sampling temperature (0 = greedy)."),
-        top_k: int | None = typer.Option(None),
-        top_p: float | None = typer.Option(None),
+        temperature: float | None = typer.Option(None, help="Sampling temperature (0 = greedy; default: the voice's)."),
+        top_k: int | None = typer.Option(None, help="Keep the k most likely codes (default: the voice's)."),
+        top_p: float | None = typer.Option(None, help="Keep the smallest set of codes reaching this mass."),
         seed: int | None = typer.Option(None, help="Random seed (same seed + text = same audio)."),
         play: bool = typer.Option(False, help="Also play the audio when an audio device exists."),
         reference: Path | None = typer.Option(None, help="Clip whose voice to speak in (csm voices)."),
@@ -110,8 +113,8 @@ def register(app: typer.Typer) -> None:
         duration: Path | None = typer.Option(None, help="Duration model part (aligned talkers)."),
         vocoder: str = typer.Option("griffinlim", help="'griffinlim' or a HiFi-GAN part folder."),
         description: str = typer.Option(""),
-        temperature: float = typer.Option(0.6),
-        top_k: int = typer.Option(20),
+        temperature: float = typer.Option(DEFAULT_SAMPLING.temperature, help="The voice's default temperature."),
+        top_k: int = typer.Option(DEFAULT_SAMPLING.top_k, help="The voice's default top-k."),
         half: bool = typer.Option(True, help="Store weights as fp16."),
         model_card: Path | None = typer.Option(None, help="MODEL_CARD.md to copy in."),
         context_frames: int | None = typer.Option(

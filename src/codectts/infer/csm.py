@@ -23,9 +23,6 @@ from codectts.models.csm import CSM, Segment, build_sequence
 from codectts.models.sampling import SamplingConfig, sample_logits
 from codectts.text.tokenizers import Tokenizer, tokenizer_from_dict
 
-DEFAULT_TEMPERATURE = 0.9
-DEFAULT_TOP_K = 50
-
 
 @dataclass
 class Reference:
@@ -99,8 +96,7 @@ class CSMGenerator:
 
     @torch.inference_mode()
     def frames(self, text: str, reference: Reference | tuple[torch.Tensor, str] | None = None, *,
-               temperature: float = DEFAULT_TEMPERATURE, top_k: int | None = DEFAULT_TOP_K,
-               top_p: float | None = None, max_frames: int | None = None, min_frames: int = 0,
+               sampling: SamplingConfig | None = None, max_frames: int | None = None, min_frames: int = 0,
                seed: int | None = None) -> Generator[torch.Tensor, None, bool]:
         """Yield frames [K] one at a time until the model emits EOS or `max_frames` is reached.
 
@@ -113,7 +109,6 @@ class CSMGenerator:
             raise ConfigError(f"prompt of {n_prompt} positions (reference + text) leaves no room in "
                               f"max_seq_len {cfg.max_seq_len}; use a shorter reference or text")
         max_frames = room if max_frames is None else min(max_frames, room)
-        sampling = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p)
         gen = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
         n_done = 0
 
@@ -137,12 +132,10 @@ class CSMGenerator:
         return False
 
     def generate(self, text: str, reference: Reference | tuple[torch.Tensor, str] | None = None, *,
-                 temperature: float = DEFAULT_TEMPERATURE, top_k: int | None = DEFAULT_TOP_K,
-                 top_p: float | None = None, max_frames: int | None = None, min_frames: int = 0,
+                 sampling: SamplingConfig | None = None, max_frames: int | None = None, min_frames: int = 0,
                  seed: int | None = None, decode: bool = True) -> CSMResult:
         """Text (and an optional reference voice) -> codes [K, F], and the waveform when a codec is set."""
-        it = self.frames(text, reference, temperature=temperature, top_k=top_k, top_p=top_p,
-                         max_frames=max_frames, min_frames=min_frames, seed=seed)
+        it = self.frames(text, reference, sampling=sampling, max_frames=max_frames, min_frames=min_frames, seed=seed)
         frames: list[torch.Tensor] = []
         while True:
             try:

@@ -158,14 +158,7 @@ class TRMEngine(_TextEngine):
         self, plan: SentencePlan, sampling: SamplingConfig, gen: torch.Generator, chunk: int, reference=None
     ) -> Iterator[torch.Tensor]:
         _no_reference(self.kind, reference)
-        codes = self.pipeline.generate(
-            plan.text,
-            speed=plan.speed,
-            temperature=sampling.temperature,
-            top_k=sampling.top_k,
-            top_p=sampling.top_p,
-            seed=seed_from(gen),
-        )
+        codes = self.pipeline.generate(plan.text, speed=plan.speed, sampling=sampling, seed=seed_from(gen))
         yield from chunked(codes[None].to(self.device), chunk)  # non-autoregressive: all frames at once
 
 
@@ -193,9 +186,7 @@ class CSMEngine(_TextEngine):
         res = self.generator.generate(
             plan.text,
             ref,
-            temperature=sampling.temperature,
-            top_k=sampling.top_k,
-            top_p=sampling.top_p,
+            sampling=sampling,
             max_frames=bound,
             seed=seed_from(gen),
             decode=False,

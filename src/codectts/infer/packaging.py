@@ -4,8 +4,10 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 
+from codectts.models.sampling import SamplingConfig
 from codectts.parts import replace_dir
 
 
@@ -30,7 +32,8 @@ def build_voice(out: Path, *, name: str, talker: Path, codec: Path, vocoder: str
         meta = {"format_version": VOICE_FORMAT, "name": name, "description": description,
                 "sample_rate": codec_model.sample_rate, "model": {"type": "talker", "path": "talker"},
                 "codec": {"type": "mel_rvq", "path": "codec"}, "tokenizer": "tokenizer.json",
-                "sampling": sampling or {"temperature": 0.6, "top_k": 20}, "sentence_pause_s": sentence_pause_s}
+                "sampling": asdict(SamplingConfig.from_dict(sampling or {})),
+                "sentence_pause_s": sentence_pause_s}
         if context:
             meta["context"] = {k: int(v) for k, v in context.items() if v}
         if duration is not None:

@@ -57,9 +57,7 @@ class Synthesizer:
         self.name, self.root, self.meta = name, root, meta
         self.engine, self.codec, self.vocoder, self.device = engine, codec, vocoder, device
         self.sample_rate = int(vocoder.sample_rate if vocoder is not None else codec.sample_rate)
-        s = meta.get("sampling", {})
-        self.default_sampling = SamplingConfig(temperature=s.get("temperature", 0.6), top_k=s.get("top_k", 20),
-                                               top_p=s.get("top_p"))
+        self.default_sampling = SamplingConfig.from_dict(meta.get("sampling", {}), f"voice {name!r}: sampling")
         self.pause_s = float(meta.get("sentence_pause_s", 0.2))
         self.max_sentence_chars = MAX_SENTENCE_CHARS  # longer sentences are split at clauses
         if vocoder is None and hasattr(codec, "decode_mel"):
@@ -145,9 +143,7 @@ class Synthesizer:
         return split_sentences(norm, max_chars=self.max_sentence_chars)
 
     def _sampling(self, temperature, top_k, top_p) -> SamplingConfig:
-        d = self.default_sampling
-        return SamplingConfig(temperature=d.temperature if temperature is None else temperature,
-                              top_k=d.top_k if top_k is None else top_k, top_p=d.top_p if top_p is None else top_p)
+        return self.default_sampling.override(temperature, top_k, top_p)
 
     def decode_codes(self, codes: torch.Tensor) -> np.ndarray:
         """codes [1, K, F] -> waveform [T] (mel codec + vocoder, or a waveform codec)."""

@@ -14,51 +14,16 @@ import torch
 
 from codectts.errors import ConfigError
 from codectts.models.length import LengthSource, check_speed, length_source_from_dict
+from codectts.models.sampling import SamplingConfig, sample_logits
 from codectts.models.trm import TTSTRM, load_trm, positions_from_durations
 from codectts.text.tokenizers import Tokenizer, tokenizer_from_dict
-
-DEFAULT_TEMPERATURE = 0.8
-DEFAULT_TOP_K = 50
-
-
-def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:
-    """Set to -inf every logit outside the top-k and outside the nucleus of mass top_p (last dim)."""
-    n = logits.shape[-1]
-    if top_k is not None:
-        if top_k < 1:
-            raise ConfigError(f"top_k must be >= 1, got {top_k}")
-        if top_k < n:
-            kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
-            logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p is not None:
-        if not 0.0 < top_p <= 1.0:
-            raise ConfigError(f"top_p must be in (0, 1], got {top_p}")
-        if top_p < 1.0:
-            sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
-            probs = sorted_logits.softmax(-1)
-            # drop a token when the mass strictly before it already reaches top_p (the best one always stays)
-            drop_sorted = (probs.cumsum(-1) - probs) >= top_p
-            drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-            logits = logits.masked_fill(drop, float("-inf"))
-    return logits
-
-
-def sample_codes(logits: torch.Tensor, temperature: float = DEFAULT_TEMPERATURE, top_k: int | None = DEFAULT_TOP_K,
-                 top_p: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-    """logits [..., N] -> codes [...] (int64). temperature 0 = argmax."""
-    if temperature < 0:
-        raise ConfigError(f"temperature must be >= 0, got {temperature}")
-    if temperature == 0:
-        return logits.argmax(-1)
-    flat = filter_logits(logits.float() / temperature, top_k, top_p).reshape(-1, logits.shape[-1])
-    return torch.multinomial(flat.softmax(-1), 1, generator=generator).view(logits.shape[:-1])
 
 
 @torch.inference_mode()
 def generate(model: TTSTRM, text: str | Sequence[int], speaker: int = 0, n_frames: int | None = None,
              length_source: LengthSource | None = None, *, tokenizer: Tokenizer | None = None, speed: float = 1.0,
-             temperature: float = DEFAULT_TEMPERATURE, top_k: int | None = DEFAULT_TOP_K, top_p: float | None = None,
-             seed: int | None = None, durations: Sequence[int] | None = None) -> torch.Tensor:
+             sampling: SamplingConfig | None = None, seed: int | None = None,
+             durations: Sequence[int] | None = None) -> torch.Tensor:
     """Codes [K, F] for one utterance, F = n_frames, length_source.n_frames(text, speed) or sum(durations).
 
     `text` is a string (needs `tokenizer`) or already-encoded ids (with BOS/EOS). Exactly one of
@@ -99,7 +64,7 @@ def generate(model: TTSTRM, text: str | Sequence[int], speaker: int = 0, n_frame
     finally:
         model.train(was_training)
     gen = torch.Generator(device=dev).manual_seed(seed) if seed is not None else None
-    return sample_codes(out.logits[0], temperature, top_k, top_p, gen)  # [K, F]
+    return sample_logits(out.logits[0], sampling, gen)  # [K, F]
 
 
 @dataclass
@@ -149,9 +114,7 @@ class TRMPipeline:
         *,
         speed: float = 1.0,
         n_frames: int | None = None,
-        temperature: float = DEFAULT_TEMPERATURE,
-        top_k: int | None = DEFAULT_TOP_K,
-        top_p: float | None = None,
+        sampling: SamplingConfig | None = None,
         seed: int | None = None,
         durations: Sequence[int] | None = None,
     ) -> torch.Tensor:
@@ -165,9 +128,7 @@ class TRMPipeline:
             length_source=None if n_frames is not None or durations is not None else self.length,
             tokenizer=self.tokenizer,
             speed=speed,
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
+            sampling=sampling,
             seed=seed,
             durations=durations,
         )

@@ -236,7 +236,7 @@ class CSMTask(Task):
         gen = CSMGenerator(self.core, codec, self.tokenizer)
         for n, u in enumerate(self.dev[:2]):
             text = self.dev_cache.entries[u.index].text
-            res = gen.generate(text, temperature=0.9, top_k=50, seed=step + n, max_frames=2 * u.n_frames + 10)
+            res = gen.generate(text, seed=step + n, max_frames=2 * u.n_frames + 10)
             np.save(out_dir / f"{n}.npy", res.codes.numpy())
             if res.wav is not None:
                 from codectts.audio.io import save_wav

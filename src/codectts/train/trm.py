@@ -24,9 +24,11 @@ import torch
 import typer
 
 from codectts.errors import CodecTTSError, DataError, TextError
+from codectts.models.sampling import SamplingConfig
 from codectts.train.loop import Task, TrainConfig, Trainer
 
 log = logging.getLogger(__name__)
+DEFAULT_SAMPLING = SamplingConfig()
 
 RUN_META = "trm_run.json"  # model config + tokenizer + speakers, fixed at the first start (for --resume)
 PROMPT_SEP = "|"
@@ -323,8 +325,9 @@ class TRMTask(Task):
                 codes = generate(model, text, p.speaker, n_frames=None if given else p.n_frames,
                                  length_source=None if p.n_frames or given else length, tokenizer=tok,
                                  durations=p.durations,
-                                 seed=self.sampling["seed"] + n, **{k: v for k, v in self.sampling.items()
-                                                                     if k != "seed"})
+                                 seed=self.sampling["seed"] + n,
+                                 sampling=SamplingConfig.from_dict({k: v for k, v in self.sampling.items()
+                                                                    if k != "seed"}))
             except CodecTTSError as e:  # e.g. a prompt longer than max_frames: report it, keep training
                 log.warning("sample %d (%r): %s", n, p.text[:40], e)
                 records.append({**rec, "error": str(e)})
@@ -459,9 +462,9 @@ def register(app: typer.Typer) -> None:
         sample_speaker: str = typer.Option(
             "0", "--sample-speaker", help="Speaker (name or index) for --sample-prompts."
         ),
-        sample_temperature: float = typer.Option(0.8, "--sample-temperature"),
-        sample_top_k: int | None = typer.Option(50, "--sample-top-k"),
-        sample_top_p: float | None = typer.Option(None, "--sample-top-p"),
+        sample_temperature: float = typer.Option(DEFAULT_SAMPLING.temperature, "--sample-temperature"),
+        sample_top_k: int | None = typer.Option(DEFAULT_SAMPLING.top_k, "--sample-top-k"),
+        sample_top_p: float | None = typer.Option(DEFAULT_SAMPLING.top_p, "--sample-top-p"),
         # system
         resume: bool = typer.Option(False, "--resume", help="Continue from the run folder's last checkpoint."),
         seed: int = typer.Option(42, "--seed"),
