@@ -240,7 +240,7 @@ def train_talker(rc: TalkerRunConfig, resume: bool = False) -> dict:
     model = build_model(rc, tok.vocab_size, n_speakers)
     if rc.init_from:  # a --resume that finds a checkpoint overwrites these weights with the run's own
         init_from_part(model, rc.init_from)
-    steps_per_epoch = max(1, len(TalkerTask(model, items, dev_items, rc, max_frames).sampler))
+    steps_per_epoch = max(1, len(TalkerTask(model, items, dev_items, rc, max_frames).sampler.batches(0)))
     max_steps = rc.max_steps or rc.num_epochs * steps_per_epoch
     mp = rc.mixed_precision
     if mp == "auto":

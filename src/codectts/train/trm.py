@@ -586,7 +586,7 @@ def register(app: typer.Typer) -> None:
 
         torch.manual_seed(seed)
         model = TTSTRM(cfg)
-        n_batches = len(_sampler(train.lengths(), batch_size, max_batch_frames, seed, shuffle=True))
+        n_batches = len(_sampler(train.lengths(), batch_size, max_batch_frames, seed, shuffle=True).batches(0))
         if max_steps is None:
             max_steps = (epochs or 100) * n_batches  # the seed's default: 100 epochs
         tcfg = TrainConfig(
