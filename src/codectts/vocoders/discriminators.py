@@ -51,6 +51,18 @@ class DiscriminatorConfig:
 Features = list[torch.Tensor]
 
 
+def run_stack(convs: nn.ModuleList, conv_post: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, Features]:
+    """A sub-discriminator's body: leaky-ReLU convolutions, then the 1-channel score; every layer's output is
+    kept as a feature map for the feature-matching loss."""
+    fmap = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), LRELU_SLOPE)
+        fmap.append(x)
+    x = conv_post(x)
+    fmap.append(x)
+    return x.flatten(1), fmap
+
+
 class PeriodDiscriminator(nn.Module):
     def __init__(self, period: int, cfg: DiscriminatorConfig):
         super().__init__()
@@ -69,14 +81,7 @@ class PeriodDiscriminator(nn.Module):
             n_pad = self.period - t % self.period
             x = F.pad(x, (0, n_pad), "reflect" if n_pad < t else "constant")
             t += n_pad
-        x = x.view(b, c, t // self.period, self.period)  # [B, 1, T / p, p]
-        fmap = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LRELU_SLOPE)
-            fmap.append(x)
-        x = self.conv_post(x)
-        fmap.append(x)
-        return x.flatten(1), fmap
+        return run_stack(self.convs, self.conv_post, x.view(b, c, t // self.period, self.period))  # [B, 1, T/p, p]
 
 
 class ScaleDiscriminator(nn.Module):
@@ -93,13 +98,7 @@ class ScaleDiscriminator(nn.Module):
         self.conv_post = norm(nn.Conv1d(cin, 1, 3, 1, padding=1))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, Features]:
-        fmap = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LRELU_SLOPE)
-            fmap.append(x)
-        x = self.conv_post(x)
-        fmap.append(x)
-        return x.flatten(1), fmap
+        return run_stack(self.convs, self.conv_post, x)
 
 
 class Discriminators(nn.Module):
