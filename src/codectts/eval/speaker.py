@@ -5,8 +5,9 @@ torch's safe `weights_only` loader) ship in the wheel, so nothing is fetched fro
 torch 2.13. Its dependency `webrtcvad` imports `pkg_resources`, which setuptools >= 81 removed; the
 `eval` extra therefore also installs `webrtcvad-wheels`, whose module of the same name does not.
 
-Scores: cosine similarity of utterance embeddings (1 = same direction). Same-speaker pairs of the
-teacher measure about 0.85, other voices 0.4-0.6 (OFFLINE-NOTES); `speaker_eer` turns a labelled set
+Scores: cosine similarity of utterance embeddings (1 = same direction). The teacher against itself on
+other sentences measures about 0.85, the corpus's resampled synthetic speakers against each other about
+0.67 (docs/eval.md, `codectts eval speaker` / `speaker-eer`); `speaker_eer` turns a labelled set
 into an equal error rate: the rate at which a threshold on the score mistakes speakers as often as it
 rejects true pairs (0 = perfectly separated, 0.5 = chance).
 """
