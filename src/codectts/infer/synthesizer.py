@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from codectts.errors import ConfigError, TextError
+from codectts.errors import ConfigError, GenerationError, TextError
 from codectts.infer.voice import read_voice_json, resolve_voice
 from codectts.models.sampling import SamplingConfig
 from codectts.text.normalize import has_speakable, normalize_text
@@ -165,12 +165,17 @@ class Synthesizer:
 
     @torch.no_grad()
     def synthesize(self, text: str, *, speed: float = 1.0, temperature: float | None = None, top_k: int | None = None,
-                   top_p: float | None = None, seed: int | None = None, reference=None) -> tuple[np.ndarray, int]:
+                   top_p: float | None = None, seed: int | None = None, reference=None,
+                   should_stop: Callable[[], bool] | None = None) -> tuple[np.ndarray, int]:
         """Whole utterance at once (each sentence decoded in one piece). Returns (wav float32 [T], sample_rate).
 
-        `reference` (from `self.reference(clip, transcript)`, csm voices) speaks in the clip's voice."""
+        `reference` (from `self.reference(clip, transcript)`, csm voices) speaks in the clip's voice.
+        `should_stop` is asked before each sentence; when it says True, generation ends with
+        GenerationError (the server's way to free a worker whose client left or timed out)."""
         pieces = []
         for i, sent in enumerate(self.sentences(text)):
+            if should_stop is not None and should_stop():
+                raise GenerationError(f"generation stopped before sentence {i + 1}")
             codes = self.sentence_codes(sent, speed, temperature, top_k, top_p, None if seed is None else seed + i,
                                         reference)
             if codes.shape[-1] == 0:
