@@ -173,7 +173,8 @@ class SendTimeoutMiddleware:
 
         async def timed_send(message) -> None:
             try:
-                await asyncio.wait_for(send(message), self.timeout_s)
+                async with asyncio.timeout(self.timeout_s):  # no extra task per send, unlike wait_for
+                    await send(message)
             except TimeoutError:
                 raise _ClientStalled from None
 
