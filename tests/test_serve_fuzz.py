@@ -73,7 +73,7 @@ class _Errors(logging.Handler):
         self.records.append(record)
 
 
-@pytest.mark.slow  # ~5 s on a quiet 2-core machine, 22 s under load
+@pytest.mark.slow  # 400 requests: 22 s on the shared 2-core machine at load average 14
 def test_no_request_gets_a_5xx_or_raises():
     errors = _Errors()
     logging.getLogger("codectts.serve").addHandler(errors)
