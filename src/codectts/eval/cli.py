@@ -311,3 +311,92 @@ def compare_cmd(
         res.update(dnsmos_reference=scorer.score(ref, sr), dnsmos_test=scorer.score(tst, sr))
     typer.echo(json.dumps(res, indent=1))
     _write_json(out, {"reference": str(reference), "test": str(test), **res})
+
+
+@app.command("roundtrip")
+def roundtrip_cmd(
+    out: Annotated[Path, typer.Option(help="Folder for the resynthesised wavs (same names) and roundtrip.json.")],
+    voice: Annotated[str | None, typer.Option(help="Voice whose codec + vocoder to use (name or folder).")] = None,
+    codec: Annotated[Path | None, typer.Option(help="Instead of --voice: a codec part folder.")] = None,
+    vocoder: Annotated[str | None, typer.Option(
+        help="Instead of --voice: 'griffinlim' or a vocoder part folder (alone: vocoder on the input's mel).")] = None,
+    wavs: Annotated[Path | None, typer.Option(help="Folder of input wavs (NAME.txt beside them gives texts).")] = None,
+    texts: Annotated[Path | None, typer.Option(help="With --wavs: one text per line for the sorted wavs.")] = None,
+    manifest: Annotated[Path | None, typer.Option(help="Instead of --wavs: JSONL manifest or corpus folder.")] = None,
+    split: Annotated[str, typer.Option(help="Split of a corpus folder: dev (dev.jsonl) or train.")] = "dev",
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N inputs.")] = None,
+    asr: Annotated[bool, typer.Option(help="WER/CER (Whisper) when texts are known.")] = True,
+    dnsmos: Annotated[bool, typer.Option(help=DNSMOS_HELP)] = True,
+    reference: Annotated[bool, typer.Option(help="Also score the inputs (ground-truth rows).")] = True,
+    asr_model: Annotated[Path | None, typer.Option(help=ASR_MODEL_HELP)] = None,
+    device: Annotated[str, typer.Option(help="Device for codec and vocoder.")] = "cpu",
+    quiet: Annotated[bool, typer.Option(help="Print only the summary.")] = False,
+):
+    """Resynthesise wavs through a codec + vocoder: PESQ/STOI vs the input, DNSMOS, WER/CER (judges codecs)."""
+    from codectts.eval.roundtrip import Item, chain_from_parts, chain_from_voice, run_roundtrip
+
+    if voice is not None and (codec is not None or vocoder is not None):
+        raise ConfigError("give --voice, or --codec and/or --vocoder, not both")
+    if (wavs is None) == (manifest is None):
+        raise ConfigError("give exactly one of --wavs or --manifest")
+    if texts is not None and wavs is None:
+        raise ConfigError("--texts pairs with --wavs only")
+    # the chain first: a vocoder made for other mels is refused before any input is read
+    chain = (chain_from_parts(codec, vocoder, device) if voice is None and (codec or vocoder)
+             else chain_from_voice(voice, device))
+    if manifest is not None:
+        from codectts.data.manifest import read_corpus
+
+        utts, root = read_corpus(manifest, split=split)
+        items = [Item(u.id, u.audio_path(root), u.text) for u in utts]
+    else:
+        if not wavs.is_dir():
+            raise DataError(f"{wavs}: not a folder")
+        paths = sorted(wavs.glob("*.wav"))
+        if texts is not None:
+            items = [Item(it.id, it.path, it.text) for it in _folder_items(wavs, texts)]
+        else:
+            items = [Item(p.stem, p, p.with_suffix(".txt").read_text(encoding="utf-8").strip()
+                          if p.with_suffix(".txt").exists() else None) for p in paths]
+    items = items[:limit] if limit else items
+    if not items:
+        raise DataError(f"{manifest or wavs}: no wavs")
+    has_text = any(it.text for it in items)
+    transcriber = _transcriber(asr_model, 1) if asr and has_text else None
+
+    def show(r: dict) -> None:
+        if quiet:
+            return
+        parts = [r["id"], f"PESQ {r['pesq_wb']:.2f}" if r.get("pesq_wb") else "PESQ -",
+                 f"STOI {r['stoi']:.3f}" if r.get("stoi") else "STOI -"]
+        if r.get("dnsmos"):
+            parts.append(f"OVRL {r['dnsmos']['ovrl']:.2f}")
+        if "hypothesis" in r:
+            parts.append(f"=> {r['hypothesis']}")
+        typer.echo("\t".join(parts))
+
+    result = run_roundtrip(chain, items, out, transcriber, _naturalness(dnsmos), reference=reference, progress=show)
+    s = result["summary"]
+    for uid, why in s["skipped"].items():
+        typer.echo(f"skipped {uid}: {why}")
+    line = [chain.name, f"{s['resynthesised']}/{s['n']} resynthesised"]
+    if s.get("vs_input"):
+        v = s["vs_input"]
+        line += [f"PESQ {v['pesq_wb']:.2f}" if v.get("pesq_wb") else "PESQ -",
+                 f"STOI {v['stoi']:.3f}" if v.get("stoi") else "STOI -", f"mel L1 {v['mel_l1']:.3f}"]
+    if "wer" in s:
+        line.append(f"WER {s['wer']:.4f} CER {s['cer']:.4f}")
+        if "input_wer" in s:
+            line.append(f"(input WER {s['input_wer']:.4f} CER {s['input_cer']:.4f})")
+    if s.get("dnsmos"):
+        from codectts.eval.naturalness import format_dnsmos
+
+        line.append(format_dnsmos(s["dnsmos"]))
+        if s.get("dnsmos_input"):
+            line.append(f"(input OVRL {s['dnsmos_input']['ovrl']:.2f})")
+    if s.get("bits_per_second"):
+        line.append(f"{s['bits_per_second']:.0f} bit/s, {s['frame_rate']:.1f} frames/s x {s['n_codebooks']}")
+    if s.get("rtf") is not None:
+        line.append(f"RTF {s['rtf']:.4f}")
+    typer.echo("summary: " + ", ".join(line))
+    _write_json(out / "roundtrip.json", {"source": str(manifest or wavs), **result})
