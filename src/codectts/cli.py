@@ -54,6 +54,31 @@ def corpus_stats_cmd(folder: Path = typer.Argument(..., help="Corpus folder.")):
     typer.echo(json.dumps(corpus_stats(folder), indent=1))
 
 
+@corpus_app.command("import")
+def corpus_import(ljspeech: Path = typer.Option(..., "--ljspeech", help="LJSpeech folder: metadata.csv + wavs/."),
+                  out: Path = typer.Option(..., "--out", help="Corpus folder to write."),
+                  max_seconds: float = typer.Option(20.0, help="Reject clips longer than this after trimming."),
+                  dev_size: int = typer.Option(100, help="Held-out utterances (at most 5 % of the rows).")):
+    """Import your own recordings: resample, trim, phonemise; every rejected row listed in rejects.tsv."""
+    from codectts.data.ljspeech import ImportConfig, import_ljspeech
+
+    report = import_ljspeech(ljspeech, out, ImportConfig(max_seconds=max_seconds, dev_size=dev_size))
+    typer.echo(json.dumps({k: v for k, v in report.items() if k not in ("warnings", "config")}, indent=1))
+
+
+@app.command("align")
+def align(data: Path = typer.Option(..., "--data", help="Corpus folder (e.g. from `corpus import`)."),
+          aligner: Path | None = typer.Option(None, help="A trained aligner part (default: train one on DATA)."),
+          max_minutes: float = typer.Option(20.0, help="Training time budget."),
+          max_steps: int = typer.Option(4000, help="Training steps at most."),
+          threads: int = typer.Option(1, help="torch threads (1 is fastest on a shared 2-core machine).")):
+    """Learn per-phoneme durations from the data itself and write them into its manifests."""
+    from codectts.train.aligner import align_corpus
+
+    report = align_corpus(data, aligner=aligner, max_minutes=max_minutes, max_steps=max_steps, threads=threads)
+    typer.echo(json.dumps({k: v for k, v in report.items() if k != "excluded_list"}, indent=1))
+
+
 # Sub-command groups live beside the code they drive; each module defines `app` (a typer.Typer).
 SUBCOMMANDS = {"eval": "codectts.eval.cli", "codes": "codectts.codecs.cli"}
 # Top-level commands (say, voices, serve...) register themselves on `app` via `register(app)`.
