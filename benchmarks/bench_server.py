@@ -105,11 +105,12 @@ def serve_double(port: int, max_concurrent: int, chunk_delay_s: float) -> None:
     from serve_double import ToneSynthesizer
 
     from codectts.serve import create_app
+    from codectts.serve.cli import UVICORN_LIMITS
 
     app = create_app(
         {"tone": ToneSynthesizer(chunk_delay_s=chunk_delay_s, record_calls=False)}, max_concurrent=max_concurrent
     )
-    uvicorn.run(app, host="127.0.0.1", port=port, access_log=False, log_level="warning")
+    uvicorn.run(app, host="127.0.0.1", port=port, access_log=False, log_level="warning", **UVICORN_LIMITS)
 
 
 def start_server(args: argparse.Namespace, port: int) -> subprocess.Popen:

@@ -14,10 +14,7 @@ Run by hand, e.g.:
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -25,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from machine import load_average, machine_info
 
 
 @dataclass
@@ -53,28 +51,6 @@ class SystemTimes:
             "ttfc_max_s": max(self.ttfc_s) if self.ttfc_s else None,
             "chunks_mean": statistics.fmean(self.chunks) if self.chunks else None,
         }
-
-
-def machine_info() -> dict:
-    import torch
-
-    info = {
-        "date": dt.datetime.now().isoformat(timespec="seconds"), "platform": platform.platform(),
-        "python": platform.python_version(), "cpu_count": os.cpu_count(),
-        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "processor": platform.processor() or platform.machine(), "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available(),
-        "loadavg_1m_start": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-    }
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    try:
-        import onnxruntime
-
-        info["onnxruntime"] = onnxruntime.__version__
-    except ImportError:
-        pass
-    return info
 
 
 def _sync(device: str) -> None:
@@ -154,7 +130,7 @@ def run(args) -> dict:
         r["rtf_vs_teacher"] = r["rtf"] / teacher["rtf"] if r["rtf"] and teacher["rtf"] else None
         r["ttfc_vs_teacher"] = (r["ttfc_median_s"] / teacher["ttfc_median_s"]
                                 if r["ttfc_median_s"] and teacher["ttfc_median_s"] else None)
-    info["loadavg_1m_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    info["loadavg_1m_end"] = load_average()
     return {"benchmark": "speed", "texts": f"codectts dev {args.set}", "n_texts": len(texts),
             "warmup": args.warmup, "seed": args.seed, "machine": info, "systems": results}
 

@@ -13,13 +13,12 @@ threads; systems are timed in turn on each utterance so a change of machine load
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from machine import machine_info, report
 
 from codectts.audio.io import load_audio
 from codectts.audio.mel import MelSpectrogram
@@ -40,6 +39,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="Write the JSON results here.")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    machine = machine_info()
 
     utts, root = read_corpus(args.data, args.split)
     utts = utts[:args.n]
@@ -74,8 +74,7 @@ def main() -> None:
             rows[name].append(compare(wav, y, sr))
             wavs[name].append(y)
 
-    result = {"machine": f"{platform.machine()}, {torch.get_num_threads()} torch thread(s), torch {torch.__version__}",
-              "data": str(args.data), "split": args.split, "n": len(utts), "audio_seconds": round(audio_s, 2),
+    result = {"data": str(args.data), "split": args.split, "n": len(utts), "audio_seconds": round(audio_s, 2),
               "systems": {}}
     for name in systems:
         result["systems"][name] = {**mean_metrics(rows[name]), "rtf": seconds[name] / audio_s}
@@ -88,10 +87,7 @@ def main() -> None:
             hyps = [asr.transcribe(w, mel_cfg.sample_rate) for w in wavs[name]]
             scores = wer_cer(texts, hyps)
             result["systems"].setdefault(name, {}).update(wer=scores["wer"], cer=scores["cer"])
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    report(result, args.out, machine)
 
 
 if __name__ == "__main__":

@@ -24,8 +24,8 @@ config_of() { case "$1" in *.json) echo "$1" ;; *) echo "configs/$1.json" ;; esa
 run_of() { basename "$1" .json; }
 for c in "${NAMES[@]}"; do
   name=$(run_of "$c")
-  $PYTHON -m codectts.cli train talker --config "$(config_of "$c")" --data-path "$CODES" \
-    --out-dir "$RUNS/$name" --max-minutes "$MINUTES" > "$RUNS/$name.log" 2>&1 &
+  $PYTHON -m codectts.cli train talker --config "$(config_of "$c")" --codes "$CODES" \
+    --out "$RUNS/$name" --max-minutes "$MINUTES" > "$RUNS/$name.log" 2>&1 &
 done
 wait
 for c in "${NAMES[@]}"; do

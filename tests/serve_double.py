@@ -2,7 +2,8 @@
 
 It implements the `Synthesizer` interface the server needs (name, sample_rate, synthesize, stream)
 without any model, so the HTTP layer can be tested in milliseconds. `gate` lets a test hold the
-stream after its first chunk, to prove audio leaves the server before generation ends.
+stream after its first chunk, to prove audio leaves the server before generation ends; `synthesize`
+honours `should_stop` between chunks (a real voice asks between sentences).
 """
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from codectts.errors import TextError
+from codectts.errors import GenerationError, TextError
 from codectts.text import normalize_text
 from codectts.text.normalize import has_speakable
 
@@ -35,10 +36,11 @@ class ToneSynthesizer:
         self.gate: threading.Event | None = None  # if given: stream waits on it after its first chunk,
         # synthesize before it returns
         self.calls: list[dict] = []
-        self.finished = threading.Event()  # set when a stream yields its last chunk
-        self.closed = threading.Event()  # set when a stream ends early (client went away)
+        self.finished = threading.Event()  # set when a generation makes its last chunk
+        self.closed = threading.Event()  # set when a generation ends early (client went away, timeout)
         self.active = 0
         self.max_active = 0
+        self.chunks_made = 0  # streamed chunks handed out so far
         self._lock = threading.Lock()
 
     def _samples(self, text: str, speed: float) -> int:
@@ -63,8 +65,8 @@ class ToneSynthesizer:
             self.active -= 1
 
     def synthesize(self, text: str, *, speed: float = 1.0, temperature: float | None = None,
-                   top_k: int | None = None, top_p: float | None = None,
-                   seed: int | None = None) -> tuple[np.ndarray, int]:
+                   top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
+                   should_stop: Callable[[], bool] | None = None) -> tuple[np.ndarray, int]:
         n = self._samples(text, speed)
         self._enter(
             "synthesize",
@@ -72,10 +74,15 @@ class ToneSynthesizer:
             {"speed": speed, "temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed},
         )
         try:
-            if self.chunk_delay_s:
-                time.sleep(self.chunk_delay_s * max(1, round(n / (CHUNK_S * self.sample_rate))))
+            for _ in range(0, n, int(CHUNK_S * self.sample_rate)):  # a chunk stands for a sentence here:
+                if should_stop is not None and should_stop():  # the real voice asks between sentences
+                    self.closed.set()
+                    raise GenerationError("generation stopped")
+                if self.chunk_delay_s:
+                    time.sleep(self.chunk_delay_s)
             if self.gate is not None:
                 self.gate.wait()
+            self.finished.set()
             return self._tone(0, n), self.sample_rate
         finally:
             self._leave()
@@ -103,6 +110,8 @@ class ToneSynthesizer:
             for i, start in enumerate(range(0, n, step)):
                 if self.chunk_delay_s:
                     time.sleep(self.chunk_delay_s)
+                with self._lock:
+                    self.chunks_made += 1
                 yield self._tone(start, min(step, n - start))
                 if i == 0 and self.gate is not None:
                     self.gate.wait()

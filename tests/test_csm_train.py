@@ -1,6 +1,7 @@
 """`codectts train csm` recipe on a small synthetic code cache: logs, checkpoints, export, resume, batching."""
 import json
 import random
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -23,6 +24,7 @@ from codectts.train.csm import (
     pair_contexts,
     train_csm,
 )
+from codectts.train.loop import TrainConfig
 
 K, N = 3, 64
 WORDS = ["red", "green", "blue", "cat", "dog", "sun", "sea", "tree"]
@@ -60,9 +62,10 @@ def read_log(out):
 @pytest.mark.slow
 def test_train_export_resume(cache_dir, tmp_path):
     out = tmp_path / "run"
-    rc = CSMRunConfig(codes=str(cache_dir), out_dir=str(out), preset="tiny", lr=3e-3, warmup_steps=5,
-                      max_steps=60, log_every=10, eval_every=30, save_every=30, sample_every=30, max_tokens=400)
-    result = train_csm(rc)
+    rc = CSMRunConfig(codes=str(cache_dir), preset="tiny", max_tokens=400)
+    tcfg = TrainConfig(out_dir=str(out), lr=3e-3, warmup_steps=5, max_steps=60, log_every=10, eval_every=30,
+                       save_every=30, sample_every=30, tensorboard=False, progress=False)
+    result = train_csm(rc, tcfg)
     assert result["step"] == 60 and "dev_acc_c2" in result and result["score"] == result["dev_loss"]
     log = read_log(out)
     train = [r for r in log if r["kind"] == "train"]
@@ -79,8 +82,7 @@ def test_train_export_resume(cache_dir, tmp_path):
     assert res.codes.shape[0] == K and res.codes.shape[1] <= 40
 
     # resume continues from the last checkpoint to the new step budget
-    rc2 = CSMRunConfig(**{**rc.__dict__, "max_steps": 70})
-    assert train_csm(rc2, resume=True)["step"] == 70
+    assert train_csm(rc, replace(tcfg, max_steps=70), resume=True)["step"] == 70
     steps = [r["step"] for r in read_log(out) if r["kind"] == "train"]
     assert steps[-1] == 70 and steps.count(60) == 1
 
@@ -92,7 +94,7 @@ def test_epoch_plan_bounds_and_contexts(cache_dir):
     tok = make_tokenizer("char")
     utts = load_utts(cache, tok, max_len=400)
     assert len(utts) == 60
-    rc = CSMRunConfig(codes=str(cache_dir), preset="tiny", context_prob=1.0, max_samples=5, max_tokens=300)
+    rc = CSMRunConfig(codes=str(cache_dir), preset="tiny", context_prob=1.0, batch_size=5, max_tokens=300)
     model = CSM(csm_preset("tiny", text_vocab_size=tok.vocab_size, n_codebooks=K, codebook_size=N))
     task = CSMTask(model, cache, utts, [], cache, rc, tok, {})
     batches, ctx = task.epoch_plan(0)
@@ -120,7 +122,8 @@ def test_pair_contexts_respects_length():
 
 def test_bad_run_configs(cache_dir, tmp_path):
     with pytest.raises(ConfigError, match="n-codebooks"):
-        train_csm(CSMRunConfig(codes=str(cache_dir), out_dir=str(tmp_path), preset="tiny", n_codebooks=K + 1))
+        train_csm(CSMRunConfig(codes=str(cache_dir), preset="tiny", n_codebooks=K + 1),
+                  TrainConfig(out_dir=str(tmp_path)))
     with pytest.raises(ConfigError, match="tokenizer"):
         CSMRunConfig(tokenizer="bpe")
     with pytest.raises(ConfigError, match="decoder_fraction"):

@@ -71,7 +71,7 @@ def test_train_everything_and_speak(corpus, tmp_path):
     cache = CodeCache(runs / "codes")
     assert len(cache) == 3 and all(sum(e.durations) == e.n_frames for e in cache.entries)
     assert len(CodeCache(runs / "codes", "dev")) == 1
-    cli("train", "duration", "--data-path", runs / "codes", "--out", runs / "dur", "--max-steps", "6",
+    cli("train", "duration", "--codes", runs / "codes", "--out", runs / "dur", "--max-steps", "6",
         "--eval-every", "3", "--batch-size", "2", "--dim", "32", "--n-layers", "1")
     cfg = {"d_model": 32, "n_layers": 1, "n_heads": 2, "n_kv_heads": 1, "ffn_dim": 64, "codebooks": 4,
            "codebook_size": 512, "data_path": str(runs / "codes"), "batch_size": 2, "learning_rate": 1e-3,

@@ -71,7 +71,7 @@ def test_train_talker_fine_tunes_from_a_part_and_refuses_a_mismatch(tmp_path):
     """`codectts train talker --init-from PART`: start from trained weights (e.g. the default voice's)."""
     import torch
 
-    from codectts.errors import ConfigError
+    from codectts.errors import CheckpointError
     from codectts.models.talker_io import load_talker, save_talker
     from codectts.train.talker import TalkerRunConfig, build_model, train_talker
 
@@ -89,6 +89,6 @@ def test_train_talker_fine_tunes_from_a_part_and_refuses_a_mismatch(tmp_path):
     tuned = load_talker(tmp_path / "run" / "last")
     for (name, a), b in zip(source.state_dict().items(), tuned.state_dict().values(), strict=False):
         assert torch.allclose(a, b, atol=1e-5), name  # lr 1e-9: still the source's weights after one step
-    with pytest.raises(ConfigError, match="differs"):
+    with pytest.raises(CheckpointError, match="differs"):
         train_talker(TalkerRunConfig(**{**base, "d_model": 48}, out_dir=str(tmp_path / "run2"),
                                      init_from=str(tmp_path / "source")))

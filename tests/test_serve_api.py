@@ -12,11 +12,14 @@ import soundfile as sf
 from fastapi.testclient import TestClient
 from serve_double import SECONDS_PER_CHAR, ToneSynthesizer
 
+from codectts.errors import ConfigError
 from codectts.serve import create_app
 from codectts.serve.formats import encodable_formats
 
 SPEECH = "/v1/audio/speech"
 TEXT = "Hello there, general listener."
+BASE = "http://localhost"  # the Host check answers localhost (TestClient's own default is "testserver")
+JSON = {"content-type": "application/json"}
 
 
 class Exploding(ToneSynthesizer):
@@ -37,7 +40,7 @@ def voices():
 
 @pytest.fixture
 def client(voices):
-    with TestClient(create_app(voices, max_input_chars=200), raise_server_exceptions=False) as c:
+    with TestClient(create_app(voices, max_input_chars=200), raise_server_exceptions=False, base_url=BASE) as c:
         yield c
 
 
@@ -120,8 +123,37 @@ def test_voice_selects_the_synthesizer(client, voices):
 
 
 def test_unknown_voice_is_404_listing_the_loaded(client):
-    err = assert_error(client.post(SPEECH, json={"input": TEXT, "voice": "alloy"}), 404, "voice_not_found", "voice")
-    assert "alloy" in err["message"] and all(v in err["message"] for v in ("tone", "low", "boom"))
+    err = assert_error(client.post(SPEECH, json={"input": TEXT, "voice": "nobody"}), 404, "voice_not_found", "voice")
+    assert "nobody" in err["message"] and all(v in err["message"] for v in ("tone", "low", "boom"))
+
+
+@pytest.mark.parametrize("name", ["alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage",
+                                  "shimmer", "verse", "marin", "cedar"])
+def test_openai_voice_names_speak_with_the_default_voice(client, voices, name):
+    r = client.post(SPEECH, json={"input": TEXT, "voice": name, "response_format": "pcm"})
+    assert r.status_code == 200 and voices["tone"].calls and not voices["low"].calls
+
+
+def test_voice_aliases_are_configurable_and_listed(voices):
+    app = create_app(voices, voice_aliases={"nova": "low", "narrator": "low"})
+    with TestClient(app, base_url=BASE) as c:
+        for name in ("nova", "narrator"):
+            assert c.post(SPEECH, json={"input": TEXT, "voice": name, "response_format": "wav"}).headers[
+                "x-sample-rate"] == "16000"
+        assert c.post(SPEECH, json={"input": TEXT, "voice": "alloy", "response_format": "pcm"}).status_code == 200
+        assert voices["tone"].calls  # the other OpenAI names still mean the default voice
+        aliases = c.get("/v1/voices").json()["aliases"]
+        assert aliases["nova"] == aliases["narrator"] == "low" and aliases["alloy"] == "tone"
+
+
+def test_a_loaded_voice_wins_over_an_alias_and_bad_aliases_fail_at_start():
+    echo, tone = ToneSynthesizer("echo", 16000), ToneSynthesizer("tone")
+    with TestClient(create_app({"tone": tone, "echo": echo}), base_url=BASE) as c:
+        assert c.post(SPEECH, json={"input": TEXT, "voice": "echo", "response_format": "pcm"}).status_code == 200
+        assert echo.calls and not tone.calls
+        assert "echo" not in c.get("/v1/voices").json()["aliases"]
+    with pytest.raises(ConfigError, match="nobody"):
+        create_app({"tone": tone}, voice_aliases={"nova": "nobody"})
 
 
 @pytest.mark.parametrize("model", ["codectts", "tts-1", "tts-1-hd", "gpt-4o-mini-tts"])
@@ -150,7 +182,7 @@ def test_speed_out_of_range_or_wrong_type_is_400(client, speed):
 @pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
 def test_non_finite_speed_is_400(client, token):
     body = f'{{"input": "hi", "speed": {token}}}'
-    assert_error(client.post(SPEECH, content=body), 400, "invalid_value", "speed")
+    assert_error(client.post(SPEECH, content=body, headers=JSON), 400, "invalid_value", "speed")
 
 
 def test_sampling_knobs_reach_the_synthesizer(client, voices):
@@ -191,13 +223,13 @@ def test_input_at_the_limit_is_served_and_one_more_is_413(client):
 
 
 def test_default_limit_is_openais_4096(voices):
-    with TestClient(create_app(voices)) as c:
+    with TestClient(create_app(voices), base_url=BASE) as c:
         assert c.get("/health").json()["max_input_chars"] == 4096
         assert_error(c.post(SPEECH, json={"input": "a" * 4097}), 413, "input_too_long", "input")
 
 
 def test_huge_body_is_413_before_parsing(client):
-    assert_error(client.post(SPEECH, content=b"{" + b" " * 10_000_000 + b"}"), 413, "request_too_large")
+    assert_error(client.post(SPEECH, content=b"{" + b" " * 10_000_000 + b"}", headers=JSON), 413, "request_too_large")
 
 
 def test_unspeakable_input_is_400_not_500(client):
@@ -206,7 +238,8 @@ def test_unspeakable_input_is_400_not_500(client):
 
 
 def test_unpaired_surrogate_is_400(client):
-    assert_error(client.post(SPEECH, content=b'{"input": "bad \\ud800 text"}'), 400, "invalid_value", "input")
+    r = client.post(SPEECH, content=b'{"input": "bad \\ud800 text"}', headers=JSON)
+    assert_error(r, 400, "invalid_value", "input")
 
 
 def test_odd_unicode_that_is_valid_is_spoken(client):
@@ -218,12 +251,12 @@ def test_odd_unicode_that_is_valid_is_spoken(client):
 
 @pytest.mark.parametrize("body", [b"", b"{", b"not json", b"\xff\xfe{}", b'{"input": "a",}'])
 def test_malformed_json_is_400(client, body):
-    assert_error(client.post(SPEECH, content=body), 400, "invalid_json")
+    assert_error(client.post(SPEECH, content=body, headers=JSON), 400, "invalid_json")
 
 
 @pytest.mark.parametrize("body", [b"[]", b'"hello"', b"42", b"null"])
 def test_non_object_json_is_400(client, body):
-    assert_error(client.post(SPEECH, content=body), 400, "invalid_json")
+    assert_error(client.post(SPEECH, content=body, headers=JSON), 400, "invalid_json")
 
 
 @pytest.mark.parametrize("field,value", [("input", 42), ("input", ["a"]), ("voice", 1), ("voice", {"id": "tone"}),
@@ -236,14 +269,27 @@ def test_wrong_types_are_400_naming_the_field(client, field, value):
 
 def test_deeply_nested_json_is_400(client):
     body = '{"input": "hi", "x": ' + "[" * 100_000 + "]" * 100_000 + "}"
-    r = client.post(SPEECH, content=body)
+    r = client.post(SPEECH, content=body, headers=JSON)
     assert r.status_code in (400, 413) and "error" in r.json()
 
 
-def test_curl_style_form_content_type_still_parses(client):
-    r = client.post(SPEECH, content=json.dumps({"input": TEXT, "response_format": "pcm"}),
-                    headers={"content-type": "application/x-www-form-urlencoded"})
-    assert r.status_code == 200
+@pytest.mark.parametrize("content_type", [None, "text/plain", "text/plain;charset=UTF-8",
+                                          "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
+                                          "application/jsonx", "application/x-json"])
+def test_only_json_bodies_are_accepted(client, voices, content_type):
+    """What a web page may POST cross-site without a CORS preflight (text/plain, forms, no type) is
+    refused before anything is generated: a page cannot make this server speak."""
+    headers = {"content-type": content_type} if content_type else {}
+    body = json.dumps({"input": TEXT, "response_format": "pcm"})
+    err = assert_error(client.post(SPEECH, content=body, headers=headers), 415, "unsupported_media_type")
+    assert "application/json" in err["message"]
+    assert not voices["tone"].calls
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "Application/JSON", "application/json; charset=utf-8"])
+def test_json_content_type_in_any_spelling_is_accepted(client, content_type):
+    body = json.dumps({"input": TEXT, "response_format": "pcm"})
+    assert client.post(SPEECH, content=body, headers={"content-type": content_type}).status_code == 200
 
 
 # --- streaming through the contract (timing is tested against a live server) ---------------------
@@ -386,13 +432,13 @@ def test_access_log_is_one_json_line_per_request(client, caplog):
 
 
 def test_create_app_checks_its_arguments():
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError):
         create_app({})
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError):
         create_app({"t": ToneSynthesizer()}, max_concurrent=0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError):
         create_app({"t": ToneSynthesizer()}, max_input_chars=0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError):
         create_app({"t": ToneSynthesizer()}, request_timeout_s=0)
 
 

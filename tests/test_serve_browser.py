@@ -1,5 +1,6 @@
 """The web page in a real headless browser (Debian chromium driven by playwright): load it, click
-Play, see streamed audio bytes arrive and a wav download appear."""
+Play, see streamed audio bytes arrive and a wav download appear; at 1000 px a long voice description
+does not push the page sideways."""
 from __future__ import annotations
 
 import base64
@@ -17,6 +18,9 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run"]
 TEXT = "Streaming into the browser."
 TIMEOUT_MS = 20_000
+VIEWPORT_WIDTH = 1000
+LONG_DESCRIPTION = ("A deliberately long description of this voice, the way a voice.json may carry one: who speaks, "
+                    "the corpus, the hours of audio, the model size and its measured word error rate, " * 3).strip()
 
 pytestmark = [
     pytest.mark.browser,
@@ -30,16 +34,24 @@ pytestmark = [
 
 def test_page_plays_streamed_audio_and_offers_a_download():
     sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-    voices = {"tone": ToneSynthesizer(chunk_delay_s=0.02), "slow": ToneSynthesizer("slow", 16000)}
+    voices = {"tone": ToneSynthesizer(chunk_delay_s=0.02, description=LONG_DESCRIPTION),
+              "slow": ToneSynthesizer("slow", 16000)}
     with live_server(create_app(voices)) as url, sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page()
+            page = browser.new_page(viewport={"width": VIEWPORT_WIDTH, "height": 800})
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(url + "/", timeout=TIMEOUT_MS)
             page.wait_for_function("document.querySelectorAll('#voice option').length === 2", timeout=TIMEOUT_MS)
             assert page.locator("#voice").input_value() == "tone"
+            # a long voice description stays inside the page at 1000 px: no sideways scrolling
+            layout = page.evaluate("""() => ({
+                page: document.documentElement.scrollWidth, view: document.documentElement.clientWidth,
+                select: document.getElementById('voice').getBoundingClientRect().right,
+                main: document.querySelector('main').getBoundingClientRect().right})""")
+            assert layout["page"] <= layout["view"] and layout["select"] <= layout["main"] + 1, layout
+            assert LONG_DESCRIPTION in page.locator("#voice-info").inner_text()
             page.fill("#text", TEXT)
             page.locator("#speed").fill("2")
             with page.expect_response(lambda r: r.url.endswith("/v1/audio/speech"), timeout=TIMEOUT_MS) as resp:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from codectts.errors import AudioError
+from codectts.errors import AudioError, ConfigError
 from codectts.serve.formats import (
     FORMATS,
     OPUS_RATES,
@@ -78,7 +78,7 @@ def test_opus_gets_the_next_rate_it_allows():
 
 def test_flac_is_not_streamable():
     assert not FORMATS["flac"].streamable
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError):
         StreamEncoder("flac", SR)
 
 

@@ -11,7 +11,7 @@ from serve_double import SECONDS_PER_CHAR, ToneSynthesizer, live_server
 from codectts.serve import create_app
 
 openai = pytest.importorskip("openai")
-TEXT = "The openai package should not notice it is talking to codectts."
+TEXT = "The openai package should not notice which server it is talking to."  # normalises to itself
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +30,11 @@ def test_speech_create_returns_a_wav(client):
     audio = client.audio.speech.create(model="tts-1", voice="tone", input=TEXT, response_format="wav", speed=1.0)
     wav, sr = sf.read(io.BytesIO(audio.read()), dtype="float32")
     assert sr == 22050 and wav.size == int(len(TEXT) * SECONDS_PER_CHAR * sr)
+
+
+def test_stock_openai_voice_names_work_unchanged(client):
+    audio = client.audio.speech.create(model="tts-1", voice="alloy", input=TEXT, response_format="pcm")
+    assert len(audio.read()) == 2 * int(len(TEXT) * SECONDS_PER_CHAR * 22050)
 
 
 def test_speech_create_default_format_decodes(client):
@@ -58,7 +63,7 @@ def test_streaming_sse_with_stream_format(client):
 
 def test_errors_reach_the_client_as_openai_errors(client):
     with pytest.raises(openai.NotFoundError) as e:
-        client.audio.speech.create(model="tts-1", voice="alloy", input=TEXT)
+        client.audio.speech.create(model="tts-1", voice="nobody", input=TEXT)
     assert e.value.code == "voice_not_found" and e.value.param == "voice" and "tone" in e.value.message
     with pytest.raises(openai.BadRequestError) as e:
         client.audio.speech.create(model="tts-1", voice="tone", input=TEXT, response_format="aac")

@@ -28,7 +28,7 @@ def default_voice():
 @pytest.mark.slow
 def test_default_voice_served_whole_and_streamed(default_voice):
     app = create_app({default_voice.name: default_voice}, max_concurrent=1)
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://localhost") as client:
         assert client.get("/v1/voices").json()["default"] == default_voice.name
         r = client.post("/v1/audio/speech", json={"input": TEXT, "response_format": "wav"})
         assert r.status_code == 200, r.text

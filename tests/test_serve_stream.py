@@ -2,6 +2,7 @@
 the concurrency limit answers 429 + Retry-After, the event loop stays free, timeouts hold."""
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
@@ -126,3 +127,67 @@ def test_stream_is_cut_at_the_timeout_and_the_model_stops(gated):
         gated.gate.set()
         assert gated.closed.wait(WAIT_S)
         assert wait_until(lambda: http.get("/health").json()["generations_active"] == 0)
+
+
+# --- whole files stop when abandoned --------------------------------------------------------------
+
+VERY_LONG_TEXT = "word " * 600  # 30 s of tone: 300 chunks, each a "sentence" the double may stop before
+
+
+def test_whole_file_generation_stops_after_a_504_and_frees_its_slot():
+    slow = ToneSynthesizer(chunk_delay_s=0.05)  # 300 x 0.05 s = 15 s of work if nobody stops it
+    app = create_app({"tone": slow}, request_timeout_s=0.5, max_concurrent=1)
+    with live_server(app) as url, httpx.Client(base_url=url, timeout=WAIT_S) as http:
+        t0 = time.perf_counter()
+        r = http.post(SPEECH, json={"input": VERY_LONG_TEXT, "response_format": "pcm"})
+        assert r.status_code == 504 and r.json()["error"]["code"] == "timeout"
+        assert slow.closed.wait(WAIT_S) and not slow.finished.is_set()
+        assert wait_until(lambda: http.get("/health").json()["generations_active"] == 0)
+        assert time.perf_counter() - t0 < 5.0  # far from the 15 s the generation would have run
+        assert http.post(SPEECH, json={"input": "hello", "response_format": "pcm"}).status_code == 200
+
+
+def test_whole_file_generation_stops_when_the_client_leaves(caplog):
+    slow = ToneSynthesizer(chunk_delay_s=0.05)
+    app = create_app({"tone": slow}, request_timeout_s=60, max_concurrent=1)
+    with live_server(app) as url, httpx.Client(base_url=url, timeout=WAIT_S) as http:
+        t0 = time.perf_counter()
+        with pytest.raises(httpx.ReadTimeout):  # the client gives up and closes its connection
+            http.post(SPEECH, json={"input": VERY_LONG_TEXT, "response_format": "pcm"}, timeout=0.5)
+        assert slow.closed.wait(WAIT_S) and not slow.finished.is_set()
+        assert wait_until(lambda: http.get("/health").json()["generations_active"] == 0)
+        assert time.perf_counter() - t0 < 5.0
+        assert http.post(SPEECH, json={"input": "hello", "response_format": "pcm"}).status_code == 200
+
+
+# --- the stream buffer is bounded -----------------------------------------------------------------
+
+def test_a_slow_reader_holds_back_the_generation_instead_of_filling_memory():
+    """SpeechService directly: take one piece, pause, and the worker has made at most the buffer's worth."""
+    from codectts.serve import ServeConfig, SpeechRequest, SpeechService
+
+    async def run() -> None:
+        tone = ToneSynthesizer()
+        service = SpeechService({"tone": tone}, ServeConfig(stream_buffer=4))
+        req = SpeechRequest(input=VERY_LONG_TEXT, response_format="pcm", stream=True)
+        job = service.prepare(req)
+        pieces = await service.stream(job)
+        first = await anext(pieces)
+        await asyncio.sleep(0.5)  # plenty for an unbounded worker to make all 300 chunks
+        assert tone.chunks_made <= 4 + 2, tone.chunks_made  # buffer + the piece taken + the one waiting
+        received = len(first) + sum([len(p) async for p in pieces])
+        assert received == 2 * int(len(VERY_LONG_TEXT.strip()) * 0.01 * tone.sample_rate)
+        assert tone.finished.is_set() and service.slots.active == 0
+        # a stream closed half way (client gone) stops its worker and frees the slot
+        pieces = await service.stream(service.prepare(req))
+        await anext(pieces)
+        await pieces.aclose()
+        assert await asyncio.to_thread(tone.closed.wait, WAIT_S)
+        for _ in range(200):
+            if service.slots.active == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert service.slots.active == 0
+        service.close()
+
+    asyncio.run(run())

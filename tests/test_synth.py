@@ -61,6 +61,27 @@ def test_stream_first_chunk_arrives_before_the_end(tiny_voice):
     assert 0 < len(first) < rest
 
 
+def test_synthesize_stops_between_sentences_when_asked(tiny_voice):
+    """The server's cancellation hook: asked before each sentence; True ends generation early."""
+    from codectts.errors import GenerationError
+    from codectts.infer import Synthesizer
+
+    s = Synthesizer.load(tiny_voice)
+    text = "First sentence here. Second sentence here. Third one."
+    asked = []
+
+    def stop_after_first() -> bool:
+        asked.append(1)
+        return len(asked) > 1
+
+    with pytest.raises(GenerationError, match="sentence 2"):
+        s.synthesize(text, seed=1, should_stop=stop_after_first)
+    assert len(asked) == 2
+    a, _ = s.synthesize(text, seed=1, should_stop=lambda: False)
+    b, _ = s.synthesize(text, seed=1)
+    assert np.array_equal(a, b)
+
+
 def test_same_seed_same_audio_and_speed(tiny_voice):
     from codectts.infer import Synthesizer
 

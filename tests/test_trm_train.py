@@ -63,9 +63,9 @@ def test_train_samples_export_and_resume(tmp_path):
     run = tmp_path / "run"
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("# two prompts\nann|hello there\nthe quick fox\n")
-    args = ["trm", "--token-dir", str(cache), "--out", str(run), "--preset", "tiny", "--max-steps", "4",
-            "--batch-size", "4", "--lr", "3e-3", "--eval-interval", "2", "--save-interval", "2",
-            "--sample-interval", "2", "--sample-prompts-file", str(prompts), "--max-dev", "2", "--no-progress"]
+    args = ["trm", "--codes", str(cache), "--out", str(run), "--preset", "tiny", "--max-steps", "4",
+            "--batch-size", "4", "--lr", "3e-3", "--eval-every", "2", "--save-every", "2",
+            "--sample-every", "2", "--sample-prompts-file", str(prompts), "--max-dev", "2", "--no-progress"]
     res = CliRunner().invoke(cli(), args)
     assert res.exit_code == 0, res.output
     step = run / "samples" / "step_0000002"
@@ -98,10 +98,10 @@ def test_train_samples_export_and_resume(tmp_path):
 def test_default_samples_are_held_out_items_with_ground_truth(tmp_path, text, align):
     cache = make_cache(tmp_path / "codes")
     run = tmp_path / "run"
-    res = CliRunner().invoke(cli(), ["trm", "--token-dir", str(cache), "--out", str(run), "--preset", "tiny",
+    res = CliRunner().invoke(cli(), ["trm", "--codes", str(cache), "--out", str(run), "--preset", "tiny",
                                      "--text", text, "--align", align,
-                                     "--max-steps", "2", "--sample-interval", "2", "--num-samples", "2",
-                                     "--max-dev", "2", "--eval-interval", "2", "--no-progress"])
+                                     "--max-steps", "2", "--sample-every", "2", "--num-samples", "2",
+                                     "--max-dev", "2", "--eval-every", "2", "--no-progress"])
     assert res.exit_code == 0, res.output
     info = json.loads((run / "samples" / "step_0000002" / "info.json").read_text())
     assert len(info["samples"]) == 2
@@ -117,7 +117,7 @@ def test_default_samples_are_held_out_items_with_ground_truth(tmp_path, text, al
 
 def test_align_durations_needs_phonemes(tmp_path):
     cache = make_cache(tmp_path / "codes")
-    res = CliRunner().invoke(cli(), ["trm", "--token-dir", str(cache), "--out", str(tmp_path / "run"), "--preset",
+    res = CliRunner().invoke(cli(), ["trm", "--codes", str(cache), "--out", str(tmp_path / "run"), "--preset",
                                      "tiny", "--align", "durations", "--max-steps", "1", "--no-progress"])
     assert res.exit_code != 0 and "needs --text phoneme" in str(res.exception)
 
@@ -136,8 +136,8 @@ def test_samples_are_decoded_to_wavs_when_the_codec_loads(tmp_path):
     meta["codec"] = {"type": "mel_rvq", "path": str(tmp_path / "codec")}
     (cache / "cache.json").write_text(json.dumps(meta))
     run = tmp_path / "run"
-    res = CliRunner().invoke(cli(), ["trm", "--token-dir", str(cache), "--out", str(run), "--preset", "tiny",
-                                     "--max-steps", "1", "--sample-interval", "1", "--num-samples", "1",
+    res = CliRunner().invoke(cli(), ["trm", "--codes", str(cache), "--out", str(run), "--preset", "tiny",
+                                     "--max-steps", "1", "--sample-every", "1", "--num-samples", "1",
                                      "--max-dev", "2", "--no-progress"])
     assert res.exit_code == 0, res.output
     step = run / "samples" / "step_0000001"
@@ -160,7 +160,7 @@ def test_length_from_a_duration_model_travels_inside_the_released_trm(tmp_path):
         text_vocab=PhonemeTokenizer().vocab_size, dim=32, n_layers=1, n_heads=2, ffn_dim=64, frame_rate=40.0)))
     cache = make_cache(tmp_path / "codes")
     run = tmp_path / "run"
-    res = CliRunner().invoke(cli(), ["trm", "--token-dir", str(cache), "--out", str(run), "--preset", "tiny",
+    res = CliRunner().invoke(cli(), ["trm", "--codes", str(cache), "--out", str(run), "--preset", "tiny",
                                      "--text", "phoneme", "--length-model", str(dur_part), "--max-steps", "2",
                                      "--batch-size", "4", "--max-dev", "2", "--no-progress"])
     assert res.exit_code == 0, res.output

@@ -158,7 +158,7 @@ def test_codec_mels_are_used_and_checked(corpus, tmp_path):
     assert torch.all(mel == -3.0)
     np.save(codec / "u0.npy", np.zeros((128, 30), dtype=np.float32))
     task = make_task(corpus, codec_mels=str(codec))
-    with pytest.raises(ConfigError, match="u0"):
+    with pytest.raises(DataError, match="u0"):
         for b in task.train_batches(0):
             task.load_batch(b, rng=__import__("random").Random(0))
 

@@ -18,6 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from codectts.errors import CheckpointError, ConfigError
+from codectts.fileio import fsync_dir, fsync_tree
 from codectts.schema import check_fields
 
 FORMAT_VERSION = 1
@@ -30,16 +31,20 @@ def config_to_dict(cfg: Any) -> dict:
 
 
 def replace_dir(tmp: Path, final: Path) -> None:
-    """Move a finished temp directory onto `final`, never leaving a half-written `final` behind."""
+    """Move a finished temp directory onto `final`, never leaving a half-written `final` behind: its files are
+    flushed to disk before the rename, and the rename is flushed after. A crash between the two renames
+    leaves `.NAME.old-PID` (see codectts.fileio.recover_stale)."""
     final = Path(final)
     for p in [tmp, *Path(tmp).rglob("*")]:  # mkdtemp makes 0700 folders; releases must be readable
         if p.is_dir():
             os.chmod(p, 0o755)
+    fsync_tree(tmp)
     old = None
     if final.exists():
         old = final.with_name(f".{final.name}.old-{os.getpid()}")
         os.replace(final, old)
     os.replace(tmp, final)
+    fsync_dir(final.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
@@ -49,7 +54,7 @@ def save_part(path: str | os.PathLike, state_dict: dict[str, torch.Tensor], conf
     """Write weights + config (and optional extra files) as one directory, atomically."""
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.tmp"))
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.tmp-{os.getpid()}-"))
     try:
         tensors = {}
         for k, v in state_dict.items():

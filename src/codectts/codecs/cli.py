@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-app = typer.Typer(help="Encode corpora into code caches (the --token-dir of the acoustic models).",
+app = typer.Typer(help="Encode corpora into code caches (the --codes of the acoustic models).",
                   no_args_is_help=True)
 
 

@@ -1,14 +1,17 @@
 """Intelligibility runs: score existing audio files, or synthesize a text set with a voice and score that.
 
 Both return a JSON-ready dict: `utterances` (one record each) and `summary` (corpus-level WER/CER,
-speed, duration statistics, and DNSMOS means when a `naturalness` scorer is given). Anything that
-speaks (`codectts.infer.Synthesizer`, the Piper teacher) fits the `Voice` protocol.
+where in the sentence the errors fall (`eval/positions.py`), speed, duration statistics, and DNSMOS
+means when a `naturalness` scorer is given).
+`evaluate_voice_seeds` repeats a voice's run over several sampling seeds: one seed's WER moves by
+points on 100 sentences, so a voice is judged on the mean over seeds with its spread.
+Anything that speaks (`codectts.infer.Synthesizer`, the Piper teacher) fits the `Voice` protocol.
 """
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -19,6 +22,7 @@ from codectts.audio.io import atomic_write_bytes, load_audio, save_wav
 from codectts.errors import CodecTTSError, DataError
 from codectts.eval.asr import Transcriber, utterance_scores, wer_cer
 from codectts.eval.naturalness import DNSMOS, dnsmos_summary
+from codectts.eval.positions import position_scores
 from codectts.text.normalize import normalize_for_wer
 
 log = logging.getLogger(__name__)
@@ -53,7 +57,8 @@ def _summary(records: list[dict], asr_seconds: float) -> dict:
     dnsmos = dnsmos_summary(records)
     if dnsmos is not None:
         scores["dnsmos"] = dnsmos
-    return {**scores, "durations": duration_stats([r["duration_s"] for r in records]),
+    return {**scores, "positions": position_scores([r["ref_norm"] for r in records], [r["hyp_norm"] for r in records]),
+            "durations": duration_stats([r["duration_s"] for r in records]),
             "chars_per_second": chars / audio_s if audio_s > 0 else None,
             "asr_seconds": asr_seconds, "asr_s_per_audio_s": asr_seconds / audio_s if audio_s > 0 else None}
 
@@ -151,4 +156,48 @@ def evaluate_voice(
         rtf=synth_s / audio_s if audio_s > 0 else None,
         failures=sum("error" in r for r in records),
     )
+    return {"utterances": records, "summary": summary}
+
+
+def evaluate_voice_seeds(
+    voice: Voice,
+    texts: list[str],
+    transcriber: Transcriber,
+    seeds: Sequence[int] = (0,),
+    save_dir: str | Path | None = None,
+    progress: Callable[[dict], None] | None = None,
+    naturalness: DNSMOS | None = None,
+) -> dict:
+    """`evaluate_voice` once per sampling seed (text i of seed s gets seed s + i), pooled.
+
+    Every run scores the same texts, so the pooled corpus-level WER/CER (and each position's rate) is
+    exactly the mean over seeds; the summary adds each seed's WER/CER, their min, max and sample
+    standard deviation, and keeps each seed's own summary under `per_seed`. Records carry their seed;
+    with several seeds the wavs go to `save_dir/seed<S>/`.
+    """
+    seeds = list(seeds)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise DataError(f"seeds must be distinct and at least one, got {seeds}")
+    runs = []
+    for s in seeds:
+        sub = None if save_dir is None else Path(save_dir) / f"seed{s}" if len(seeds) > 1 else save_dir
+        run = evaluate_voice(voice, texts, transcriber, seed=s, save_dir=sub, progress=progress,
+                             naturalness=naturalness)
+        for r in run["utterances"]:
+            r["seed"] = s
+        runs.append(run)
+    records = [r for run in runs for r in run["utterances"]]
+    per_seed = [{"seed": s, **run["summary"]} for s, run in zip(seeds, runs, strict=True)]
+    summary = _summary(records, sum(p["asr_seconds"] for p in per_seed))
+    summary["n"] = len(texts)  # texts, not texts x seeds
+    synth_s, audio_s = sum(p["synth_seconds"] for p in per_seed), summary["durations"]["total_s"]
+    summary.update(voice=voice.name, sample_rate=voice.sample_rate, synth_seconds=synth_s,
+                   rtf=synth_s / audio_s if audio_s > 0 else None, failures=sum(p["failures"] for p in per_seed),
+                   seeds=seeds)
+    for key in ("wer", "cer"):
+        vals = np.array([p[key] for p in per_seed])
+        summary[f"{key}_seeds"] = vals.tolist()
+        summary[f"{key}_spread"] = {"min": float(vals.min()), "max": float(vals.max()),
+                                    "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0}
+    summary["per_seed"] = per_seed
     return {"utterances": records, "summary": summary}

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from codectts.errors import ConfigError, TextError
-from codectts.infer.voice import read_voice_json, resolve_voice
+from codectts.errors import ConfigError, GenerationError, TextError
+from codectts.infer.voice import load_codec_and_vocoder, read_voice_json, resolve_voice, voice_part
 from codectts.models.sampling import SamplingConfig
 from codectts.text.normalize import has_speakable, normalize_text
 from codectts.text.split import split_sentences
@@ -67,26 +67,14 @@ class Synthesizer:
     # ---- loading ------------------------------------------------------------------------------
     @classmethod
     def load(cls, voice: str | os.PathLike | None = None, device: str = "cpu") -> Synthesizer:
-        from codectts.codecs.registry import load_codec
-        from codectts.vocoders import load_vocoder
-
         root = resolve_voice(voice)
         meta = read_voice_json(root)
         name = meta["name"]
 
         def part(key: str) -> Path:
-            p = root / meta[key]["path"]
-            if not p.exists():
-                raise ConfigError(f"voice {name!r}: missing part {key!r} at {p}")
-            return p
+            return voice_part(root, meta, key)
 
-        vocoder = load_vocoder(meta["vocoder"], root=root, device=device) if meta.get("vocoder") else None
-        codec_spec = dict(meta["codec"])
-        if codec_spec.get("type") == "mel_rvq":
-            codec_spec["path"] = str(part("codec"))
-        elif codec_spec.get("source") and (root / codec_spec["source"]).exists():  # Mimi stored in the voice
-            codec_spec["source"] = str(root / codec_spec["source"])
-        codec = load_codec(codec_spec, vocoder=vocoder, device=device)
+        codec, vocoder = load_codec_and_vocoder(root, meta, device)
         kind = meta["model"].get("type")
         if kind == "talker":
             from codectts.infer.engines import TalkerEngine
@@ -165,12 +153,17 @@ class Synthesizer:
 
     @torch.no_grad()
     def synthesize(self, text: str, *, speed: float = 1.0, temperature: float | None = None, top_k: int | None = None,
-                   top_p: float | None = None, seed: int | None = None, reference=None) -> tuple[np.ndarray, int]:
+                   top_p: float | None = None, seed: int | None = None, reference=None,
+                   should_stop: Callable[[], bool] | None = None) -> tuple[np.ndarray, int]:
         """Whole utterance at once (each sentence decoded in one piece). Returns (wav float32 [T], sample_rate).
 
-        `reference` (from `self.reference(clip, transcript)`, csm voices) speaks in the clip's voice."""
+        `reference` (from `self.reference(clip, transcript)`, csm voices) speaks in the clip's voice.
+        `should_stop` is asked before each sentence; when it says True, generation ends with
+        GenerationError (the server's way to free a worker whose client left or timed out)."""
         pieces = []
         for i, sent in enumerate(self.sentences(text)):
+            if should_stop is not None and should_stop():
+                raise GenerationError(f"generation stopped before sentence {i + 1}")
             codes = self.sentence_codes(sent, speed, temperature, top_k, top_p, None if seed is None else seed + i,
                                         reference)
             if codes.shape[-1] == 0:

@@ -71,6 +71,29 @@ def read_voice_json(path: Path) -> dict:
     return meta
 
 
+def voice_part(root: Path, meta: dict, key: str) -> Path:
+    """The folder of a voice's part (meta[key]["path"] relative to the voice); ConfigError when missing."""
+    p = Path(root) / meta[key]["path"]
+    if not p.exists():
+        raise ConfigError(f"voice {meta.get('name')!r}: missing part {key!r} at {p}")
+    return p
+
+
+def load_codec_and_vocoder(root: Path, meta: dict, device: str = "cpu"):
+    """A voice's sound chain: (codec, vocoder or None). A mel codec and its vocoder must share one
+    MelConfig (checked when they are paired), so a vocoder made for other mels is refused here."""
+    from codectts.codecs.registry import load_codec
+    from codectts.vocoders import load_vocoder
+
+    vocoder = load_vocoder(meta["vocoder"], root=root, device=device) if meta.get("vocoder") else None
+    codec_spec = dict(meta["codec"])
+    if codec_spec.get("type") == "mel_rvq":
+        codec_spec["path"] = str(voice_part(root, meta, "codec"))
+    elif codec_spec.get("source") and (Path(root) / codec_spec["source"]).exists():  # Mimi stored in the voice
+        codec_spec["source"] = str(Path(root) / codec_spec["source"])
+    return load_codec(codec_spec, vocoder=vocoder, device=device), vocoder
+
+
 def list_voices() -> list[dict]:
     out, seen = [], set()
     for d in voice_dirs():

@@ -10,6 +10,12 @@ import typer
 from codectts.errors import ConfigError
 
 LOOPBACK_NAMES = ("localhost",)
+# Connection limits for uvicorn (its defaults leave idle connections and header sizes looser):
+# an idle keep-alive connection is closed after 5 s, request headers are capped at 16 KiB, at most
+# 64 connections are served at once (503 beyond), and Ctrl-C waits at most 5 s for open streams.
+# Body size and body/send stalls are limited in the app itself (serve/middleware.py).
+UVICORN_LIMITS = {"timeout_keep_alive": 5, "h11_max_incomplete_event_size": 16 * 1024, "limit_concurrency": 64,
+                  "timeout_graceful_shutdown": 5}
 
 
 def is_loopback(host: str) -> bool:
@@ -53,8 +59,16 @@ def register(app: typer.Typer) -> None:
         device: Annotated[str, typer.Option(help="Torch device for the voices (cpu, cuda).")] = "cpu",
         threads: Annotated[int, typer.Option(min=1, help="CPU threads per generation (concurrent requests "
                                                           "already use the cores).")] = 1,
+        allow_host: Annotated[list[str] | None, typer.Option(
+            "--allow-host", help="A Host name to answer besides localhost and IP addresses (e.g. the "
+                                 "machine's name on the LAN); repeat for several, '*' for any.")] = None,
+        voice_alias: Annotated[list[str] | None, typer.Option(
+            "--voice-alias", metavar="NAME=VOICE",
+            help="Answer voice NAME with a loaded VOICE; repeat for several. OpenAI's voice names "
+                 "(alloy, nova, ...) speak with the default voice unless given here.")] = None,
     ) -> None:
         """Serve voices over HTTP: OpenAI-compatible /v1/audio/speech, streaming, and a web page at /."""
+        aliases = parse_aliases(voice_alias or [])
         import torch
         import uvicorn
 
@@ -62,6 +76,7 @@ def register(app: typer.Typer) -> None:
 
         from codectts.infer import Synthesizer
         from codectts.serve.app import create_app
+        from codectts.serve.service import ServeConfig
 
         log = logging.getLogger("codectts.serve")
         synthesizers = {}
@@ -71,9 +86,22 @@ def register(app: typer.Typer) -> None:
                 raise ConfigError(f"--voice {spec}: a voice named {synth.name!r} is already loaded")
             synthesizers[synth.name] = synth
             log.info("loaded voice %s (%d Hz)", synth.name, synth.sample_rate)
-        app_ = create_app(synthesizers, max_input_chars=max_input_chars, max_concurrent=max_concurrent,
-                          request_timeout_s=timeout)
+        config = ServeConfig(max_input_chars=max_input_chars, max_concurrent=max_concurrent,
+                             request_timeout_s=timeout, allowed_hosts=(host, *(allow_host or [])),
+                             voice_aliases=aliases)
+        app_ = create_app(synthesizers, config)
         if not is_loopback(host):
             log.warning("binding to %s: anyone who can reach this address can use the server", host)
         configure_access_log()
-        uvicorn.run(app_, host=host, port=port, access_log=False, log_level="info")
+        uvicorn.run(app_, host=host, port=port, access_log=False, log_level="info", **UVICORN_LIMITS)
+
+
+def parse_aliases(specs: list[str]) -> dict[str, str]:
+    """['nova=joe', ...] -> {'nova': 'joe'}; ConfigError names a malformed one."""
+    aliases = {}
+    for spec in specs:
+        name, sep, target = spec.partition("=")
+        if not sep or not name.strip() or not target.strip():
+            raise ConfigError(f"--voice-alias {spec!r}: expected NAME=VOICE, e.g. nova=joe")
+        aliases[name.strip()] = target.strip()
+    return aliases

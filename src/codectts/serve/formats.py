@@ -14,7 +14,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from codectts.errors import AudioError
+from codectts.audio.io import check_finite  # numpy/soundfile only: no torch for the server
+from codectts.errors import ConfigError
 
 PCM16_MAX = 32767
 WAV_HEADER_BYTES = 44
@@ -46,17 +47,6 @@ FORMATS: dict[str, AudioFormat] = {f.name: f for f in (
 )}
 # Named by OpenAI but with no encoder in libsndfile: always refused.
 KNOWN_UNENCODABLE = ("aac",)
-
-
-def check_finite(wav: np.ndarray, where: str) -> np.ndarray:
-    """Refuse NaN/Inf before encoding (16-bit PCM would turn them into full-scale clicks).
-
-    Same check as `codectts.audio.io.check_finite`, kept here because importing `codectts.audio`
-    pulls in torch (the mel frontend), seconds the server does not need.
-    """
-    if not np.isfinite(wav).all():
-        raise AudioError(f"{where}: audio holds NaN or Inf samples")
-    return wav
 
 
 def output_rate(fmt: str, sr: int) -> int:
@@ -157,7 +147,7 @@ class StreamEncoder:
     def __init__(self, fmt_name: str, sr: int) -> None:
         fmt = FORMATS[fmt_name]
         if not fmt.streamable:
-            raise ValueError(f"{fmt_name} cannot be streamed")
+            raise ConfigError(f"{fmt_name} cannot be streamed")
         self.fmt, self.sr, self.out_sr = fmt, sr, output_rate(fmt_name, sr)
         self._started = False
         self._resampler = (soxr.ResampleStream(sr, self.out_sr, 1, dtype="float32", quality="HQ")

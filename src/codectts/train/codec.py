@@ -1,4 +1,4 @@
-"""Recipe: `codectts train codec --data DIR --preset P --out RUN` (seed 002, Stage D part 1).
+"""Recipe: `codectts train codec --data CORPUS --preset P --out RUN` (seed 002, Stage D part 1).
 
 Trains a MelRVQCodec on random crops of corpus log-mels; reports held-out reconstruction MSE on
 standardised mels (and on raw natural-log mels) plus per-codebook usage and perplexity each eval.
@@ -10,14 +10,18 @@ local spectral contrast.
 """
 from __future__ import annotations
 
+import json
 import logging
 import random
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 import typer
 
+from codectts.errors import ConfigError, DataError
+from codectts.train.cli import RunOptions, data_option, recipe_command
 from codectts.train.loop import Task, TrainConfig, Trainer
 
 log = logging.getLogger(__name__)
@@ -33,17 +37,22 @@ class CodecTask(Task):
 
     def train_batches(self, epoch: int):
         rng = random.Random(f"{self.seed}:{epoch}")
-        floor = self.model.cfg.mel.log_min
+        plan = []  # (mel index, crop start) per item: the crops are drawn whether or not this rank uses them
         for _ in range(self.steps_per_epoch):
             batch = []
             for _ in range(self.batch_size):
-                m = self.train_mels[rng.randrange(len(self.train_mels))]
-                if m.shape[-1] <= self.seg:
-                    batch.append(F.pad(m, (0, self.seg - m.shape[-1]), value=floor))
-                else:
-                    s = rng.randrange(0, m.shape[-1] - self.seg + 1)
-                    batch.append(m[:, s:s + self.seg])
-            yield torch.stack(batch)
+                j = rng.randrange(len(self.train_mels))
+                n = self.train_mels[j].shape[-1]
+                batch.append((j, rng.randrange(0, n - self.seg + 1) if n > self.seg else 0))
+            plan.append(batch)
+        for batch in self.shard(plan):
+            yield torch.stack([self._crop(j, s) for j, s in batch])
+
+    def _crop(self, j: int, start: int) -> torch.Tensor:
+        m = self.train_mels[j]
+        if m.shape[-1] <= self.seg:
+            return F.pad(m, (0, self.seg - m.shape[-1]), value=self.model.cfg.mel.log_min)
+        return m[:, start:start + self.seg]
 
     def loss(self, batch):
         out = self.model(batch.to(self.model.mel_mean.device))
@@ -96,51 +105,62 @@ def codec_metrics(model, mels: list[torch.Tensor]) -> dict[str, float]:
     return out
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("codec")
-    def train_codec(data: Path = typer.Option(..., help="Corpus folder (manifest.jsonl / metadata.csv)."),
-                    out: Path = typer.Option(Path("runs/codec"), help="Run folder."),
-                    preset: str = typer.Option("seed", help="Codec preset: seed, k4x512, k6x1024, k8x1024."),
-                    max_steps: int = typer.Option(3000), max_minutes: float | None = typer.Option(None),
-                    batch_size: int = typer.Option(32), segment_frames: int = typer.Option(128),
-                    lr: float = typer.Option(1e-3), eval_every: int = typer.Option(500),
-                    max_dev: int = typer.Option(100, help="Held-out utterances used for evaluation."),
-                    spectral_weight: float = typer.Option(
-                        0.0, help="Weight of the time/frequency-difference MSE beside the mel MSE (0 = MSE only)."),
-                    threads: int | None = typer.Option(None, help="torch CPU threads."),
-                    resume: bool = typer.Option(False), seed: int = typer.Option(0)):
-        """Train a mel RVQ codec (checkpoints, --resume, JSONL/TensorBoard logs)."""
-        from codectts.codecs.mel_rvq import MelRVQCodec, codec_preset
-        from codectts.data.manifest import read_corpus
-        from codectts.data.mels import corpus_mels
-        from codectts.errors import ConfigError, DataError
+@dataclass
+class CodecRunConfig:
+    """What `codectts train codec` trains (saved in each checkpoint's run.json)."""
 
-        if threads:
-            torch.set_num_threads(threads)
-        if spectral_weight < 0:
-            raise ConfigError(f"--spectral-weight must be >= 0, got {spectral_weight}")
-        cfg = codec_preset(preset)
-        utts, root = read_corpus(data, "train")
-        try:
-            dev_utts, dev_root = read_corpus(data, "dev")
-        except DataError:
-            random.Random(seed).shuffle(utts)
-            dev_utts, dev_root, utts = utts[:max_dev], root, utts[max_dev:]
-        train_mels, _ = corpus_mels(utts, root, cfg.mel, min_frames=cfg.stack)
-        dev_mels, _ = corpus_mels(dev_utts[:max_dev], dev_root, cfg.mel, min_frames=cfg.stack)
-        if not train_mels or not dev_mels:
-            raise DataError(f"{data}: no usable audio for training/evaluation")
-        model = MelRVQCodec(cfg)
-        allm = torch.cat(train_mels, dim=1)
-        model.set_stats(allm.mean(1), allm.std(1))
-        seg = max(cfg.stack, segment_frames - segment_frames % cfg.stack)
-        tcfg = TrainConfig(out_dir=str(out), max_steps=max_steps, max_minutes=max_minutes, lr=lr, warmup_steps=100,
-                           eval_every=eval_every, save_every=eval_every, seed=seed, weight_decay=0.0)
-        task = CodecTask(model, train_mels, dev_mels, batch_size, seg, steps_per_epoch=1000, seed=seed,
-                         spectral_weight=spectral_weight)
-        trainer = Trainer(task, tcfg, run_config={"codec": cfg.to_dict(), "data": str(data),
-                                                  "spectral_weight": spectral_weight})
-        if resume:
-            trainer.resume()
-        metrics = trainer.fit()
-        typer.echo(f"done: {metrics}")
+    data: str = "data/corpus"
+    preset: str = "seed"
+    batch_size: int = 32
+    segment_frames: int = 128
+    max_dev: int = 100  # held-out utterances used for evaluation
+    spectral_weight: float = 0.0  # time/frequency-difference MSE beside the mel MSE (0 = MSE only)
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.spectral_weight < 0:
+            raise ConfigError(f"spectral_weight must be >= 0, got {self.spectral_weight}")
+
+
+def train_codec(rc: CodecRunConfig, tcfg: TrainConfig, resume: bool = False) -> dict[str, float]:
+    """Mel statistics from the corpus, then the shared loop; returns the last evaluation."""
+    from codectts.codecs.mel_rvq import MelRVQCodec, codec_preset
+    from codectts.data.manifest import read_corpus
+    from codectts.data.mels import corpus_mels
+
+    cfg = codec_preset(rc.preset)
+    utts, root = read_corpus(rc.data, "train")
+    try:
+        dev_utts, dev_root = read_corpus(rc.data, "dev")
+    except DataError:
+        random.Random(rc.seed).shuffle(utts)
+        dev_utts, dev_root, utts = utts[:rc.max_dev], root, utts[rc.max_dev:]
+    train_mels, _ = corpus_mels(utts, root, cfg.mel, min_frames=cfg.stack)
+    dev_mels, _ = corpus_mels(dev_utts[:rc.max_dev], dev_root, cfg.mel, min_frames=cfg.stack)
+    if not train_mels or not dev_mels:
+        raise DataError(f"{rc.data}: no usable audio for training/evaluation")
+    model = MelRVQCodec(cfg)
+    allm = torch.cat(train_mels, dim=1)
+    model.set_stats(allm.mean(1), allm.std(1))
+    seg = max(cfg.stack, rc.segment_frames - rc.segment_frames % cfg.stack)
+    task = CodecTask(model, train_mels, dev_mels, rc.batch_size, seg, steps_per_epoch=1000, seed=rc.seed,
+                     spectral_weight=rc.spectral_weight)
+    trainer = Trainer(task, tcfg, run_config={"codec_run": asdict(rc), "codec": cfg.to_dict()})
+    if resume:
+        trainer.resume()
+    return trainer.fit()
+
+
+def register(app: typer.Typer) -> None:
+    @recipe_command(app, "codec", out=Path("runs/codec"), max_steps=3000, lr=1e-3, warmup_steps=100,
+                    weight_decay=0.0, batch_size=32, eval_every=500, save_every=500, precision="no", seed=0)
+    def train_codec_cmd(opts: RunOptions, data: Path = data_option(),
+                        preset: str = typer.Option("seed", help="Codec preset: seed, k4x512, k6x1024, k8x1024."),
+                        segment_frames: int = typer.Option(128, help="Mel frames per training crop."),
+                        max_dev: int = typer.Option(100, help="Held-out utterances used for evaluation."),
+                        spectral_weight: float = typer.Option(
+                            0.0, help="Weight of the time/frequency-difference MSE beside the mel MSE (0 = off).")):
+        """Train a mel RVQ codec (checkpoints, --resume, JSONL/TensorBoard logs)."""
+        rc = CodecRunConfig(data=str(data), preset=preset, batch_size=opts.batch_size, segment_frames=segment_frames,
+                            max_dev=max_dev, spectral_weight=spectral_weight, seed=opts.seed)
+        typer.echo(json.dumps(train_codec(rc, opts.train_config(), resume=opts.resume)))

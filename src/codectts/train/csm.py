@@ -1,4 +1,4 @@
-"""Recipe: `codectts train csm --codes TOKDIR --preset small` (seed 004, CSM / Marvis).
+"""Recipe: `codectts train csm --codes CODES --preset small` (seed 004, CSM / Marvis).
 
 Reads a code cache (`codectts codes extract`, any codec), builds sequences of segments (text, frames,
 EOS frame; see `codectts.models.csm`), batches them dynamically (seed: at most 16 samples and 5,000
@@ -23,6 +23,7 @@ import torch
 import typer
 
 from codectts.errors import ConfigError, DataError
+from codectts.train.cli import RunOptions, codes_option, recipe_command
 from codectts.train.loop import Task, TrainConfig, Trainer
 
 log = logging.getLogger(__name__)
@@ -34,27 +35,18 @@ DEV_HOLDOUT = 50  # utterances held out when the cache has no dev split
 
 @dataclass
 class CSMRunConfig:
+    """What `codectts train csm` trains (saved in each checkpoint's run.json); the loop's settings are a TrainConfig."""
+
     codes: str = "data/codes"
-    out_dir: str = "runs/csm"
     preset: str = "small"
     n_codebooks: int = 0  # 0 = every codebook in the cache; fewer = the first n (e.g. 8 of Mimi's 32)
     tokenizer: str = "char"  # char | phoneme (phonemes from the cache's teacher alignments when present)
-    max_samples: int = SEED_MAX_SAMPLES
+    batch_size: int = SEED_MAX_SAMPLES
     max_tokens: int = SEED_MAX_TOKENS
     context_prob: float = 0.5
     decoder_fraction: float = 1.0  # < 1: train the decoder on that share of frames (CSM uses 1/16)
     dropout: float = 0.0
-    lr: float = 3e-4  # the seed's 1e-4 is for the 310M model
-    weight_decay: float = 0.01
-    warmup_steps: int = 200
-    max_steps: int = 20_000
-    max_minutes: float | None = None
-    log_every: int = 25
-    eval_every: int = 500
-    save_every: int = 500
-    sample_every: int = 0
     max_eval_batches: int = 20
-    mixed_precision: str = "auto"  # bf16 on a CUDA device that supports it, else no
     seed: int = 0
 
     def __post_init__(self):
@@ -172,13 +164,13 @@ class CSMTask(Task):
         lengths = [u.length + (self.train[c].length if c is not None else 0)
                    for u, c in zip(self.train, ctx, strict=True)]
         sampler = DynamicBatchSampler(
-            lengths, max_samples=self.rc.max_samples, max_tokens=self.rc.max_tokens, seed=self.rc.seed
+            lengths, max_samples=self.rc.batch_size, max_tokens=self.rc.max_tokens, seed=self.rc.seed
         )
         return sampler.batches(epoch), ctx
 
     def train_batches(self, epoch: int) -> Iterator:
         batches, ctx = self.epoch_plan(epoch)
-        for idx in batches:
+        for idx in self.shard(batches):
             yield self._batch(
                 [
                     self._sequence(self.cache, self.train[i], self.train[ctx[i]] if ctx[i] is not None else None)
@@ -209,7 +201,7 @@ class CSMTask(Task):
         batches = []
         for i in order:  # deterministic length-sorted batches under the same bounds as training
             if batch and (
-                len(batch) + 1 > self.rc.max_samples or (len(batch) + 1) * self.dev[i].length > self.rc.max_tokens
+                len(batch) + 1 > self.rc.batch_size or (len(batch) + 1) * self.dev[i].length > self.rc.max_tokens
             ):
                 batches.append(batch)
                 batch = []
@@ -259,7 +251,7 @@ class CSMTask(Task):
         return self._codec or None
 
 
-def train_csm(rc: CSMRunConfig, resume: bool = False) -> dict:
+def train_csm(rc: CSMRunConfig, tcfg: TrainConfig, resume: bool = False) -> dict:
     from codectts.data.codecache import CodeCache
     from codectts.models.csm import CSM, csm_preset
 
@@ -288,23 +280,6 @@ def train_csm(rc: CSMRunConfig, resume: bool = False) -> dict:
         raise DataError(f"{rc.codes}: no usable training utterances")
     torch.manual_seed(rc.seed)
     model = CSM(cfg)
-    mp = rc.mixed_precision
-    if mp == "auto":
-        mp = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
-    tcfg = TrainConfig(
-        out_dir=rc.out_dir,
-        max_steps=rc.max_steps,
-        max_minutes=rc.max_minutes,
-        lr=rc.lr,
-        weight_decay=rc.weight_decay,
-        warmup_steps=rc.warmup_steps,
-        log_every=rc.log_every,
-        eval_every=rc.eval_every,
-        save_every=rc.save_every,
-        sample_every=rc.sample_every,
-        seed=rc.seed,
-        mixed_precision=mp,
-    )
     codec_spec = dict(cache.meta.get("codec") or {})
     if codec_spec.get("type") == "mimi":  # Mimi decodes any prefix of its codebooks: record the one used
         codec_spec["n_codebooks"] = k
@@ -335,47 +310,21 @@ def train_csm(rc: CSMRunConfig, resume: bool = False) -> dict:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("csm")
+    @recipe_command(app, "csm", out=Path("runs/csm"), max_steps=20_000, lr=3e-4, warmup_steps=200,
+                    weight_decay=0.01, batch_size=SEED_MAX_SAMPLES, log_every=25, eval_every=500, save_every=500,
+                    sample_every=0, precision="auto", seed=0)
     def csm_cmd(
-        codes: Path = typer.Option(..., "--codes", help="Code cache folder (codectts codes extract)."),
-        out: Path = typer.Option(Path("runs/csm"), "--out", help="Run folder (checkpoints, logs, best/, last/)."),
+        opts: RunOptions,
+        codes: Path = codes_option(),
         preset: str = typer.Option("small", help="Model size: tiny | small | marvis."),
         n_codebooks: int = typer.Option(0, help="Use the first N codebooks of the cache (0 = all)."),
         tokenizer: str = typer.Option("char", help="char | phoneme."),
-        max_samples: int = typer.Option(SEED_MAX_SAMPLES, help="Dynamic batching: samples per batch."),
         max_tokens: int = typer.Option(SEED_MAX_TOKENS, help="Dynamic batching: positions per batch."),
         context_prob: float = typer.Option(0.5, help="Share of items preceded by a same-speaker utterance."),
         decoder_fraction: float = typer.Option(1.0, help="Share of frames the depth decoder trains on."),
-        lr: float = typer.Option(3e-4, help="Peak learning rate (warmup then cosine)."),
-        steps: int = typer.Option(20_000, help="Training steps."),
-        minutes: float | None = typer.Option(None, help="Wall-clock budget; stops with a checkpoint."),
-        warmup: int = typer.Option(200, help="Warmup steps."),
-        eval_every: int = typer.Option(500, help="Held-out evaluation every N steps."),
-        save_every: int = typer.Option(500, help="Checkpoint every N steps."),
-        sample_every: int = typer.Option(0, help="Write generated samples every N steps (0 = never)."),
-        precision: str = typer.Option("auto", help="auto | no | bf16 | fp16."),
-        seed: int = typer.Option(0, help="Seed for init, batches and contexts."),
-        resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in --out."),
     ):
         """Train a CSM / Marvis-style model (backbone + depth decoder) on a code cache."""
-        rc = CSMRunConfig(
-            codes=str(codes),
-            out_dir=str(out),
-            preset=preset,
-            n_codebooks=n_codebooks,
-            tokenizer=tokenizer,
-            max_samples=max_samples,
-            max_tokens=max_tokens,
-            context_prob=context_prob,
-            decoder_fraction=decoder_fraction,
-            lr=lr,
-            max_steps=steps,
-            max_minutes=minutes,
-            warmup_steps=warmup,
-            eval_every=eval_every,
-            save_every=save_every,
-            sample_every=sample_every,
-            mixed_precision=precision,
-            seed=seed,
-        )
-        typer.echo(json.dumps(train_csm(rc, resume=resume), indent=1))
+        rc = CSMRunConfig(codes=str(codes), preset=preset, n_codebooks=n_codebooks, tokenizer=tokenizer,
+                          batch_size=opts.batch_size, max_tokens=max_tokens, context_prob=context_prob,
+                          decoder_fraction=decoder_fraction, seed=opts.seed)
+        typer.echo(json.dumps(train_csm(rc, opts.train_config(), resume=opts.resume), indent=1))

@@ -1,4 +1,4 @@
-"""Recipe: `codectts train duration --data-path TOKDIR --out RUN` (issue 10: durations from phonemes).
+"""Recipe: `codectts train duration --codes CODES --out RUN` (issue 10: durations from phonemes).
 
 Trains on the teacher's durations re-timed to the codec frame rate (code cache index). Held-out
 metrics: mean absolute error per phoneme (frames) and relative error of the total utterance length.
@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 import typer
 
 from codectts.errors import DataError
+from codectts.train.cli import RunOptions, codes_option, recipe_command
 from codectts.train.loop import Task, TrainConfig, Trainer
 
 
@@ -48,7 +50,8 @@ class DurationTask(Task):
     def train_batches(self, epoch):
         order = list(range(len(self.train_items)))
         random.Random(f"{self.seed}:{epoch}").shuffle(order)
-        for s in range(0, len(order) - self.batch_size + 1, self.batch_size):
+        starts = range(0, len(order) - self.batch_size + 1, self.batch_size)
+        for s in self.shard(list(starts)):
             yield pad_batch([self.train_items[i] for i in order[s:s + self.batch_size]])
 
     def loss(self, batch):
@@ -81,35 +84,49 @@ def duration_metrics(model, items) -> dict[str, float]:
             "total_rel_err": sum(rel) / len(rel)}
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("duration")
-    def train_duration(data_path: Path = typer.Option(..., help="Code cache with teacher durations."),
-                       out: Path = typer.Option(Path("runs/duration")), max_steps: int = typer.Option(3000),
-                       max_minutes: float | None = typer.Option(None), batch_size: int = typer.Option(32),
-                       dim: int = typer.Option(192), n_layers: int = typer.Option(3), lr: float = typer.Option(1e-3),
-                       eval_every: int = typer.Option(500), resume: bool = typer.Option(False),
-                       seed: int = typer.Option(0)):
-        """Train the phoneme duration model (the length source of the aligned Talker and the TRM)."""
-        from codectts.data.codecache import CodeCache
-        from codectts.models.duration import DurationConfig, DurationModel
-        from codectts.text.tokenizers import PhonemeTokenizer
+@dataclass
+class DurationRunConfig:
+    """What `codectts train duration` trains (saved in each checkpoint's run.json)."""
 
-        tok = PhonemeTokenizer()
-        cache = CodeCache(data_path, "train")
-        items = duration_items(cache, tok)
-        try:
-            dev = duration_items(CodeCache(data_path, "dev"), tok)
-        except DataError:
-            dev = []
-        if not dev:
-            dev, items = items[:50], items[50:]
-        if not items:
-            raise DataError(f"{data_path}: no utterances with teacher durations")
-        model = DurationModel(DurationConfig(text_vocab=tok.vocab_size, dim=dim, n_layers=n_layers,
-                                             frame_rate=cache.frame_rate))
-        tcfg = TrainConfig(out_dir=str(out), max_steps=max_steps, max_minutes=max_minutes, lr=lr, warmup_steps=100,
-                           eval_every=eval_every, save_every=eval_every, seed=seed)
-        trainer = Trainer(DurationTask(model, items, dev, batch_size, seed), tcfg)
-        if resume:
-            trainer.resume()
-        typer.echo(json.dumps(trainer.fit()))
+    codes: str = "data/codes"
+    dim: int = 192
+    n_layers: int = 3
+    batch_size: int = 32
+    seed: int = 0
+
+
+def train_duration(rc: DurationRunConfig, tcfg: TrainConfig, resume: bool = False) -> dict[str, float]:
+    from codectts.data.codecache import CodeCache
+    from codectts.models.duration import DurationConfig, DurationModel
+    from codectts.text.tokenizers import PhonemeTokenizer
+
+    tok = PhonemeTokenizer()
+    cache = CodeCache(rc.codes, "train")
+    items = duration_items(cache, tok)
+    try:
+        dev = duration_items(CodeCache(rc.codes, "dev"), tok)
+    except DataError:
+        dev = []
+    if not dev:
+        dev, items = items[:50], items[50:]
+    if not items:
+        raise DataError(f"{rc.codes}: no utterances with teacher durations")
+    model = DurationModel(DurationConfig(text_vocab=tok.vocab_size, dim=rc.dim, n_layers=rc.n_layers,
+                                         frame_rate=cache.frame_rate))
+    trainer = Trainer(DurationTask(model, items, dev, rc.batch_size, rc.seed), tcfg,
+                      run_config={"duration_run": asdict(rc), "model": asdict(model.cfg)})
+    if resume:
+        trainer.resume()
+    return trainer.fit()
+
+
+def register(app: typer.Typer) -> None:
+    @recipe_command(app, "duration", out=Path("runs/duration"), max_steps=3000, lr=1e-3, warmup_steps=100,
+                    batch_size=32, eval_every=500, save_every=500, precision="no", seed=0)
+    def train_duration_cmd(opts: RunOptions, codes: Path = codes_option(),
+                           dim: int = typer.Option(192, help="Model width."),
+                           n_layers: int = typer.Option(3, help="Transformer layers.")):
+        """Train the phoneme duration model (the length source of the aligned Talker and the TRM)."""
+        rc = DurationRunConfig(codes=str(codes), dim=dim, n_layers=n_layers, batch_size=opts.batch_size,
+                               seed=opts.seed)
+        typer.echo(json.dumps(train_duration(rc, opts.train_config(), resume=opts.resume)))

@@ -2,7 +2,8 @@
 
 The JSON carries the seed's fields (d_model, n_layers, n_heads, codebooks, codebook_size, data_path,
 batch_size, num_epochs, learning_rate) plus ours (conditioning, n_kv_heads, ffn_dim, text_layers,
-depth_heads, max_minutes, ...). `data_path` is a code cache (`codectts codes extract`). Sequences are
+depth_heads, max_minutes, ...). `data_path` is a code cache (`codectts codes extract`); the shared run
+flags (`--codes`, `--out`, `--lr`, `--max-minutes`, ...) override the JSON. Sequences are
 cropped/padded to the `max_mel_length_percentile` (seed: 95th) length; `static_shapes` pads every
 batch to it (for torch.compile / CUDA graphs). Logs loss and per-head perplexity, train and held-out.
 """
@@ -11,15 +12,18 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import typer
 
-from codectts.errors import ConfigError, DataError
-from codectts.train.loop import Task, TrainConfig, Trainer
+from codectts.errors import CheckpointError, ConfigError, DataError
+from codectts.schema import from_dict
+from codectts.train.cli import RunOptions, codes_option, recipe_command
+from codectts.train.loop import Task, TrainConfig, Trainer, world_size
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +71,11 @@ class TalkerRunConfig:
             raise ConfigError(f"{path}: no such config") from None
         except json.JSONDecodeError as e:
             raise ConfigError(f"{path}: invalid JSON ({e})") from None
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known - {"_comment"})
-        if unknown:
-            raise ConfigError(f"{path}: unknown field(s) {unknown}")
-        d = {k: v for k, v in d.items() if k in known}
+        if not isinstance(d, dict):
+            raise ConfigError(f"{path}: must be a JSON object")
+        d = {k: v for k, v in d.items() if k != "_comment"}
         d.update({k: v for k, v in (overrides or {}).items() if v is not None})
-        return cls(**d)
+        return from_dict(cls, d, str(path))  # unknown fields and wrong types are ConfigErrors naming the field
 
 
 def phoneme_ids(phonemes: list[str], tokenizer) -> list[int]:
@@ -136,7 +138,7 @@ class TalkerTask(Task):
         return {k: v.to(self.device) for k, v in b.items()}
 
     def train_batches(self, epoch: int):
-        for idx in self.sampler.batches(epoch):
+        for idx in self.shard(self.sampler.batches(epoch)):
             yield self.batch([self.train_items[i] for i in idx])
 
     def _forward(self, b):
@@ -210,12 +212,14 @@ def init_from_part(model, path: str | Path) -> None:
     have, want = src.cfg.to_dict(), model.cfg.to_dict()
     diff = {k: (v, want.get(k)) for k, v in have.items() if k not in ignore and want.get(k) != v}
     if diff:
-        raise ConfigError(f"--init-from {path}: its talker differs from the config's (part vs config: {diff})")
+        raise CheckpointError(f"--init-from {path}: its talker differs from the config's (part vs config: {diff})")
     model.load_state_dict(src.state_dict())
     log.info("initialised from %s", path)
 
 
-def train_talker(rc: TalkerRunConfig, resume: bool = False) -> dict:
+def train_talker(rc: TalkerRunConfig, resume: bool = False, **train: Any) -> dict:
+    """Train on `rc.data_path`; `train` sets TrainConfig fields the JSON does not carry (keep_last, log_every,
+    grad_clip, save_every, progress)."""
     from codectts.data.codecache import CodeCache
     from codectts.text.tokenizers import PhonemeTokenizer
 
@@ -240,20 +244,15 @@ def train_talker(rc: TalkerRunConfig, resume: bool = False) -> dict:
     model = build_model(rc, tok.vocab_size, n_speakers)
     if rc.init_from:  # a --resume that finds a checkpoint overwrites these weights with the run's own
         init_from_part(model, rc.init_from)
-    steps_per_epoch = max(1, len(TalkerTask(model, items, dev_items, rc, max_frames).sampler.batches(0)))
-    max_steps = rc.max_steps or rc.num_epochs * steps_per_epoch
-    mp = rc.mixed_precision
-    if mp == "auto":
-        mp = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
-    tcfg = TrainConfig(out_dir=rc.out_dir, max_steps=max_steps, max_epochs=None, max_minutes=rc.max_minutes,
-                       lr=rc.learning_rate, weight_decay=rc.weight_decay, warmup_steps=rc.warmup_steps,
-                       eval_every=rc.eval_every, save_every=rc.eval_every, sample_every=rc.sample_every,
-                       seed=rc.seed, mixed_precision=mp)
     task = TalkerTask(model, items, dev_items, rc, max_frames)
+    steps_per_epoch = max(1, len(task.sampler.batches(0)) // world_size())
+    tcfg = TrainConfig(**{**dict(out_dir=rc.out_dir, max_steps=rc.max_steps or rc.num_epochs * steps_per_epoch,
+                                 max_epochs=None, max_minutes=rc.max_minutes, lr=rc.learning_rate,
+                                 weight_decay=rc.weight_decay, warmup_steps=rc.warmup_steps,
+                                 eval_every=rc.eval_every, save_every=rc.eval_every, sample_every=rc.sample_every,
+                                 seed=rc.seed, mixed_precision=rc.mixed_precision), **train})
     log.info("talker: %.2fM parameters, %d train / %d dev utterances, %d steps/epoch, max %d frames",
              model.num_params() / 1e6, len(items), len(dev_items), steps_per_epoch, max_frames)
-    from dataclasses import asdict
-
     trainer = Trainer(task, tcfg, run_config={"talker": asdict(rc), "model": model.cfg.to_dict()})
     if rc.wandb:
         _wandb_hook(trainer, rc)
@@ -267,8 +266,6 @@ def _wandb_hook(trainer, rc):
         import wandb
     except ImportError:
         raise ConfigError("--wandb needs the wandb package (pip install wandb)") from None
-    from dataclasses import asdict
-
     run = wandb.init(project="codectts", config=asdict(rc), dir=rc.out_dir)
     orig = trainer.logger.log
 
@@ -279,20 +276,27 @@ def _wandb_hook(trainer, rc):
     trainer.logger.log = log_both
 
 
+# shared flag -> TalkerRunConfig field it overrides (the JSON keeps the seed's names)
+FLAG_FIELDS = {"lr": "learning_rate", "max_steps": "max_steps", "max_minutes": "max_minutes",
+               "warmup_steps": "warmup_steps", "weight_decay": "weight_decay", "batch_size": "batch_size",
+               "eval_every": "eval_every", "sample_every": "sample_every", "precision": "mixed_precision",
+               "seed": "seed"}
+TRAIN_FLAGS = ("grad_clip", "log_every", "save_every", "keep_last")  # not in the JSON: straight to TrainConfig
+
+
 def register(app: typer.Typer) -> None:
-    @app.command("talker")
-    def train_talker_cmd(config: Path = typer.Option(..., help="JSON config (see configs/talker*.json)."),
-                         data_path: str | None = typer.Option(None, help="Override the config's code cache."),
-                         out_dir: str | None = typer.Option(None, help="Override the run folder."),
-                         max_minutes: float | None = typer.Option(None, help="Wall-clock budget."),
-                         max_steps: int | None = typer.Option(None),
-                         resume: bool = typer.Option(False, help="Continue from the last checkpoint."),
+    @recipe_command(app, "talker", config_file=True)
+    def train_talker_cmd(opts: RunOptions,
+                         config: Path = typer.Option(..., help="JSON config (see configs/talker*.json)."),
+                         codes: Path | None = codes_option(required=False),
                          init_from: str | None = typer.Option(
                              None, help="Start from a trained talker part, e.g. src/codectts/voices/joe/talker "
                                         "(fine-tuning on your own data; the config must describe the same "
                                         "architecture).")):
-        """Train the Talker on a code cache (CPU or GPU; bf16 on GPU)."""
-        rc = TalkerRunConfig.from_json(config, {"data_path": data_path, "out_dir": out_dir,
-                                                "max_minutes": max_minutes, "max_steps": max_steps,
-                                                "init_from": init_from})
-        typer.echo(json.dumps(train_talker(rc, resume=resume)))
+        """Train the Talker on a code cache (CPU or GPU; bf16 on GPU). Flags override the JSON config."""
+        overrides = {field: getattr(opts, flag) for flag, field in FLAG_FIELDS.items()}
+        overrides["out_dir"] = str(opts.out) if opts.out is not None else None
+        overrides.update(data_path=str(codes) if codes is not None else None, init_from=init_from)
+        rc = TalkerRunConfig.from_json(config, overrides)
+        train = {k: getattr(opts, k) for k in TRAIN_FLAGS if getattr(opts, k) is not None}
+        typer.echo(json.dumps(train_talker(rc, resume=opts.resume, progress=opts.progress, **train)))

@@ -1,8 +1,8 @@
-"""Recipe: `codectts train trm --token-dir TOKDIR --out RUN` (seed 003, the TTS TRM).
+"""Recipe: `codectts train trm --codes CODES --out RUN` (seed 003, the TTS TRM).
 
 Reads a code cache (any codec: K and N come from its cache.json), tokenizes the text once
 (characters, or espeak phonemes), batches by frame count, and trains through the shared Trainer
-(checkpoints, --resume, JSONL/TensorBoard logs, --max-minutes). Every `--sample-interval` steps it
+(checkpoints, --resume, JSONL/TensorBoard logs, --max-minutes). Every `--sample-every` steps it
 writes `samples/step_XXXXXXX/sample_N_generated.npy` (codes [K, F]) and, when the cache's codec can
 be loaded with a decoder, `sample_N_generated.wav`, plus `info.json`.
 
@@ -16,7 +16,7 @@ import io
 import json
 import logging
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,8 @@ import typer
 
 from codectts.errors import CodecTTSError, DataError, TextError
 from codectts.models.sampling import SamplingConfig
-from codectts.train.loop import Task, TrainConfig, Trainer
+from codectts.train.cli import RunOptions, codes_option, recipe_command
+from codectts.train.loop import Task, TrainConfig, Trainer, check_run_folder, world_size
 
 log = logging.getLogger(__name__)
 DEFAULT_SAMPLING = SamplingConfig()
@@ -186,10 +187,8 @@ def load_decoder(spec: dict | None):
     if not spec:
         return None
     try:
-        try:
-            from codectts.codecs import load_codec
-        except ImportError:
-            from codectts.codecs.registry import load_codec
+        from codectts.codecs.registry import load_codec
+
         codec = load_codec(spec)
         if getattr(codec, "vocoder", False) is None:  # a mel codec without its vocoder: Griffin-Lim needs no weights
             from codectts.vocoders import GriffinLim
@@ -232,7 +231,7 @@ class TRMTask(Task):
         return next(self.model.parameters()).device
 
     def train_batches(self, epoch: int):
-        for js in self.sampler.batches(epoch):
+        for js in self.shard(self.sampler.batches(epoch)):
             yield self.train.collate(js)
 
     def loss(self, batch: TRMBatch):
@@ -369,15 +368,15 @@ def _sampler(lengths, batch_size, max_batch_frames, seed, shuffle):
                                shuffle=shuffle)
 
 
-def open_splits(token_dir: Path, max_dev: int, seed: int):
+def open_splits(codes: Path, max_dev: int, seed: int):
     """(train cache, dev cache, dev indices): the cache's dev split when it has one, else held-out train items."""
     from codectts.data.codecache import CodeCache
 
-    train = CodeCache(token_dir)
+    train = CodeCache(codes)
     if not len(train):
-        raise DataError(f"{token_dir}: the code cache holds no utterances")
-    if (token_dir / "dev.jsonl").exists():
-        dev = CodeCache(token_dir, split="dev")
+        raise DataError(f"{codes}: the code cache holds no utterances")
+    if (codes / "dev.jsonl").exists():
+        dev = CodeCache(codes, split="dev")
         if len(dev):
             return train, dev, None
     held = sorted(random.Random(seed).sample(range(len(train)), min(max_dev, max(1, len(train) // 4))))
@@ -395,229 +394,179 @@ def build_tokenizer(kind: str):
     raise ConfigError(f"--text must be char or phoneme, got {kind!r}")
 
 
+@dataclass
+class TRMRunConfig:
+    """What `codectts train trm` trains (saved in each checkpoint's run.json); the loop's settings are a TrainConfig,
+    whose max_steps/max_epochs/warmup this recipe sets from `max_steps`/`epochs` and the data."""
+
+    codes: str = "data/codes"
+    preset: str = "small"
+    text: str = "char"  # char | phoneme
+    align: str = "uniform"  # uniform | durations (teacher durations; needs text=phoneme)
+    length_model: str | None = None  # a duration model part: the length source, copied into the release
+    model: dict = field(default_factory=dict)  # TRMConfig fields over the preset's (ignored on resume)
+    epochs: int | None = None  # stop after N epochs
+    max_steps: int | None = None  # None: epochs (default 100) x batches an epoch
+    batch_size: int = 8
+    max_tokens: int = DEFAULT_MAX_BATCH_FRAMES  # most padded frames per batch
+    max_dev: int = 64
+    num_samples: int = 3  # held-out utterances sampled when there are no prompts
+    sample_prompts: list[str] = field(default_factory=list)
+    sample_prompts_file: str | None = None
+    sample_speaker: str = "0"
+    sample_temperature: float = DEFAULT_SAMPLING.temperature
+    sample_top_k: int | None = DEFAULT_SAMPLING.top_k
+    sample_top_p: float | None = DEFAULT_SAMPLING.top_p
+    seed: int = 42
+
+
+def _model_config(rc: TRMRunConfig, out: Path, train_cache, resume: bool):
+    """(TRMConfig, tokenizer, speakers): from the run's trm_run.json on resume, else from the preset + flags
+    (and written there, so a resumed run keeps them)."""
+    from codectts.models.trm import TRMConfig, trm_preset
+    from codectts.text.tokenizers import tokenizer_from_dict
+
+    meta_file = out / RUN_META
+    if resume and meta_file.exists():
+        run_meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        log.info("resuming with the model config of %s (model options on the command line are ignored)", meta_file)
+        return TRMConfig.from_dict(run_meta["model"]), tokenizer_from_dict(run_meta["tokenizer"]), run_meta["speakers"]
+    tok = build_tokenizer(rc.text)
+    speakers = sorted({e.speaker for e in train_cache.entries})
+    cfg = trm_preset(rc.preset, **{k: v for k, v in rc.model.items() if v is not None}, alignment=rc.align,
+                     vocab_size=tok.vocab_size, n_speakers=len(speakers), n_codebooks=train_cache.n_codebooks,
+                     codebook_size=train_cache.codebook_size)
+    from codectts.fileio import atomic_write_bytes
+
+    meta = {"model": asdict(cfg), "tokenizer": tok.to_dict(), "speakers": speakers}
+    atomic_write_bytes(meta_file, json.dumps(meta, indent=1).encode("utf-8"))
+    return cfg, tok, speakers
+
+
+def _prompts(rc: TRMRunConfig, speakers: list[str], dev: TRMData) -> list[Prompt]:
+    if rc.sample_prompts_file is not None:
+        return [Prompt(t, resolve_speaker(s, speakers, rc.sample_prompts_file))
+                for s, t in read_prompts(rc.sample_prompts_file)]
+    if rc.sample_prompts:
+        spk = resolve_speaker(rc.sample_speaker, speakers, "--sample-speaker")
+        return [Prompt(t, spk) for t in rc.sample_prompts]
+    return [Prompt(dev.text(j), dev.speaker[j], dev.n_frames(j), dev.index[j],
+                   dev.durations[j] if dev.durations is not None else None)
+            for j in range(min(rc.num_samples, len(dev)))]
+
+
+def train_trm(rc: TRMRunConfig, tcfg: TrainConfig, resume: bool = False) -> dict[str, float]:
+    """Train the TTS TRM on a code cache; returns the last evaluation."""
+    from codectts.errors import ConfigError
+    from codectts.models.length import CharRateLength
+    from codectts.models.trm import TTSTRM
+
+    codes, out = Path(rc.codes), Path(tcfg.out_dir)
+    check_run_folder(out, resume)  # before trm_run.json is written
+    train_cache, dev_cache, held = open_splits(codes, rc.max_dev, rc.seed)
+    cfg, tok, speakers = _model_config(rc, out, train_cache, resume)
+    if (cfg.n_codebooks, cfg.codebook_size) != (train_cache.n_codebooks, train_cache.codebook_size):
+        raise ConfigError(f"{codes}: codes are {train_cache.n_codebooks} x {train_cache.codebook_size}, "
+                          f"the run's model expects {cfg.n_codebooks} x {cfg.codebook_size}")
+    if cfg.alignment == "durations" and tok.kind != "phoneme":
+        raise ConfigError("--align durations needs --text phoneme (the teacher's durations are per phoneme)")
+    use_dur = cfg.alignment == "durations"
+    train = TRMData(train_cache, tok, speakers, cfg.max_frames, cfg.max_text_len, durations=use_dur)
+    if held is None:
+        dev = TRMData(dev_cache, tok, speakers, cfg.max_frames, cfg.max_text_len, durations=use_dur)
+    else:  # no dev split in the cache: hold out items of the training split
+        held_set = set(held)
+        dev = _subset(train, [j for j, i in enumerate(train.index) if i in held_set])
+        train = _subset(train, [j for j, i in enumerate(train.index) if i not in held_set])
+    if not len(train) or not len(dev):
+        raise DataError(f"{codes}: {len(train)} usable training and {len(dev)} held-out utterances")
+    if rc.length_model is not None:
+        from codectts.models.duration import DurationLength
+
+        length = DurationLength(Path(rc.length_model).resolve(), frame_rate=train_cache.frame_rate,
+                                max_frames=cfg.max_frames)
+    else:
+        length = CharRateLength.fit(((train.text(j), train.n_frames(j)) for j in range(len(train))),
+                                    frame_rate=train_cache.frame_rate, max_frames=cfg.max_frames)
+    extra = {"tokenizer": tok.to_dict(), "speakers": speakers, "length": length.to_dict(),
+             "codec": train_cache.meta.get("codec"), "frame_rate": train_cache.frame_rate, "codes": str(codes)}
+    sampling = {"temperature": rc.sample_temperature, "top_k": rc.sample_top_k, "top_p": rc.sample_top_p,
+                "seed": rc.seed}
+
+    torch.manual_seed(rc.seed)
+    model = TTSTRM(cfg)
+    n_batches = len(_sampler(train.lengths(), rc.batch_size, rc.max_tokens, rc.seed, shuffle=True).batches(0))
+    n_batches //= world_size()
+    max_steps = rc.max_steps or (rc.epochs or 100) * n_batches  # the seed's default: 100 epochs
+    tcfg = replace(tcfg, max_steps=max_steps, max_epochs=rc.epochs,
+                   warmup_steps=min(tcfg.warmup_steps, max(1, max_steps // 10)))
+    task = TRMTask(model, train, dev, extra, rc.batch_size, rc.max_tokens, rc.seed, _prompts(rc, speakers, dev),
+                   sampling)
+    log.info("TTS TRM: %s parameters; %d train / %d dev utterances, %d batches an epoch; codes %d x %d (%s) at "
+             "%g Hz; %d speaker(s); text %s (%d symbols); length from %s", f"{model.num_params():,}", len(train),
+             len(dev), n_batches, cfg.n_codebooks, cfg.codebook_size, (extra["codec"] or {}).get("type"),
+             train_cache.frame_rate, len(speakers), tok.kind, tok.vocab_size, length.kind)
+    trainer = Trainer(task, tcfg, run_config={"trm_run": asdict(rc), "trm": asdict(cfg), **extra})
+    if resume:
+        trainer.resume()
+    return trainer.fit()
+
+
 def register(app: typer.Typer) -> None:
-    @app.command("trm")
-    def train_trm(
-        token_dir: Path = typer.Option(..., "--token-dir", help="Code cache (codectts codes extract)."),
-        out: Path = typer.Option(Path("runs/trm"), "--out", "--output-dir", help="Run folder."),
-        preset: str = typer.Option("small", help="Model preset: tiny, small, seed."),
-        text: str = typer.Option("char", help="Text units: char or phoneme."),
-        length_model: Path | None = typer.Option(
-            None,
-            "--length-model",
-            help="Duration model part: the TRM's length at inference comes from its "
-            "predicted phoneme durations (default: a character rate fitted "
-            "on the corpus). It is copied into the released part.",
-        ),
-        align: str = typer.Option(
-            "uniform",
-            "--align",
-            help="Place frames on the text by a uniform rate, or by the cache's teacher "
-            "durations (needs --text phoneme).",
-        ),
+    opt = typer.Option
+
+    @recipe_command(app, "trm", out=Path("runs/trm"), max_steps=None, lr=1e-4, warmup_steps=200, weight_decay=0.1,
+                    grad_clip=1.0, batch_size=8, log_every=10, eval_every=500, save_every=1000, sample_every=0,
+                    precision="no", seed=42)
+    def train_trm_cmd(
+        opts: RunOptions,
+        codes: Path = codes_option(),
+        preset: str = opt("small", help="Model preset: tiny, small, seed."),
+        text: str = opt("char", help="Text units: char or phoneme."),
+        length_model: Path | None = opt(None, help="Duration model part: the TRM's length at inference comes from "
+                                                   "its predicted phoneme durations (default: a character rate "
+                                                   "fitted on the corpus). It is copied into the released part."),
+        align: str = opt("uniform", help="Place frames on the text by a uniform rate, or by the cache's teacher "
+                                         "durations (needs --text phoneme)."),
         # model options (None = the preset's value)
-        text_embed_dim: int | None = typer.Option(None, "--text-embed-dim"),
-        audio_embed_dim: int | None = typer.Option(None, "--audio-embed-dim"),
-        hidden_dim: int | None = typer.Option(None, "--hidden-dim", help="FFN hidden size."),
-        text_layers: int | None = typer.Option(None, "--text-layers"),
-        l_layers: int | None = typer.Option(None, "--L-layers", help="Recursive blocks per low-level cycle."),
-        h_cycles: int | None = typer.Option(None, "--H-cycles", help="High-level refinement cycles."),
-        l_cycles: int | None = typer.Option(None, "--L-cycles", help="Low-level reasoning cycles."),
-        num_heads: int | None = typer.Option(None, "--num-heads"),
-        share_output_heads: bool | None = typer.Option(None, "--share-output-heads/--separate-output-heads"),
-        grad_cycles: int | None = typer.Option(
-            None, "--grad-cycles", help="Back-propagate through the last N H-cycles only (0 = all)."
-        ),
-        max_text_length: int | None = typer.Option(None, "--max-text-length"),
-        max_audio_frames: int | None = typer.Option(
-            None, "--max-audio-frames", help="Longest utterance (frames); longer ones are skipped."
-        ),
-        dropout: float | None = typer.Option(None, "--dropout"),
-        # training
-        epochs: int | None = typer.Option(None, "--epochs", help="Stop after N epochs."),
-        max_steps: int | None = typer.Option(None, "--max-steps", help="Default: epochs x batches per epoch."),
-        max_minutes: float | None = typer.Option(None, "--max-minutes", help="Wall-clock budget for this run."),
-        batch_size: int = typer.Option(8, "--batch-size", help="Most utterances per batch."),
-        max_batch_frames: int = typer.Option(
-            DEFAULT_MAX_BATCH_FRAMES, "--max-batch-frames", help="Most padded frames per batch."
-        ),
-        lr: float = typer.Option(1e-4, "--lr"),
-        weight_decay: float = typer.Option(0.1, "--weight-decay"),
-        grad_clip: float = typer.Option(1.0, "--grad-clip"),
-        warmup_steps: int = typer.Option(200, "--warmup-steps"),
-        mixed_precision: str = typer.Option("no", "--mixed-precision", help="no, bf16 or fp16 (GPU)."),
-        log_interval: int = typer.Option(10, "--log-interval"),
-        eval_interval: int = typer.Option(500, "--eval-interval"),
-        save_interval: int = typer.Option(1000, "--save-interval"),
-        max_dev: int = typer.Option(64, "--max-dev", help="Held-out utterances used for evaluation."),
-        # samples
-        sample_interval: int = typer.Option(0, "--sample-interval", help="Write samples every N steps (0 = off)."),
-        num_samples: int = typer.Option(3, "--num-samples", help="Held-out utterances sampled when no prompts."),
-        sample_prompts: list[str] | None = typer.Option(
-            None, "--sample-prompts", help="A prompt text (repeat the option for more)."
-        ),
-        sample_prompts_file: Path | None = typer.Option(
-            None, "--sample-prompts-file", help="Lines of `speaker|text` or `text`; # comments."
-        ),
-        sample_speaker: str = typer.Option(
-            "0", "--sample-speaker", help="Speaker (name or index) for --sample-prompts."
-        ),
-        sample_temperature: float = typer.Option(DEFAULT_SAMPLING.temperature, "--sample-temperature"),
-        sample_top_k: int | None = typer.Option(DEFAULT_SAMPLING.top_k, "--sample-top-k"),
-        sample_top_p: float | None = typer.Option(DEFAULT_SAMPLING.top_p, "--sample-top-p"),
-        # system
-        resume: bool = typer.Option(False, "--resume", help="Continue from the run folder's last checkpoint."),
-        seed: int = typer.Option(42, "--seed"),
-        threads: int | None = typer.Option(None, "--threads", help="torch CPU threads."),
-        progress: bool = typer.Option(True, "--progress/--no-progress"),
+        text_embed_dim: int | None = opt(None, "--text-embed-dim"),
+        audio_embed_dim: int | None = opt(None, "--audio-embed-dim"),
+        hidden_dim: int | None = opt(None, "--hidden-dim", help="FFN hidden size."),
+        text_layers: int | None = opt(None, "--text-layers"),
+        l_layers: int | None = opt(None, "--L-layers", help="Recursive blocks per low-level cycle."),
+        h_cycles: int | None = opt(None, "--H-cycles", help="High-level refinement cycles."),
+        l_cycles: int | None = opt(None, "--L-cycles", help="Low-level reasoning cycles."),
+        num_heads: int | None = opt(None, "--num-heads"),
+        share_output_heads: bool | None = opt(None, "--share-output-heads/--separate-output-heads"),
+        grad_cycles: int | None = opt(None, help="Back-propagate through the last N H-cycles only (0 = all)."),
+        max_text_length: int | None = opt(None, "--max-text-length"),
+        max_audio_frames: int | None = opt(None, help="Longest utterance (frames); longer ones are skipped."),
+        dropout: float | None = opt(None, "--dropout"),
+        epochs: int | None = opt(None, help="Stop after N epochs (and, without --max-steps, size the schedule)."),
+        max_tokens: int = opt(DEFAULT_MAX_BATCH_FRAMES, help="Most padded frames per batch."),
+        max_dev: int = opt(64, help="Held-out utterances used for evaluation."),
+        num_samples: int = opt(3, help="Held-out utterances sampled when there are no prompts."),
+        sample_prompts: list[str] | None = opt(None, help="A prompt text (repeat the option for more)."),
+        sample_prompts_file: Path | None = opt(None, help="Lines of `speaker|text` or `text`; # comments."),
+        sample_speaker: str = opt("0", help="Speaker (name or index) for --sample-prompts."),
+        sample_temperature: float = opt(DEFAULT_SAMPLING.temperature),
+        sample_top_k: int | None = opt(DEFAULT_SAMPLING.top_k),
+        sample_top_p: float | None = opt(DEFAULT_SAMPLING.top_p),
     ):
         """Train the non-autoregressive TTS TRM on a code cache (checkpoints, --resume, samples)."""
-        from codectts.errors import ConfigError
-        from codectts.models.length import CharRateLength
-        from codectts.models.trm import TTSTRM, TRMConfig, trm_preset
-        from codectts.text.tokenizers import tokenizer_from_dict
-
-        if threads:
-            torch.set_num_threads(threads)
-        train_cache, dev_cache, held = open_splits(token_dir, max_dev, seed)
-        meta_file = out / RUN_META
-        if resume and meta_file.exists():
-            run_meta = json.loads(meta_file.read_text(encoding="utf-8"))
-            cfg = TRMConfig.from_dict(run_meta["model"])
-            tok = tokenizer_from_dict(run_meta["tokenizer"])
-            speakers = run_meta["speakers"]
-            log.info("resuming with the model config of %s (model options on the command line are ignored)", meta_file)
-        else:
-            tok = build_tokenizer(text)
-            speakers = sorted({e.speaker for e in train_cache.entries})
-            overrides = {
-                "text_dim": text_embed_dim,
-                "dim": audio_embed_dim,
-                "ffn_dim": hidden_dim,
-                "text_layers": text_layers,
-                "L_layers": l_layers,
-                "H_cycles": h_cycles,
-                "L_cycles": l_cycles,
-                "n_heads": num_heads,
-                "share_output_heads": share_output_heads,
-                "grad_cycles": grad_cycles,
-                "max_text_len": max_text_length,
-                "max_frames": max_audio_frames,
-                "dropout": dropout,
-                "alignment": align,
-            }
-            cfg = trm_preset(
-                preset,
-                **{k: v for k, v in overrides.items() if v is not None},
-                vocab_size=tok.vocab_size,
-                n_speakers=len(speakers),
-                n_codebooks=train_cache.n_codebooks,
-                codebook_size=train_cache.codebook_size,
-            )
-            out.mkdir(parents=True, exist_ok=True)
-            from codectts.fileio import atomic_write_bytes
-
-            atomic_write_bytes(
-                meta_file,
-                json.dumps({"model": asdict(cfg), "tokenizer": tok.to_dict(), "speakers": speakers}, indent=1).encode(
-                    "utf-8"
-                ),
-            )
-        if (cfg.n_codebooks, cfg.codebook_size) != (train_cache.n_codebooks, train_cache.codebook_size):
-            raise ConfigError(
-                f"{token_dir}: codes are {train_cache.n_codebooks} x {train_cache.codebook_size}, "
-                f"the run's model expects {cfg.n_codebooks} x {cfg.codebook_size}"
-            )
-
-        if cfg.alignment == "durations" and tok.kind != "phoneme":
-            raise ConfigError("--align durations needs --text phoneme (the teacher's durations are per phoneme)")
-        use_dur = cfg.alignment == "durations"
-        train = TRMData(train_cache, tok, speakers, cfg.max_frames, cfg.max_text_len, durations=use_dur)
-        if held is None:
-            dev = TRMData(dev_cache, tok, speakers, cfg.max_frames, cfg.max_text_len, durations=use_dur)
-        else:  # no dev split in the cache: hold out items of the training split
-            held_set = set(held)
-            dev = _subset(train, [j for j, i in enumerate(train.index) if i in held_set])
-            train = _subset(train, [j for j, i in enumerate(train.index) if i not in held_set])
-        if not len(train) or not len(dev):
-            raise DataError(f"{token_dir}: {len(train)} usable training and {len(dev)} held-out utterances")
-        if length_model is not None:
-            from codectts.models.duration import DurationLength
-
-            length = DurationLength(
-                length_model.resolve(), frame_rate=train_cache.frame_rate, max_frames=cfg.max_frames
-            )
-        else:
-            length = CharRateLength.fit(
-                ((train.text(j), train.n_frames(j)) for j in range(len(train))),
-                frame_rate=train_cache.frame_rate,
-                max_frames=cfg.max_frames,
-            )
-        extra = {
-            "tokenizer": tok.to_dict(),
-            "speakers": speakers,
-            "length": length.to_dict(),
-            "codec": train_cache.meta.get("codec"),
-            "frame_rate": train_cache.frame_rate,
-            "token_dir": str(token_dir),
-        }
-
-        prompts: list[Prompt] = []
-        if sample_prompts_file is not None:
-            prompts = [
-                Prompt(t, resolve_speaker(s, speakers, str(sample_prompts_file)))
-                for s, t in read_prompts(sample_prompts_file)
-            ]
-        elif sample_prompts:
-            spk = resolve_speaker(sample_speaker, speakers, "--sample-speaker")
-            prompts = [Prompt(t, spk) for t in sample_prompts]
-        else:
-            prompts = [
-                Prompt(
-                    dev.text(j),
-                    dev.speaker[j],
-                    dev.n_frames(j),
-                    dev.index[j],
-                    dev.durations[j] if dev.durations is not None else None,
-                )
-                for j in range(min(num_samples, len(dev)))
-            ]
-        sampling = {"temperature": sample_temperature, "top_k": sample_top_k, "top_p": sample_top_p, "seed": seed}
-
-        torch.manual_seed(seed)
-        model = TTSTRM(cfg)
-        n_batches = len(_sampler(train.lengths(), batch_size, max_batch_frames, seed, shuffle=True).batches(0))
-        if max_steps is None:
-            max_steps = (epochs or 100) * n_batches  # the seed's default: 100 epochs
-        tcfg = TrainConfig(
-            out_dir=str(out),
-            max_steps=max_steps,
-            max_epochs=epochs,
-            max_minutes=max_minutes,
-            lr=lr,
-            weight_decay=weight_decay,
-            grad_clip=grad_clip,
-            warmup_steps=min(warmup_steps, max(1, max_steps // 10)),
-            log_every=log_interval,
-            eval_every=eval_interval,
-            save_every=save_interval,
-            sample_every=sample_interval,
-            mixed_precision=mixed_precision,
-            seed=seed,
-            progress=progress,
-        )
-        task = TRMTask(model, train, dev, extra, batch_size, max_batch_frames, seed, prompts, sampling)
-        codec = (extra["codec"] or {}).get("type")
-        typer.echo(
-            f"TTS TRM: {model.num_params():,} parameters; {len(train)} train / {len(dev)} dev utterances, "
-            f"{n_batches} batches an epoch; codes {cfg.n_codebooks} x {cfg.codebook_size} ({codec}) at "
-            f"{train_cache.frame_rate:g} Hz; {len(speakers)} speaker(s); text {tok.kind} "
-            f"({tok.vocab_size} symbols); length from {length.kind}"
-        )
-        trainer = Trainer(task, tcfg, run_config={"trm": asdict(cfg), **extra})
-        if resume:
-            trainer.resume()
-        metrics = trainer.fit()
+        model = {"text_dim": text_embed_dim, "dim": audio_embed_dim, "ffn_dim": hidden_dim, "text_layers": text_layers,
+                 "L_layers": l_layers, "H_cycles": h_cycles, "L_cycles": l_cycles, "n_heads": num_heads,
+                 "share_output_heads": share_output_heads, "grad_cycles": grad_cycles,
+                 "max_text_len": max_text_length, "max_frames": max_audio_frames, "dropout": dropout}
+        rc = TRMRunConfig(codes=str(codes), preset=preset, text=text, align=align,
+                          length_model=str(length_model) if length_model else None,
+                          model={k: v for k, v in model.items() if v is not None}, epochs=epochs,
+                          max_steps=opts.max_steps, batch_size=opts.batch_size, max_tokens=max_tokens,
+                          max_dev=max_dev, num_samples=num_samples, sample_prompts=list(sample_prompts or []),
+                          sample_prompts_file=str(sample_prompts_file) if sample_prompts_file else None,
+                          sample_speaker=sample_speaker, sample_temperature=sample_temperature,
+                          sample_top_k=sample_top_k, sample_top_p=sample_top_p, seed=opts.seed)
+        metrics = train_trm(rc, opts.train_config(), resume=opts.resume)
         typer.echo(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}))
 
 

@@ -1,4 +1,4 @@
-"""Recipe: `codectts train vocoder --data DIR --preset P --out RUN` (the seeds' train_vocoder.py).
+"""Recipe: `codectts train vocoder --data CORPUS --preset P --out RUN` (the seeds' train_vocoder.py).
 
 HiFi-GAN on random one-second-scale segments of a corpus: the generator sees the log-mel of the
 whole utterance (exactly what inference sees), sliced to the segment; the losses compare the
@@ -34,6 +34,7 @@ from codectts.audio.mel import MelConfig, MelSpectrogram, mel_preset
 from codectts.data.manifest import Utterance, read_corpus
 from codectts.errors import AudioError, ConfigError, DataError
 from codectts.parts import save_part
+from codectts.train.cli import RunOptions, data_option, recipe_command
 from codectts.train.loop import Task, TrainConfig, Trainer, adamw
 from codectts.vocoders.discriminators import DiscriminatorConfig, Discriminators
 from codectts.vocoders.griffinlim import GriffinLim
@@ -138,6 +139,8 @@ def scan_clips(utts: list[Utterance], root: Path, mel: MelConfig, min_frames: in
 
 
 class VocoderTask(Task):
+    multi_process = False  # the two optimisers step outside DDP's hooks
+
     def __init__(self, rc: VocoderRecipeConfig, gcfg: HiFiGANConfig, train: list[Clip], dev: list[Clip]):
         self.rc, self.gcfg = rc, gcfg
         self.mel_cfg = gcfg.mel
@@ -177,7 +180,7 @@ class VocoderTask(Task):
         except (ValueError, OSError) as e:
             raise DataError(f"{path}: unreadable codec mel ({e})") from None
         if m.ndim != 2 or m.shape[0] != self.mel_cfg.n_mels:
-            raise ConfigError(f"{path}: codec mel must be [{self.mel_cfg.n_mels}, F], got {list(m.shape)}")
+            raise DataError(f"{path}: codec mel must be [{self.mel_cfg.n_mels}, F], got {list(m.shape)}")
         return torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32))
 
     def load_batch(self, batch: list[tuple[int, int]], rng: random.Random) -> tuple[torch.Tensor, torch.Tensor]:
@@ -230,7 +233,11 @@ class VocoderTask(Task):
                 return {"loss": float("nan")}
             opt_d.zero_grad(set_to_none=True)
             acc.backward(loss_d)
-            metrics["grad_norm_d"] = self._clip(acc, gan.discriminators, trainer.cfg.grad_clip)
+            norm_d = trainer.clip_and_check(gan.discriminators.parameters())
+            if norm_d is None:
+                opt_d.zero_grad(set_to_none=True)
+                return {"loss": float("nan")}
+            metrics["grad_norm_d"] = norm_d
             opt_d.step()
             # Real features from the pass above (targets are detached), generated ones through the updated D.
             real_fmaps = [[f[:b].detach().float() for f in fm] for fm in fmaps]
@@ -248,15 +255,13 @@ class VocoderTask(Task):
             return {"loss": float("nan")}
         opt_g.zero_grad(set_to_none=True)
         acc.backward(loss_g)
-        metrics["grad_norm_g"] = self._clip(acc, gan.generator, trainer.cfg.grad_clip)
+        norm_g = trainer.clip_and_check(gan.generator.parameters())
+        if norm_g is None:
+            opt_g.zero_grad(set_to_none=True)
+            return {"loss": float("nan")}
+        metrics["grad_norm_g"] = norm_g
         opt_g.step()
         return {"loss": float(loss_g.detach()), **metrics}
-
-    @staticmethod
-    def _clip(acc, module: nn.Module, max_norm: float) -> float:
-        if not max_norm:
-            return 0.0
-        return float(acc.clip_grad_norm_(module.parameters(), max_norm))
 
     # ---- evaluation, samples, export -------------------------------------------------------
     def _dev_items(self) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
@@ -372,19 +377,15 @@ def train_vocoder(data: Path, out: Path, rc: VocoderRecipeConfig, tcfg: TrainCon
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("vocoder")
+    @recipe_command(app, "vocoder", out=Path("runs/vocoder"), max_steps=100_000, lr=2e-4, warmup_steps=100,
+                    grad_clip=100.0, batch_size=16, eval_every=500, save_every=500, sample_every=1000,
+                    precision="no", seed=0)
     def train_vocoder_cmd(
-        data: Path = typer.Option(..., help="Corpus folder (manifest.jsonl + dev.jsonl, or metadata.csv)."),
-        out: Path = typer.Option(Path("runs/vocoder"), help="Run folder (checkpoints, logs, samples, best/, last/)."),
+        opts: RunOptions,
+        data: Path = data_option(),
         preset: str = typer.Option("small", help="Generator preset: seed, v1, v3, small, tiny."),
         mel: str = typer.Option("vocoder", "--mel-preset", help="Mel frontend preset (codectts.audio.mel_preset)."),
-        resume: bool = typer.Option(False, help="Continue from the run's last checkpoint."),
-        max_steps: int = typer.Option(100_000),
-        max_minutes: float | None = typer.Option(None),
-        batch_size: int = typer.Option(16),
         segment_frames: int = typer.Option(32),
-        lr: float = typer.Option(2e-4),
-        warmup_steps: int = typer.Option(100),
         disc_start: int = typer.Option(0, help="Generator-only (mel + MR-STFT) steps before the GAN starts."),
         disc_width: float = typer.Option(1.0, help="Discriminator channel multiplier (< 1 for CPU)."),
         periods: str = typer.Option("2,3,5", help="MPD periods, comma-separated (HiFi-GAN: 2,3,5,7,11)."),
@@ -394,18 +395,9 @@ def register(app: typer.Typer) -> None:
         ),
         codec_mel_prob: float = typer.Option(1.0, help="Share of segments using the codec's mel."),
         init: Path | None = typer.Option(None, help="Start the generator from a released part."),
-        eval_every: int = typer.Option(500),
-        save_every: int = typer.Option(500),
-        sample_every: int = typer.Option(1000, help="Write dev audio samples every N steps (0 = never)."),
         eval_utts: int = typer.Option(8),
-        grad_clip: float = typer.Option(100.0),
-        mixed_precision: str = typer.Option("no", help="no | bf16 (GPU)."),
-        threads: int | None = typer.Option(None, help="torch CPU threads."),
-        seed: int = typer.Option(0),
     ):
         """Train a HiFi-GAN vocoder (checkpoints, --resume, audio samples, JSONL/TensorBoard logs)."""
-        if threads:
-            torch.set_num_threads(threads)
         try:
             period_list = tuple(int(p) for p in periods.split(",") if p.strip())
         except ValueError:
@@ -414,7 +406,7 @@ def register(app: typer.Typer) -> None:
             preset=preset,
             mel_preset=mel,
             segment_frames=segment_frames,
-            batch_size=batch_size,
+            batch_size=opts.batch_size,
             disc_start=disc_start,
             periods=period_list,
             n_scales=scales,
@@ -423,20 +415,7 @@ def register(app: typer.Typer) -> None:
             codec_mels=str(codec_mels) if codec_mels else None,
             codec_mel_prob=codec_mel_prob,
             init=str(init) if init else None,
-            seed=seed,
+            seed=opts.seed,
         )
-        tcfg = TrainConfig(
-            out_dir=str(out),
-            max_steps=max_steps,
-            max_minutes=max_minutes,
-            lr=lr,
-            betas=GAN_BETAS,
-            warmup_steps=warmup_steps,
-            eval_every=eval_every,
-            save_every=save_every,
-            sample_every=sample_every,
-            grad_clip=grad_clip,
-            mixed_precision=mixed_precision,
-            seed=seed,
-        )
-        typer.echo(json.dumps(train_vocoder(data, out, rc, tcfg, resume=resume)))
+        tcfg = opts.train_config(betas=GAN_BETAS)
+        typer.echo(json.dumps(train_vocoder(data, Path(tcfg.out_dir), rc, tcfg, resume=opts.resume)))

@@ -13,6 +13,11 @@ function setStatus(text, isError = false) {
   $("status").classList.toggle("error", isError);
 }
 
+function showVoiceInfo() {
+  const opt = $("voice").selectedOptions[0];
+  $("voice-info").textContent = opt ? opt.dataset.description : "";
+}
+
 async function loadVoices() {
   try {
     const [voices, health] = await Promise.all([
@@ -23,10 +28,13 @@ async function loadVoices() {
     for (const v of voices.voices) {
       const opt = document.createElement("option");
       opt.value = v.name;
-      opt.textContent = v.description ? `${v.name} — ${v.description}` : v.name;
+      opt.textContent = v.name;       // the name only: a long description would widen the page
+      opt.title = v.description || "";
+      opt.dataset.description = v.description || "";
       opt.selected = v.name === voices.default;
       select.appendChild(opt);
     }
+    showVoiceInfo();
     $("text").maxLength = health.max_input_chars;
     setStatus("Ready.");
   } catch (err) {
@@ -147,5 +155,6 @@ async function speak(event) {
 
 $("speed").addEventListener("input", () => { $("speed-value").textContent = Number($("speed").value).toFixed(2); });
 $("form").addEventListener("submit", speak);
+$("voice").addEventListener("change", showVoiceInfo);
 $("stop").addEventListener("click", () => { if (controller) controller.abort(); });
 loadVoices();
