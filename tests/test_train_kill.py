@@ -16,7 +16,7 @@ from codectts.text import PhonemeTokenizer
 SRC = str(Path(__file__).resolve().parent.parent / "src")
 TEXTS = ["the cat sat", "a dog ran home", "birds sing", "rain falls", "we walk", "the sun is warm", "cold wind",
          "she reads"]
-MAX_STEPS = 300
+MAX_STEPS = 200
 
 
 def tiny_cache(root: Path) -> Path:
