@@ -34,7 +34,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from codectts.infer.csm import CSMGenerator
-    from codectts.models.csm import CSM, Segment, build_sequence, collate, csm_preset
+    from codectts.models.csm import CSM, Segment, build_sequence, collate
+    from codectts.models.csm import preset as csm_preset
     from codectts.text.tokenizers import CharTokenizer
 
     tok = CharTokenizer()

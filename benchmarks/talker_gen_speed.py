@@ -32,11 +32,11 @@ def main() -> None:
 
     from codectts.data.codecache import CodeCache
     from codectts.models.sampling import SamplingConfig
-    from codectts.models.talker_io import load_talker
+    from codectts.models.talker import Talker
     from codectts.text.tokenizers import PhonemeTokenizer
     from codectts.train.talker import phoneme_ids
 
-    model = load_talker(Path(args.talker), device=args.device).to(getattr(torch, args.dtype))
+    model = Talker.load(args.talker, args.device).to(getattr(torch, args.dtype))
     cache = CodeCache(args.codes, "dev")
     tok = PhonemeTokenizer()
     sampling = SamplingConfig(temperature=0.5, top_k=20)

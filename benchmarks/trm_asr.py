@@ -37,16 +37,16 @@ def main() -> None:
     from codectts.codecs.registry import load_codec
     from codectts.data.codecache import CodeCache
     from codectts.eval.asr import Transcriber, wer_cer
-    from codectts.infer.trm import TRMPipeline, generate
+    from codectts.infer.trm import TRMGenerator, generate
     from codectts.models.sampling import SamplingConfig
 
-    pipe = TRMPipeline.load(args.part)
+    pipe = TRMGenerator.load(args.part)
     cache = CodeCache(args.codes, "dev")
     codec = load_codec(pipe.codec or cache.meta["codec"])
     if getattr(codec, "vocoder", "none") is None:  # a mel codec: decode through Griffin-Lim
         from codectts.vocoders import GriffinLim
 
-        codec.vocoder = GriffinLim(codec.cfg.mel, n_iter=args.gl_iters)
+        codec.vocoder = GriffinLim(codec.mel, n_iter=args.gl_iters)
     tok = pipe.tokenizer
     aligned = pipe.model.cfg.alignment == "durations"
     entries = cache.entries[: args.n]

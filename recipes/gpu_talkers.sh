@@ -37,11 +37,11 @@ timeout 60 $PYTHON benchmarks/talker_gen_speed.py --talker "$RUNS/$FIRST/best" -
   --n 10 --out "$RUNS/$FIRST/speed.json"
 $PYTHON - "$RUNS" "$OUT" "$PICK" <<'PY'
 import sys, tarfile, pathlib
-from codectts.models.talker_io import load_talker, save_talker
+from codectts.models.talker import Talker
 runs, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
 for run in sorted(p for p in runs.iterdir() if p.is_dir()):
     if (run / sys.argv[3]).exists():
-        save_talker(run / "fp16", load_talker(run / sys.argv[3]), half=True)
+        Talker.load(run / sys.argv[3]).save(run / "fp16", half=True)
 with tarfile.open(out / "logs.tar.gz", "w:gz") as t:
     for f in runs.glob("*.log"):
         t.add(f, arcname=f.name)

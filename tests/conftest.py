@@ -30,12 +30,10 @@ def sine():
 @pytest.fixture(scope="session")
 def tiny_mel_codec():
     """tiny_mel_codec(codebook_size) -> a random mel-RVQ codec: 4 codebooks, 80 mels at 22.05 kHz, fixed stats."""
-    from codectts.codecs.mel_rvq import MelRVQCodec, codec_preset
+    from codectts.codecs.mel_rvq import MelRVQCodec, preset
 
     def make(codebook_size: int = 64) -> MelRVQCodec:
-        cfg = codec_preset("k4x512")
-        cfg.codebook_size, cfg.hidden, cfg.n_res_blocks = codebook_size, 32, 1
-        codec = MelRVQCodec(cfg)
+        codec = MelRVQCodec(preset("tiny", codebook_size=codebook_size))
         codec.set_stats(torch.full((80,), -5.0), torch.full((80,), 2.0))
         return codec
 

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from codectts.models.blocks import Transformer, TransformerConfig, apply_rope, make_caches, rope_tables
@@ -87,3 +88,13 @@ def test_band_mask():
                              [False, True, True, True], [False, False, True, True]]
     assert m[1, :2].tolist() == [[True, True, False, False], [True, True, False, False]]  # no padded keys
     assert band_mask(torch.tensor([3]), 3, None)[0, 0].all()
+
+
+def test_a_full_kv_cache_is_a_generation_error():
+    from codectts.errors import GenerationError
+    from codectts.models.blocks import KVCache
+
+    cache = KVCache(1, 1, 2, 4)
+    cache.append(torch.zeros(1, 1, 2, 4), torch.zeros(1, 1, 2, 4))
+    with pytest.raises(GenerationError, match="KV cache full"):
+        cache.append(torch.zeros(1, 1, 1, 4), torch.zeros(1, 1, 1, 4))

@@ -2,14 +2,42 @@ import numpy as np
 import pytest
 import torch
 
-from codectts.codecs.mel_rvq import MelRVQCodec, codec_param_count, codec_preset
+from codectts.codecs.base import Codec, MelCodec
+from codectts.codecs.mel_rvq import PRESETS, MelRVQCodec, preset
 from codectts.codecs.rvq import ResidualVQ
-from codectts.errors import ConfigError
+from codectts.errors import AudioError, CheckpointError, ConfigError
+
+PRESET_PARAMS = {"seed": 32_768, "k4x512": 2_296_704, "k6x1024": 2_558_848, "k8x1024": 2_689_920, "tiny": 102_976}
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_parameter_count_per_preset(name):
+    assert set(PRESET_PARAMS) == set(PRESETS)
+    with torch.device("meta"):
+        m = MelRVQCodec(preset(name))
+    assert m.num_params() == PRESET_PARAMS[name]
+
+
+def test_presets_and_part_configs_reject_unknown_fields(tmp_path):
+    with pytest.raises(ConfigError, match="unknown MelRVQConfig preset"):
+        preset("huge")
+    with pytest.raises(ConfigError, match=r"unknown field\(s\) \['hiden'\]"):
+        preset("tiny", hiden=3)
+    with pytest.raises(ConfigError, match="n_melz"):
+        preset("tiny", mel={"n_melz": 80})
+    import json
+
+    MelRVQCodec(preset("tiny")).save(tmp_path / "c")
+    meta = json.loads((tmp_path / "c" / "config.json").read_text())
+    meta["config"]["widht"] = 3
+    (tmp_path / "c" / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(ConfigError, match="widht"):
+        MelRVQCodec.load(tmp_path / "c")
 
 
 def test_seed_preset_matches_seed_002():
-    m = MelRVQCodec(codec_preset("seed"))
-    assert codec_param_count(m) == 32_768  # 4 x (128 x 64): proj_in, proj_out, 2 codebooks
+    m = MelRVQCodec(preset("seed"))
+    assert m.num_params() == 32_768  # 4 x (128 x 64): proj_in, proj_out, 2 codebooks
     assert m.frame_rate == 12.5 and m.n_codebooks == 2 and m.codebook_size == 128
     assert m.proj_in.bias is None and m.proj_in.weight.shape == (64, 128)
 
@@ -45,9 +73,7 @@ def test_dead_code_restart_revives_unused_codes():
 
 def test_kmeans_init_and_training_reduce_error():
     torch.manual_seed(0)
-    cfg = codec_preset("k4x512")
-    cfg.codebook_size, cfg.hidden = 32, 32
-    m = MelRVQCodec(cfg)
+    m = MelRVQCodec(preset("k4x512", codebook_size=32, hidden=32))
     # structured "speech-like" mels: a few spectral templates mixed over time
     templates, mix = torch.randn(80, 3), torch.randn(4, 3, 64).softmax(1)
     mel = torch.einsum("mk,bkt->bmt", templates, mix) * 3 - 5
@@ -66,30 +92,32 @@ def test_kmeans_init_and_training_reduce_error():
 
 def test_codec_roundtrip_shapes_and_save_load(tmp_path):
     torch.manual_seed(0)
-    m = MelRVQCodec(codec_preset("k4x512")).eval()
+    m = MelRVQCodec(preset("k4x512")).eval()
     mel = torch.randn(2, 80, 37)
     codes = m.encode_mel(mel)
     assert codes.shape == (2, 4, 10) and codes.dtype == torch.long
     assert m.decode_mel(codes).shape == (2, 80, 40)
     m.save(tmp_path / "c")
     m2 = MelRVQCodec.load(tmp_path / "c")
+    assert isinstance(m2, Codec) and isinstance(m2, MelCodec)  # what the Synthesizer streams through
+    assert m2.mel_frames_per_code == 4 and m2.mel == m.cfg.mel and m2.context_frames == 6
     assert torch.equal(m2.encode_mel(mel), codes)
     assert torch.allclose(m2.decode_mel(codes), m.decode_mel(codes), atol=1e-5)
 
 
 def test_codec_bad_input():
-    m = MelRVQCodec(codec_preset("k4x512")).eval()
+    m = MelRVQCodec(preset("k4x512")).eval()
     with pytest.raises(ConfigError):
         m.decode_mel(torch.full((1, 4, 3), 600))
     with pytest.raises(ConfigError):
         m.decode_mel(torch.zeros(1, 3, 3, dtype=torch.long))
-    with pytest.raises(ConfigError):
+    with pytest.raises(AudioError):
         m.encode_mel(torch.full((1, 80, 4), float("nan")))
-    with pytest.raises(ConfigError):
+    with pytest.raises(AudioError):
         m.encode_mel(torch.zeros(1, 64, 4))
     with pytest.raises(ConfigError, match="no vocoder"):
         m.decode(torch.zeros(1, 4, 3, dtype=torch.long))
-    with pytest.raises(ConfigError, match="format_version|not a model"):
+    with pytest.raises(CheckpointError, match="not a model"):
         MelRVQCodec.load("/nonexistent/codec")
 
 
@@ -98,7 +126,7 @@ def test_codec_vocoder_mismatch_is_an_error():
     from codectts.vocoders import GriffinLim
 
     with pytest.raises(ConfigError, match="mel settings differ"):
-        MelRVQCodec(codec_preset("k4x512"), vocoder=GriffinLim(mel_preset("16k")))
+        MelRVQCodec(preset("k4x512"), vocoder=GriffinLim(mel_preset("16k")))
 
 
 def test_code_cache_roundtrip(tmp_path):

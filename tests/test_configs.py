@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from codectts.models.talker import TALKER_PRESETS, Talker
+from codectts.models.talker import Talker, preset
 from codectts.text import PhonemeTokenizer
 from codectts.train.talker import TalkerRunConfig, build_model
 
@@ -37,7 +37,7 @@ def test_seed_config_is_the_seed_backbone_plus_text_and_depth_heads():
     """configs/talker_seed.json: seed 001's Talker (2,262,720 parameters) plus a 2-layer phoneme encoder
     and depth heads = 3,405,504, as its description says."""
     rc = TalkerRunConfig.from_json(next(p for p in CONFIGS if p.name == "talker_seed.json"))
-    seed = TALKER_PRESETS["seed"]
+    seed = preset("seed")
     assert (rc.d_model, rc.n_layers, rc.n_heads, rc.n_kv_heads, rc.ffn_dim, rc.codebooks, rc.codebook_size) == (
         seed.dim, seed.n_layers, seed.n_heads, seed.n_kv_heads, seed.ffn_dim, seed.n_codebooks, seed.codebook_size)
     assert Talker(seed).num_params() == 2_262_720

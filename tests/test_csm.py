@@ -4,16 +4,16 @@ import random
 import pytest
 import torch
 
-from codectts.errors import ConfigError
+from codectts.errors import CheckpointError, ConfigError, DataError, TextError
 from codectts.infer.csm import CSMGenerator, Reference
 from codectts.models.csm import (
     CSM,
-    CSM_PRESETS,
+    PRESETS,
     CSMConfig,
     Segment,
     build_sequence,
     collate,
-    csm_preset,
+    preset,
 )
 from codectts.models.sampling import SamplingConfig
 from codectts.text.tokenizers import CharTokenizer
@@ -40,9 +40,9 @@ def expected_counts(cfg: CSMConfig) -> dict[str, int]:
             + cfg.dim * cfg.decoder_dim}
 
 
-@pytest.mark.parametrize("name", sorted(CSM_PRESETS))
+@pytest.mark.parametrize("name", sorted(PRESETS))
 def test_preset_param_counts(name):
-    cfg = csm_preset(name, text_vocab_size=TOK.vocab_size,
+    cfg = preset(name, text_vocab_size=TOK.vocab_size,
                      **({} if name == "marvis" else {"n_codebooks": 8, "codebook_size": 1024}))
     with torch.device("meta"):  # the 0.5 B-parameter marvis preset costs no memory here
         counts = CSM(cfg).param_counts()
@@ -53,7 +53,7 @@ def test_preset_param_counts(name):
 
 def test_marvis_is_the_seed_size():
     """Seed 004: 'Llama 250M backbone + 60M decoder' over Mimi 32 x 2048 (the transformer stacks)."""
-    cfg = csm_preset("marvis", text_vocab_size=TOK.vocab_size)
+    cfg = preset("marvis", text_vocab_size=TOK.vocab_size)
     assert (cfg.n_codebooks, cfg.codebook_size) == (32, 2048)
     with torch.device("meta"):
         counts = CSM(cfg).param_counts()
@@ -66,10 +66,12 @@ def test_bad_configs():
         CSMConfig(n_codebooks=1)
     with pytest.raises(ConfigError, match="divisible"):
         CSMConfig(dim=100, n_heads=3)
-    with pytest.raises(ConfigError, match="unknown CSM preset"):
-        csm_preset("huge")
-    with pytest.raises(ConfigError, match="unknown field"):
+    with pytest.raises(ConfigError, match="unknown CSMConfig preset"):
+        preset("huge")
+    with pytest.raises(ConfigError, match=r"unknown field\(s\) \['n_embd'\]"):
         CSMConfig.from_dict({"dim": 64, "n_embd": 3})
+    with pytest.raises(ConfigError, match="n_embd"):
+        preset("tiny", n_embd=3)
 
 
 # ---- synthetic data: each letter is two frames whose codes depend on the letter and the speaker ----------
@@ -99,7 +101,7 @@ def synthetic_sequence(rng: random.Random, context_prob: float = 0.5):
 
 
 def tiny_config(**kw) -> CSMConfig:
-    return csm_preset("tiny", **{"text_vocab_size": TOK.vocab_size, "n_codebooks": K, "codebook_size": N, **kw})
+    return preset("tiny", **{"text_vocab_size": TOK.vocab_size, "n_codebooks": K, "codebook_size": N, **kw})
 
 
 def test_sequence_layout():
@@ -128,7 +130,7 @@ def test_forward_shapes_and_decoder_fraction():
     part = model(*batch, decoder_fraction=0.25, generator=torch.Generator().manual_seed(0))
     assert part.decoder_logits.shape[0] == -(-n_real // 4)
     assert torch.allclose(part.backbone_loss, out.backbone_loss)  # the backbone always sees every frame
-    with pytest.raises(ConfigError, match="codebooks"):
+    with pytest.raises(DataError, match="codebooks"):
         model(batch[0], batch[1][..., :2], batch[2])
 
 
@@ -164,7 +166,7 @@ def test_untrained_model_runs_to_max_frames():
         model.c0_head.weight[:N] += model.c0_head.weight[:N].sign() * 10
     res = CSMGenerator(model, None, TOK).generate("abc", max_frames=7, seed=0)
     assert res.codes.shape == (K, 7) and not res.stopped and res.wav is None
-    with pytest.raises(ConfigError, match="max_seq_len"):
+    with pytest.raises(TextError, match="max_seq_len"):
         CSMGenerator(model, None, TOK).generate("abc", reference=(torch.zeros(K, 600, dtype=torch.long), "abc"))
 
 
@@ -224,8 +226,8 @@ def test_save_load_round_trip(tmp_path):
     torch.manual_seed(0)
     model = CSM(tiny_config()).eval()
     model.save(tmp_path / "csm", extra={"tokenizer": TOK.to_dict()})
-    loaded, meta = CSM.load(tmp_path / "csm")
-    assert meta["config"] == tiny_config().to_dict()
+    loaded = CSM.load(tmp_path / "csm")
+    assert loaded.cfg == tiny_config()
     batch = collate([synthetic_sequence(random.Random(1))])
     with torch.no_grad():
         assert torch.equal(model(*batch).c0_logits, loaded(*batch).c0_logits)
@@ -236,7 +238,7 @@ def test_save_load_round_trip(tmp_path):
     CSM(tiny_config(dim=32, n_heads=2)).save(tmp_path / "other")
     sd_other = tmp_path / "other" / "model.safetensors"
     (tmp_path / "csm" / "model.safetensors").write_bytes(sd_other.read_bytes())
-    with pytest.raises(ConfigError, match="do not match"):
+    with pytest.raises(CheckpointError, match="do not match"):
         CSM.load(tmp_path / "csm")
 
 

@@ -6,7 +6,7 @@ pytest.importorskip("transformers")
 
 from codectts.codecs.mimi import MimiCodec
 from codectts.infer.csm import CSMGenerator
-from codectts.models.csm import CSM, csm_preset
+from codectts.models.csm import CSM, preset
 from codectts.text.tokenizers import CharTokenizer
 
 
@@ -18,7 +18,7 @@ def codec(tiny_mimi_dir):
 def test_reference_audio_to_waveform(codec, sine):
     tok = CharTokenizer()
     torch.manual_seed(0)
-    model = CSM(csm_preset("tiny", text_vocab_size=tok.vocab_size, n_codebooks=4, codebook_size=256))
+    model = CSM(preset("tiny", text_vocab_size=tok.vocab_size, n_codebooks=4, codebook_size=256))
     gen = CSMGenerator(model, codec, tok)
     ref = gen.reference_from_audio(sine(200, 16_000, 0.5, 0.3), 16_000, "a tone")
     assert ref.codes.shape == (4, 7)  # 0.5 s -> 12,000 samples at 24 kHz -> ceil(12000 / 1920) frames

@@ -88,14 +88,14 @@ def test_train_export_resume(cache_dir, tmp_path):
 
 
 def test_epoch_plan_bounds_and_contexts(cache_dir):
-    from codectts.models.csm import CSM, csm_preset
+    from codectts.models.csm import CSM, preset
 
     cache = CodeCache(cache_dir)
     tok = make_tokenizer("char")
     utts = load_utts(cache, tok, max_len=400)
     assert len(utts) == 60
     rc = CSMRunConfig(codes=str(cache_dir), preset="tiny", context_prob=1.0, batch_size=5, max_tokens=300)
-    model = CSM(csm_preset("tiny", text_vocab_size=tok.vocab_size, n_codebooks=K, codebook_size=N))
+    model = CSM(preset("tiny", text_vocab_size=tok.vocab_size, n_codebooks=K, codebook_size=N))
     task = CSMTask(model, cache, utts, [], cache, rc, tok, {})
     batches, ctx = task.epoch_plan(0)
     assert sorted(i for b in batches for i in b) == list(range(60))  # every item once

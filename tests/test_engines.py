@@ -19,7 +19,7 @@ def write_voice(folder, meta: dict):
 @pytest.fixture(scope="module")
 def trm_voice(tmp_path_factory, tiny_mel_codec):
     from codectts.models.length import CharRateLength
-    from codectts.models.trm import TTSTRM, save_trm, trm_preset
+    from codectts.models.trm import TTSTRM, preset
     from codectts.text.tokenizers import CharTokenizer
     from codectts.vocoders import GriffinLim
 
@@ -28,8 +28,8 @@ def trm_voice(tmp_path_factory, tiny_mel_codec):
     codec = tiny_mel_codec()
     codec.save(root / "codec")
     tok = CharTokenizer()
-    model = TTSTRM(trm_preset("tiny", vocab_size=tok.vocab_size, n_speakers=1, n_codebooks=4, codebook_size=64))
-    save_trm(root / "trm", model, extra={"tokenizer": tok.to_dict(), "speakers": ["0"], "frame_rate": codec.frame_rate,
+    model = TTSTRM(preset("tiny", vocab_size=tok.vocab_size, n_speakers=1, n_codebooks=4, codebook_size=64))
+    model.save(root / "trm", extra={"tokenizer": tok.to_dict(), "speakers": ["0"], "frame_rate": codec.frame_rate,
                                          "length": CharRateLength(frame_rate=codec.frame_rate,
                                                                   seconds_per_char=0.07).to_dict()})
     return write_voice(root, {"name": "trm", "model": {"type": "trm", "path": "trm"},
@@ -50,7 +50,7 @@ def test_trm_voice_speaks_streams_and_keeps_its_length(trm_voice):
     chunks = list(s.stream(text, seed=3, chunk_frames=4))
     assert len(chunks) > 2 and sum(len(c) for c in chunks) == len(wav)
     codes = s.sentence_codes("hello world", seed=0)
-    assert codes.shape[-1] == s.engine.pipeline.length.n_frames("hello world")  # length from the part's source
+    assert codes.shape[-1] == s.engine.generator.length.n_frames("hello world")  # length from the part's source
     assert s.sentence_codes("hello world", speed=2.0, seed=0).shape[-1] < codes.shape[-1]
     with pytest.raises(ConfigError, match="cannot clone"):
         s.reference(__file__, "x")
@@ -73,14 +73,14 @@ def test_trm_voice_with_mismatched_codec_is_refused(trm_voice, tmp_path, tiny_me
 def csm_voice(tmp_path_factory, tiny_mimi_dir, sine):
     import shutil
 
-    from codectts.models.csm import CSM, csm_preset
+    from codectts.models.csm import CSM, preset
     from codectts.text.tokenizers import CharTokenizer
 
     root = tmp_path_factory.mktemp("voices") / "csm"
     shutil.copytree(tiny_mimi_dir, root / "mimi")
     tok = CharTokenizer()
     torch.manual_seed(0)
-    CSM(csm_preset("tiny", text_vocab_size=tok.vocab_size, n_codebooks=4, codebook_size=256)).save(
+    CSM(preset("tiny", text_vocab_size=tok.vocab_size, n_codebooks=4, codebook_size=256)).save(
         root / "csm", extra={"tokenizer": tok.to_dict()})
     sf.write(root / "ref.wav", sine(220, 24_000, 0.5, 0.3), 24_000)
     return write_voice(root, {"name": "csm", "model": {"type": "csm", "path": "csm"},

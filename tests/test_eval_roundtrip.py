@@ -13,7 +13,8 @@ from codectts.codecs.mel_rvq import MelRVQCodec, MelRVQConfig
 from codectts.errors import ConfigError, DataError
 from codectts.eval.cli import app
 from codectts.eval.roundtrip import SoundChain, chain_from_parts, chain_from_voice
-from codectts.vocoders import GriffinLim, HiFiGAN, hifigan_preset
+from codectts.vocoders import GriffinLim, HiFiGAN
+from codectts.vocoders.hifigan import preset as hifigan_preset
 
 SR = 22050
 runner = CliRunner()
@@ -86,7 +87,7 @@ def test_vocoder_alone_beats_an_untrained_codec(codec_dir, tmp_path):
 
 def test_vocoder_for_other_mels_is_refused_at_load(codec_dir, tmp_path):
     other = mel_preset("16k")
-    voc = HiFiGAN(hifigan_preset("tiny", other))
+    voc = HiFiGAN(hifigan_preset("tiny", mel=other))
     voc.save(tmp_path / "voc16k")
     with pytest.raises(ConfigError, match="mel"):
         chain_from_parts(codec_dir, str(tmp_path / "voc16k"))

@@ -2,14 +2,13 @@ import pytest
 
 from codectts.errors import ConfigError, TextError
 from codectts.models.length import (
-    MAX_SPEED,
-    MIN_SPEED,
     CharRateLength,
     LengthSource,
     count_chars,
     length_source_from_dict,
     register_length_source,
 )
+from codectts.models.speed import MAX_SPEED, MIN_SPEED
 
 
 def test_seed_heuristic_is_three_frames_per_char_at_mimi_rate():

@@ -7,9 +7,9 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from codectts.codecs.base import Codec  # noqa: E402  (after importorskip)
+from codectts.codecs.base import Codec, MelCodec  # noqa: E402  (after importorskip)
 from codectts.codecs.mimi import MimiCodec  # noqa: E402
-from codectts.errors import AudioError, ConfigError  # noqa: E402
+from codectts.errors import AudioError, CheckpointError, ConfigError  # noqa: E402
 
 N_QUANTIZERS = 8  # conftest's tiny Mimi
 CODEBOOK = 256
@@ -28,7 +28,7 @@ def _speechlike(seconds: float, sr: int, seed: int = 0) -> np.ndarray:
 
 
 def test_contract_and_spec(codec, tiny_mimi_dir):
-    assert isinstance(codec, Codec)
+    assert isinstance(codec, Codec) and not isinstance(codec, MelCodec)  # decodes to audio: no vocoder
     assert codec.sample_rate == 24_000 and codec.frame_rate == 12.5 and codec.frame_size == 1920
     assert codec.codebook_size == CODEBOOK and codec.n_codebooks == N_QUANTIZERS
     spec = codec.spec()
@@ -97,7 +97,7 @@ def test_bad_input(codec, tiny_mimi_dir):
 
 
 def test_offline_error_says_how_to_get_weights(tmp_path):
-    with pytest.raises(ConfigError, match="save_pretrained"):
+    with pytest.raises(CheckpointError, match="save_pretrained"):
         MimiCodec.load("kyutai/mimi", local_only=True, cache_dir=tmp_path)
-    with pytest.raises(ConfigError, match="not a Mimi folder"):
+    with pytest.raises(CheckpointError, match="not a Mimi folder"):
         MimiCodec.load(tmp_path / "missing")

@@ -6,7 +6,6 @@ import torch
 
 from codectts.errors import CheckpointError, ConfigError
 from codectts.models.duration import DurationConfig, DurationModel
-from codectts.models.talker_io import load_duration, save_duration
 from codectts.schema import check_fields, from_dict
 
 
@@ -14,7 +13,7 @@ from codectts.schema import check_fields, from_dict
 def part(tmp_path):
     torch.manual_seed(0)
     model = DurationModel(DurationConfig(text_vocab=20, dim=16, n_layers=1, n_heads=2, ffn_dim=32))
-    return save_duration(tmp_path / "dur", model), model
+    return model.save(tmp_path / "dur"), model
 
 
 def edit_config(path, **changes):
@@ -32,17 +31,17 @@ def test_nan_or_inf_weights_are_refused(part):
         sd["head.bias"][0] = bad
         save_file(sd, str(path / "model.safetensors"))
         with pytest.raises(CheckpointError, match="NaN or Inf.*head.bias"):
-            load_duration(path)
+            DurationModel.load(path)
 
 
 def test_missing_or_corrupt_weights(part):
     path, _ = part
     (path / "model.safetensors").write_bytes(b"\x00" * 40)
     with pytest.raises(CheckpointError, match="corrupt"):
-        load_duration(path)
+        DurationModel.load(path)
     (path / "model.safetensors").unlink()
     with pytest.raises(CheckpointError, match="missing"):
-        load_duration(path)
+        DurationModel.load(path)
 
 
 @pytest.mark.parametrize("changes", [
@@ -53,18 +52,18 @@ def test_bad_part_config_fields_are_config_errors(part, changes):
     path, _ = part
     edit_config(path, **changes)
     with pytest.raises(ConfigError, match="config.json"):
-        load_duration(path)
+        DurationModel.load(path)
 
 
 def test_part_config_that_is_not_an_object(part):
     path, _ = part
     (path / "config.json").write_text("[1, 2]")
     with pytest.raises(ConfigError, match="object"):
-        load_duration(path)
+        DurationModel.load(path)
     meta = {"model_type": "duration", "format_version": 1, "config": "dim=16"}
     (path / "config.json").write_text(json.dumps(meta))
     with pytest.raises(ConfigError, match="object"):
-        load_duration(path)
+        DurationModel.load(path)
 
 
 def test_schema_from_dict_names_the_field():

@@ -55,11 +55,11 @@ def test_gpu_talkers_recipe_on_cpu(tmp_path):
         t.extractall(tmp_path / "back")
     from safetensors import safe_open
 
-    from codectts.models.talker_io import load_talker
+    from codectts.models.talker import Talker
 
     with safe_open(str(tmp_path / "back" / "fp16" / "model.safetensors"), "pt") as f:
         assert {str(f.get_tensor(k).dtype) for k in f.keys()} == {"torch.float16"}
-    assert load_talker(tmp_path / "back" / "fp16").cfg.n_codebooks == K
+    assert Talker.load(tmp_path / "back" / "fp16").cfg.n_codebooks == K
     with tarfile.open(out / "logs.tar.gz") as t:
         names = t.getnames()
         log = t.extractfile("tiny_talker/log.jsonl").read().decode()
@@ -72,7 +72,7 @@ def test_train_talker_fine_tunes_from_a_part_and_refuses_a_mismatch(tmp_path):
     import torch
 
     from codectts.errors import CheckpointError
-    from codectts.models.talker_io import load_talker, save_talker
+    from codectts.models.talker import Talker
     from codectts.train.talker import TalkerRunConfig, build_model, train_talker
 
     with tarfile.open(packed_cache(tmp_path)) as t:
@@ -83,10 +83,10 @@ def test_train_talker_fine_tunes_from_a_part_and_refuses_a_mismatch(tmp_path):
                 data_path=str(tmp_path / "unpacked" / "tiny-codes"))
     torch.manual_seed(123)
     source = build_model(TalkerRunConfig(**base), PhonemeTokenizer().vocab_size, 1)
-    save_talker(tmp_path / "source", source)
+    source.save(tmp_path / "source")
     train_talker(TalkerRunConfig(**base, out_dir=str(tmp_path / "run"), init_from=str(tmp_path / "source"),
                                  dropout=0.1))  # regularisation may differ
-    tuned = load_talker(tmp_path / "run" / "last")
+    tuned = Talker.load(tmp_path / "run" / "last")
     for (name, a), b in zip(source.state_dict().items(), tuned.state_dict().values(), strict=False):
         assert torch.allclose(a, b, atol=1e-5), name  # lr 1e-9: still the source's weights after one step
     with pytest.raises(CheckpointError, match="differs"):

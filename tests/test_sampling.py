@@ -76,3 +76,10 @@ def test_one_default_read_from_voice_json_and_overridden_per_request():
     assert voice.override() == voice
     with pytest.raises(ConfigError, match="temprature"):
         SamplingConfig.from_dict({"temprature": 0.5})
+
+
+def test_non_finite_logits_are_a_generation_error():
+    from codectts.errors import GenerationError
+
+    with pytest.raises(GenerationError, match="non-finite"):
+        sample_logits(torch.tensor([[0.0, float("nan"), 1.0]]), SamplingConfig(temperature=1.0, top_k=None))

@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from codectts.errors import ConfigError, TextError
+from codectts.errors import CheckpointError, ConfigError, TextError
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +16,6 @@ def tiny_voice(tmp_path_factory, tiny_mel_codec):
     from codectts.infer.packaging import build_voice
     from codectts.models.duration import DurationConfig, DurationModel
     from codectts.models.talker import Talker, TalkerConfig
-    from codectts.models.talker_io import save_duration, save_talker
     from codectts.text.tokenizers import PhonemeTokenizer
 
     torch.manual_seed(0)
@@ -27,11 +26,11 @@ def tiny_voice(tmp_path_factory, tiny_mel_codec):
     talker = Talker(TalkerConfig(dim=32, n_layers=1, n_heads=2, n_kv_heads=1, ffn_dim=64, n_codebooks=4,
                                  codebook_size=64, conditioning="aligned", text_vocab=vocab, text_layers=1,
                                  depth_heads=True))
-    save_talker(d / "talker", talker)
+    talker.save(d / "talker")
     dur = DurationModel(DurationConfig(text_vocab=vocab, dim=32, n_layers=1, n_heads=2, ffn_dim=64,
                                        frame_rate=codec.frame_rate))
     torch.nn.init.constant_(dur.head.bias, 1.0)  # ~1.7 frames per phoneme
-    save_duration(d / "duration", dur)
+    dur.save(d / "duration")
     out = tmp_path_factory.mktemp("voices") / "tiny"
     build_voice(out, name="tiny", talker=d / "talker", codec=d / "codec", duration=d / "duration",
                 description="random weights, for tests")
@@ -119,7 +118,7 @@ def test_broken_voices_fail_at_load(tiny_voice, tmp_path):
     shutil.copytree(tiny_voice / "duration", broken / "duration")
     meta["codec"]["path"] = "talker"  # a talker where the codec should be
     (broken / "voice.json").write_text(json.dumps(meta))
-    with pytest.raises(ConfigError):
+    with pytest.raises(CheckpointError, match="holds a 'talker', expected a 'mel_rvq_codec'"):
         Synthesizer.load(broken)
     with pytest.raises(ConfigError, match="not found"):
         Synthesizer.load("no-such-voice")

@@ -1,8 +1,20 @@
+import json
+from pathlib import Path
+
+import pytest
 import torch
 
+from codectts.errors import CheckpointError, ConfigError
+from codectts.models import duration, talker
 from codectts.models.duration import DurationConfig, DurationModel, round_durations
 from codectts.models.sampling import SamplingConfig
-from codectts.models.talker import TALKER_PRESETS, Talker, TalkerConfig, length_regulate
+from codectts.models.talker import Talker, TalkerConfig, length_regulate
+
+GREEDY = SamplingConfig(temperature=0)
+
+JOE = Path(talker.__file__).resolve().parents[1] / "voices" / "joe"
+TALKER_PARAMS = {"seed": 2_262_720, "tiny": 36_448, "joe": 8_573_696}  # joe: "8.6M" in its voice.json
+DURATION_PARAMS = {"base": 1_357_633, "joe": 806_785, "tiny": 11_009}
 
 
 def expected_seed_params(d=192, layers=4, heads=3, kv=1, ffn=768, k=2, n=128):
@@ -18,10 +30,51 @@ def test_seed_preset_parameter_count():
     The seed's own total (~10.1 M, "transformer layers ~10M") does not follow from the sizes it lists;
     we match the architecture, not that figure (see docs/talker.md).
     """
-    m = Talker(TALKER_PRESETS["seed"])
+    m = Talker(talker.preset("seed"))
     assert m.num_params() == expected_seed_params() == 2_262_720
     assert len(m.heads) == 2 and m.heads[0].weight.shape == (128, 192)
     assert m.transformer.layers[0].attn.wk.weight.shape == (64, 192)  # one kv head
+
+
+@pytest.mark.parametrize("name", sorted(talker.PRESETS))
+def test_talker_parameter_count_per_preset(name):
+    assert set(TALKER_PARAMS) == set(talker.PRESETS)
+    with torch.device("meta"):
+        assert Talker(talker.preset(name)).num_params() == TALKER_PARAMS[name]
+
+
+@pytest.mark.parametrize("name", sorted(duration.PRESETS))
+def test_duration_parameter_count_per_preset(name):
+    assert set(DURATION_PARAMS) == set(duration.PRESETS)
+    with torch.device("meta"):
+        assert DurationModel(duration.preset(name)).num_params() == DURATION_PARAMS[name]
+
+
+def test_joe_presets_are_the_shipped_parts():
+    for part, cls, name in [("talker", TalkerConfig, "joe"), ("duration", DurationConfig, "joe")]:
+        cfg = json.loads((JOE / part / "config.json").read_text())["config"]
+        assert cls.from_dict(cfg) == (talker if part == "talker" else duration).preset(name)
+
+
+def test_save_load_round_trip_and_strict_configs(tmp_path):
+    torch.manual_seed(0)
+    m = tiny().eval()
+    m.save(tmp_path / "t", half=True)
+    again = Talker.load(tmp_path / "t")
+    assert again.cfg == m.cfg and not again.training
+    for (k, a), b in zip(m.state_dict().items(), again.state_dict().values(), strict=True):
+        assert torch.equal(a.half().float(), b), k
+    with pytest.raises(CheckpointError, match="holds a 'talker', expected a 'duration'"):
+        DurationModel.load(tmp_path / "t")
+    meta = json.loads((tmp_path / "t" / "config.json").read_text())
+    meta["config"]["n_layer"] = 3  # a typo'd field: a ConfigError that names it, not a TypeError traceback
+    (tmp_path / "t" / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(ConfigError, match=r"unknown field\(s\) \['n_layer'\]"):
+        Talker.load(tmp_path / "t")
+    with pytest.raises(ConfigError, match="unknown TalkerConfig preset 'huge'"):
+        talker.preset("huge")
+    with pytest.raises(ConfigError, match="dimm"):
+        duration.preset("tiny", dimm=3)
 
 
 def test_length_regulation_shapes():
@@ -68,7 +121,7 @@ def test_aligned_overfit_reproduces_codes_and_exact_length():
         opt.step()
     assert float(loss.detach()) < 0.1 * first
     m.eval()
-    out = torch.cat(list(m.generate_aligned(text, dur, SamplingConfig(temperature=0))), dim=2)
+    out = torch.cat(list(m.generate_aligned(text, dur, GREEDY)), dim=2)
     assert out.shape == (1, 3, 14)  # exactly sum(durations) frames
     assert torch.equal(out, codes)
 
@@ -78,7 +131,7 @@ def test_kv_cached_generation_matches_teacher_forcing():
     m = tiny().eval()
     text = torch.tensor([[1, 5, 6, 2]])
     dur = torch.tensor([[2, 3, 2, 1]])
-    codes = torch.cat(list(m.generate_aligned(text, dur, SamplingConfig(temperature=0), chunk_frames=3)), dim=2)
+    codes = torch.cat(list(m.generate_aligned(text, dur, GREEDY, chunk_frames=3)), dim=2)
     logits = m(codes, None, text, torch.tensor([4]), dur).logits
     assert torch.equal(torch.stack([lg.argmax(-1) for lg in logits], 1), codes)
 
@@ -95,7 +148,7 @@ def test_prefix_mode_learns_to_stop():
         loss.backward()
         opt.step()
     m.eval()
-    out = torch.cat(list(m.generate_prefix(text, max_frames=40, sampling=SamplingConfig(temperature=0))), dim=2)
+    out = torch.cat(list(m.generate_prefix(text, max_frames=40, sampling=GREEDY)), dim=2)
     assert torch.equal(out, codes)  # stopped by itself after 6 frames
 
 
@@ -123,10 +176,6 @@ def test_duration_model_rounding_and_speed():
     m.eval()
     assert (m.predict(text) - target).abs().max() <= 1
     assert abs(m.n_frames(text, speed=2.0) - 8) <= 1
-    import pytest
-
-    from codectts.errors import ConfigError
-
     with pytest.raises(ConfigError):
         m.predict(text, speed=10)
 
@@ -136,9 +185,8 @@ def test_attention_windows_wider_than_the_input_change_nothing():
     m = tiny().eval()
     text = torch.tensor([[1, 5, 6, 7, 8, 2]])
     dur = torch.tensor([[1, 3, 2, 4, 3, 1]])
-    greedy = SamplingConfig(temperature=0)
-    full = torch.cat(list(m.generate_aligned(text, dur, greedy)), dim=2)
-    wide = torch.cat(list(m.generate_aligned(text, dur, greedy, window=64, text_window=16)), dim=2)
+    full = torch.cat(list(m.generate_aligned(text, dur, GREEDY)), dim=2)
+    wide = torch.cat(list(m.generate_aligned(text, dur, GREEDY, window=64, text_window=16)), dim=2)
     assert torch.equal(full, wide)
-    narrow = torch.cat(list(m.generate_aligned(text, dur, greedy, window=2, text_window=1)), dim=2)
+    narrow = torch.cat(list(m.generate_aligned(text, dur, GREEDY, window=2, text_window=1)), dim=2)
     assert narrow.shape == full.shape  # same length; content may differ

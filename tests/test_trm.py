@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from codectts.errors import ConfigError, TextError
-from codectts.infer.trm import TRMPipeline, generate
+from codectts.errors import CheckpointError, ConfigError, TextError
+from codectts.infer.trm import TRMGenerator, generate
 from codectts.models.length import CharRateLength
 from codectts.models.sampling import SamplingConfig
 from codectts.models.trm import (
@@ -12,9 +12,7 @@ from codectts.models.trm import (
     TTSTRM,
     TRMConfig,
     codebook_weights,
-    load_trm,
-    save_trm,
-    trm_preset,
+    preset,
 )
 from codectts.text import CharTokenizer
 
@@ -23,7 +21,7 @@ K, N = 3, 32
 
 def tiny(**kw) -> TTSTRM:
     torch.manual_seed(0)
-    return TTSTRM(trm_preset("tiny", vocab_size=CharTokenizer().vocab_size, n_speakers=2, n_codebooks=K,
+    return TTSTRM(preset("tiny", vocab_size=CharTokenizer().vocab_size, n_speakers=2, n_codebooks=K,
                              codebook_size=N, **kw))
 
 
@@ -46,7 +44,7 @@ def expected_params(c: TRMConfig) -> int:
 @pytest.mark.parametrize("name", sorted(PRESETS))
 @pytest.mark.parametrize("shared", [False, True])
 def test_parameter_count_matches_architecture(name, shared):
-    cfg = trm_preset(name, vocab_size=256, n_speakers=11, n_codebooks=32, codebook_size=2048, share_output_heads=shared)
+    cfg = preset(name, vocab_size=256, n_speakers=11, n_codebooks=32, codebook_size=2048, share_output_heads=shared)
     with torch.device("meta"):
         m = TTSTRM(cfg)
     assert m.num_params() == expected_params(cfg)
@@ -55,9 +53,9 @@ def test_parameter_count_matches_architecture(name, shared):
 def test_seed_preset_sizes():
     """The seed's appendix says ~22M (separate heads) / ~6M (shared); ours: 22.52M / 6.27M."""
     for shared, want in [(False, 22_520_512), (True, 6_267_584)]:
-        cfg = trm_preset("seed", vocab_size=256, n_speakers=11, share_output_heads=shared)
+        cfg = preset("seed", vocab_size=256, n_speakers=11, share_output_heads=shared)
         assert expected_params(cfg) == want
-    assert trm_preset("seed", vocab_size=256).n_block_calls == 3 * 6 * 2
+    assert preset("seed", vocab_size=256).n_block_calls == 3 * 6 * 2
 
 
 def test_loss_weights_follow_the_seed():
@@ -134,9 +132,9 @@ def test_bad_inputs_are_clear_errors():
     with pytest.raises(ConfigError, match="targets"):
         m(ids, tl, spk, fl, tgt[:, :2])
     with pytest.raises(ConfigError):
-        trm_preset("tiny", grad_cycles=5)
-    with pytest.raises(ConfigError, match="unknown TRM preset"):
-        trm_preset("huge")
+        preset("tiny", grad_cycles=5)
+    with pytest.raises(ConfigError, match="unknown TRMConfig preset"):
+        preset("huge")
     with pytest.raises(ConfigError, match="unknown field"):
         TRMConfig.from_dict({"dimm": 3})
 
@@ -205,24 +203,22 @@ def test_save_load_round_trip(tmp_path):
     m = tiny(share_output_heads=True).eval()
     tok = CharTokenizer()
     src = CharRateLength(frame_rate=20.0, seconds_per_char=0.07)
-    save_trm(
-        tmp_path / "part", m, extra={"tokenizer": tok.to_dict(), "length": src.to_dict(), "speakers": ["joe", "ann"]}
-    )
-    again, _ = load_trm(tmp_path / "part")
+    m.save(tmp_path / "part", extra={"tokenizer": tok.to_dict(), "length": src.to_dict(), "speakers": ["joe", "ann"]})
+    again = TTSTRM.load(tmp_path / "part")
     ids, tl, spk, fl, _ = batch(m)
     assert torch.equal(m(ids, tl, spk, fl).logits, again(ids, tl, spk, fl).logits)
-    pipe = TRMPipeline.load(tmp_path / "part")
+    pipe = TRMGenerator.load(tmp_path / "part")
     assert pipe.speaker_id("ann") == 1 and pipe.speaker_id(None) == 0
     codes = pipe.generate("hello there", speaker="ann", seed=0)
     assert codes.shape == (K, src.n_frames("hello there"))
     assert torch.equal(codes, generate(m, "hello there", 1, length_source=src, tokenizer=tok, seed=0))
     with pytest.raises(ConfigError, match="unknown speaker"):
         pipe.speaker_id("bob")
-    with pytest.raises(ConfigError, match="holds"):
+    with pytest.raises(CheckpointError, match="holds"):
         from codectts.parts import save_part
 
         save_part(tmp_path / "other", m.state_dict(), m.cfg, "talker")
-        load_trm(tmp_path / "other")
+        TTSTRM.load(tmp_path / "other")
 
 
 def test_positions_from_durations():

@@ -76,9 +76,9 @@ def test_train_samples_export_and_resume(tmp_path):
         codes = np.load(step / f"sample_{n}_generated.npy")
         assert codes.shape == (K, s["n_frames"]) and codes.min() >= 0 and codes.max() < N
 
-    from codectts.infer.trm import TRMPipeline
+    from codectts.infer.trm import TRMGenerator
 
-    pipe = TRMPipeline.load(run / "last")
+    pipe = TRMGenerator.load(run / "last")
     assert pipe.speakers == ["ann", "bob"] and pipe.frame_rate == RATE
     # the fitted rate: 2 frames per character in this cache
     assert pipe.length.n_frames("abcde") == 10
@@ -109,9 +109,9 @@ def test_default_samples_are_held_out_items_with_ground_truth(tmp_path, text, al
         gt = np.load(run / "samples" / f"sample_{n}_ground_truth.npy")
         gen = np.load(run / "samples" / "step_0000002" / f"sample_{n}_generated.npy")
         assert gen.shape == gt.shape == (K, 2 * len(s["text"]))  # a held-out item: generated at its true length
-    from codectts.infer.trm import TRMPipeline
+    from codectts.infer.trm import TRMGenerator
 
-    pipe = TRMPipeline.load(run / "last")
+    pipe = TRMGenerator.load(run / "last")
     assert pipe.tokenizer.kind == text and pipe.model.cfg.alignment == align
 
 
@@ -151,13 +151,13 @@ def test_samples_are_decoded_to_wavs_when_the_codec_loads(tmp_path):
 def test_length_from_a_duration_model_travels_inside_the_released_trm(tmp_path):
     """--length-model: the TRM's output length is the duration model's prediction, re-timed to the
     codes' frame rate, and the duration part is copied into the release (issue 10, item 4)."""
-    from codectts.infer.trm import TRMPipeline
-    from codectts.models.duration import DurationConfig, DurationLength, DurationModel
-    from codectts.models.talker_io import save_duration
+    from codectts.infer.trm import TRMGenerator
+    from codectts.models.duration import DurationModel, preset
+    from codectts.models.length import DurationLength
 
     torch.manual_seed(0)
-    dur_part = save_duration(tmp_path / "duration", DurationModel(DurationConfig(
-        text_vocab=PhonemeTokenizer().vocab_size, dim=32, n_layers=1, n_heads=2, ffn_dim=64, frame_rate=40.0)))
+    dur_part = DurationModel(preset("tiny", text_vocab=PhonemeTokenizer().vocab_size, frame_rate=40.0)).save(
+        tmp_path / "duration")
     cache = make_cache(tmp_path / "codes")
     run = tmp_path / "run"
     res = CliRunner().invoke(cli(), ["trm", "--codes", str(cache), "--out", str(run), "--preset", "tiny",
@@ -173,7 +173,7 @@ def test_length_from_a_duration_model_travels_inside_the_released_trm(tmp_path):
     import shutil
 
     shutil.rmtree(dur_part)  # the original is gone: the release must not need it
-    pipe = TRMPipeline.load(moved)
+    pipe = TRMGenerator.load(moved)
     assert isinstance(pipe.length, DurationLength)
     src = pipe.length
     expected = round(sum(src.durations("the cat sat")) * RATE / 40.0)  # 40 Hz durations -> 20 Hz codes
@@ -182,18 +182,16 @@ def test_length_from_a_duration_model_travels_inside_the_released_trm(tmp_path):
 
 
 def test_duration_length_source_speed_and_errors(tmp_path):
-    from codectts.errors import ConfigError
-    from codectts.models.duration import DurationConfig, DurationLength, DurationModel
-    from codectts.models.length import LengthSource, length_source_from_dict
-    from codectts.models.talker_io import save_duration
+    from codectts.errors import CheckpointError, ConfigError
+    from codectts.models.duration import DurationModel, preset
+    from codectts.models.length import DurationLength, LengthSource, length_source_from_dict
 
     torch.manual_seed(0)
-    model = DurationModel(DurationConfig(text_vocab=PhonemeTokenizer().vocab_size, dim=32, n_layers=1, n_heads=2,
-                                         ffn_dim=64, frame_rate=20.0))
+    model = DurationModel(preset("tiny", text_vocab=PhonemeTokenizer().vocab_size, frame_rate=20.0))
     with torch.no_grad():
         model.head.bias.fill_(float(np.log1p(4.0)))  # about 4 frames per phoneme
         model.head.weight.zero_()
-    part = save_duration(tmp_path / "duration", model)
+    part = model.save(tmp_path / "duration")
     src = DurationLength(part, frame_rate=20.0)
     assert isinstance(src, LengthSource)
     n = src.n_frames("hello world")
@@ -203,5 +201,5 @@ def test_duration_length_source_speed_and_errors(tmp_path):
     assert again.n_frames("hello world") == n
     with pytest.raises(ConfigError, match="speed"):
         src.n_frames("hello", speed=10.0)
-    with pytest.raises(ConfigError):
+    with pytest.raises(CheckpointError, match="not a model directory"):
         DurationLength(tmp_path / "missing", frame_rate=20.0)

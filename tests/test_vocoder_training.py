@@ -55,7 +55,7 @@ def make_task(corpus, **kw) -> VocoderTask:
     rc = VocoderRecipeConfig(preset="tiny", segment_frames=SEG, batch_size=4, disc_width=0.0625, eval_utts=2,
                              **kw)
     utts, root, dev, dev_root = split_corpus(corpus, 2, 0)
-    from codectts.vocoders import hifigan_preset
+    from codectts.vocoders.hifigan import preset as hifigan_preset
 
     return VocoderTask(rc, hifigan_preset("tiny"), scan_clips(utts, root, MEL, SEG), scan_clips(dev, dev_root, MEL, 1))
 
@@ -133,8 +133,8 @@ def test_checkpoint_resume_round_trip_and_export(corpus, tmp_path):
 
 def test_init_from_a_part_reproduces_it(corpus, tmp_path):
     """--init loads a released generator into the weight-normed training generator exactly."""
-    from codectts.vocoders import hifigan_preset
     from codectts.vocoders.hifigan import HiFiGAN as Voc
+    from codectts.vocoders.hifigan import preset as hifigan_preset
 
     torch.manual_seed(3)
     voc = Voc(hifigan_preset("tiny"))

@@ -8,26 +8,26 @@ import pytest
 import torch
 
 from codectts.audio.mel import MelConfig, MelSpectrogram, mel_preset
-from codectts.errors import AudioError, ConfigError
+from codectts.errors import AudioError, CheckpointError, ConfigError
 from codectts.vocoders import (
-    HIFIGAN_PRESETS,
     GriffinLim,
     HiFiGAN,
     StreamConfig,
     Vocoder,
     VocoderStream,
-    hifigan_preset,
     load_vocoder,
     stream_config_for,
     vocode_chunked,
 )
 from codectts.vocoders.discriminators import DiscriminatorConfig, Discriminators
 from codectts.vocoders.hifigan import (
+    PRESETS,
     Generator,
     HiFiGANConfig,
     plain_state_dict,
     receptive_field_frames,
 )
+from codectts.vocoders.hifigan import preset as hifigan_preset
 from codectts.vocoders.losses import (
     discriminator_loss,
     feature_matching_loss,
@@ -35,6 +35,8 @@ from codectts.vocoders.losses import (
 )
 
 MEL = mel_preset("vocoder")
+# parameters of each preset's released generator (weight norm folded), 80 mels
+PRESET_PARAMS = {"seed": 1_463_809, "v1": 13_926_017, "v3": 1_462_273, "small": 401_921, "tiny": 33_993}
 SR, HOP = MEL.sample_rate, MEL.hop_length
 
 
@@ -140,10 +142,12 @@ def test_griffinlim_batch_matches_single():
 
 # ---- HiFi-GAN ---------------------------------------------------------------------------------------
 def test_hifigan_presets_match_the_hop_and_have_expected_sizes():
+    assert set(PRESET_PARAMS) == set(PRESETS)
     sizes = {}
-    for name in HIFIGAN_PRESETS:
+    for name in PRESETS:
         g = Generator(hifigan_preset(name))
         sizes[name] = sum(p.numel() for p in g.parameters())
+        assert HiFiGAN(hifigan_preset(name)).num_params() == PRESET_PARAMS[name], name
         if name != "v1":  # v1 is 14 M parameters: too slow for a shape check on CPU
             assert g(torch.randn(1, 80, 3)).shape == (1, 1, 3 * HOP)
     assert 13e6 < sizes["v1"] < 15e6  # the paper's V1: 13.9 M
@@ -153,13 +157,16 @@ def test_hifigan_presets_match_the_hop_and_have_expected_sizes():
 
 def test_hifigan_config_checks_the_hop():
     with pytest.raises(ConfigError, match="hop"):
-        hifigan_preset("seed", mel_preset("seed"))  # hop 1280 != 8*8*2*2
-    cfg = hifigan_preset("seed", mel_preset("seed"), upsample_rates=(8, 8, 5, 4), upsample_kernel_sizes=(16, 16, 11, 8))
+        hifigan_preset("seed", mel=mel_preset("seed"))  # hop 1280 != 8*8*2*2
+    cfg = hifigan_preset("seed", mel=mel_preset("seed"), upsample_rates=(8, 8, 5, 4),
+                         upsample_kernel_sizes=(16, 16, 11, 8))
     assert Generator(cfg)(torch.randn(1, 128, 2)).shape == (1, 1, 2 * 1280)
     with pytest.raises(ConfigError):
         hifigan_preset("tiny", upsample_kernel_sizes=(16, 15, 8))  # odd kernel - rate
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="colour"):
         HiFiGANConfig.from_dict({**hifigan_preset("tiny").to_dict(), "colour": "blue"})
+    with pytest.raises(ConfigError, match="unknown HiFiGANConfig preset"):
+        hifigan_preset("v9")
 
 
 def test_weight_norm_removal_keeps_the_output():
@@ -195,7 +202,7 @@ def test_hifigan_part_save_load_spec(tmp_path):
     assert (tmp_path / "half" / "model.safetensors").stat().st_size < 0.6 * (
         tmp_path / "voice" / "vocoder" / "model.safetensors").stat().st_size
     torch.testing.assert_close(half(mel), voc(mel), atol=5e-2, rtol=0)
-    with pytest.raises(ConfigError):
+    with pytest.raises(CheckpointError):
         HiFiGAN.load(tmp_path / "nowhere")
 
 

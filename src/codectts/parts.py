@@ -2,17 +2,25 @@
 
 Written atomically (a temp directory renamed into place), loaded without unpickling anything.
 Shared by training (export) and inference (load), so neither imports the other.
+
+Every model family follows one convention, defined here:
+
+- its config is a dataclass deriving from `PartConfig`: `to_dict()`, and `from_dict(d)` that rejects
+  unknown fields with a ConfigError naming them (never a TypeError traceback);
+- its module has `PRESETS` (name -> field values) and `preset(name, **overrides)` built by `make_preset`;
+- its model derives from `PartModel`: `model.save(dir)` and `Model.load(dir, device)`, strict loading.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -20,13 +28,45 @@ from safetensors.torch import load_file, save_file
 from codectts.errors import CheckpointError, ConfigError
 from codectts.fileio import fsync_dir, fsync_tree
 from codectts.schema import check_fields
+from codectts.schema import from_dict as _schema_from_dict
 
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 
+C = TypeVar("C")
+M = TypeVar("M", bound="PartModel")
+
+
+def from_dict(cls: type[C], d: Mapping[str, Any], where: str | None = None) -> C:
+    """Build the dataclass `cls` from JSON-like `d` (`codectts.schema.from_dict`): unknown or missing fields,
+    values of the wrong type and values its `__post_init__` refuses are a ConfigError naming `where`
+    (default: the class name) and the field, never a TypeError traceback."""
+    return _schema_from_dict(cls, d, where or cls.__name__)
+
+
+class PartConfig:
+    """Base of every model config (subclasses are dataclasses): strict `from_dict`, plain `to_dict`."""
+
+    @classmethod
+    def from_dict(cls: type[C], d: Mapping[str, Any], where: str | None = None) -> C:
+        return from_dict(cls, d, where)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+
+def make_preset(cls: type[C], presets: Mapping[str, Mapping[str, Any]], name: str,
+                overrides: Mapping[str, Any]) -> C:
+    """`cls` with the fields of preset `name`, then `overrides` (e.g. the sizes a corpus decides)."""
+    if name not in presets:
+        raise ConfigError(f"unknown {cls.__name__} preset {name!r}; choose from {sorted(presets)}")
+    return from_dict(cls, {**copy.deepcopy(dict(presets[name])), **overrides}, f"preset {name!r}")
+
 
 def config_to_dict(cfg: Any) -> dict:
+    if isinstance(cfg, PartConfig):
+        return cfg.to_dict()
     return dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg)
 
 
@@ -78,7 +118,7 @@ def read_part_config(path: str | os.PathLike, model_type: str | None = None) -> 
     path = Path(path)
     cfg_file = path / CONFIG
     if not cfg_file.exists():
-        raise ConfigError(f"{path}: not a model directory (no {CONFIG})")
+        raise CheckpointError(f"{path}: not a model directory (no {CONFIG})")
     try:
         meta = json.loads(cfg_file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -86,10 +126,10 @@ def read_part_config(path: str | os.PathLike, model_type: str | None = None) -> 
     if not isinstance(meta, dict) or not isinstance(meta.get("config", {}), dict):
         raise ConfigError(f"{cfg_file}: must be an object with a 'config' object")
     if meta.get("format_version") != FORMAT_VERSION:
-        raise ConfigError(f"{cfg_file}: format_version {meta.get('format_version')!r} unsupported "
-                          f"(this codectts reads {FORMAT_VERSION})")
+        raise CheckpointError(f"{cfg_file}: format_version {meta.get('format_version')!r} unsupported "
+                              f"(this codectts reads {FORMAT_VERSION})")
     if model_type is not None and meta.get("model_type") != model_type:
-        raise ConfigError(f"{path}: holds a {meta.get('model_type')!r}, expected a {model_type!r}")
+        raise CheckpointError(f"{path}: holds a {meta.get('model_type')!r}, expected a {model_type!r}")
     return meta
 
 
@@ -109,32 +149,57 @@ def load_part(path: str | os.PathLike, model_type: str | None = None) -> tuple[d
     return {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}, meta
 
 
-def load_model(path: str | os.PathLike, model_type: str, build: Callable[[dict], torch.nn.Module],
-               device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
-    """Load a part into the model `build(config_dict)` makes: (model in eval mode on `device`, meta)."""
-    sd, meta = load_part(path, model_type)
-    where = str(Path(path) / CONFIG)
-    try:
-        model = build(meta["config"])
-    except ConfigError as e:
-        raise ConfigError(f"{where}: {e}") from None
-    except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError, RuntimeError) as e:
-        # a field of the wrong type or value (a string for a size, zero heads) fails inside the model
-        raise ConfigError(f"{where}: invalid config ({type(e).__name__}: {e})") from e
-    cfg = getattr(model, "cfg", None)
-    if dataclasses.is_dataclass(cfg):
-        check_fields(cfg, where)  # e.g. a frame rate given as a string, which only fails at inference
-    load_state_strict(model, sd, str(path))
-    return model.to(device).eval(), meta
-
-
 def load_state_strict(model: torch.nn.Module, sd: dict[str, torch.Tensor], where: str) -> None:
-    """load_state_dict with a ConfigError that names the mismatch instead of a long RuntimeError."""
+    """load_state_dict with a CheckpointError that names the mismatch instead of a long RuntimeError."""
     own = model.state_dict()
     missing = sorted(set(own) - set(sd))
     unexpected = sorted(set(sd) - set(own))
     shapes = [k for k in own if k in sd and own[k].shape != sd[k].shape]
     if missing or unexpected or shapes:
-        raise ConfigError(f"{where}: weights do not match the config (missing {missing[:3]}, unexpected "
-                          f"{unexpected[:3]}, wrong shape {shapes[:3]})")
+        raise CheckpointError(f"{where}: weights do not match the config (missing {missing[:3]}, unexpected "
+                              f"{unexpected[:3]}, wrong shape {shapes[:3]})")
     model.load_state_dict(sd)
+
+
+class PartModel:
+    """Mixin for an nn.Module released as a part: `model.save(dir)` / `Model.load(dir, device)`.
+
+    A subclass sets `model_type` (stored in config.json) and `config_class` (a PartConfig) and keeps
+    its config in `self.cfg`; `part_module()` names the module whose weights are the part (default:
+    the model itself). `Model.load` builds `Model(cfg, **kwargs)` and loads the weights strictly.
+    Extra JSON a part carries (tokenizer, speakers, ...) is read with `read_part_config`.
+    """
+
+    model_type: ClassVar[str]
+    config_class: ClassVar[type[PartConfig]]
+    cfg: Any
+
+    def part_module(self) -> torch.nn.Module:
+        return self  # type: ignore[return-value]
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.part_module().parameters())
+
+    def save(self, path: str | os.PathLike, *, half: bool = False, extra: dict | None = None,
+             files: dict[str, bytes] | None = None) -> Path:
+        """Write this model as a part (`half`: floating weights as fp16; `extra`: more config.json keys;
+        `files`: more files inside the folder)."""
+        return save_part(path, self.part_module().state_dict(), self.cfg, self.model_type, extra=extra, half=half,
+                         files=files)
+
+    @classmethod
+    def load(cls: type[M], path: str | os.PathLike, device: str | torch.device = "cpu", **kwargs: Any) -> M:
+        """The part at `path` in eval mode on `device`; `kwargs` go to the constructor."""
+        sd, meta = load_part(path, cls.model_type)
+        where = str(Path(path) / CONFIG)
+        cfg = cls.config_class.from_dict(meta.get("config"), where)
+        try:
+            model = cls(cfg, **kwargs)  # type: ignore[call-arg]
+        except ConfigError as e:
+            raise ConfigError(f"{where}: {e}") from None
+        except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError, RuntimeError) as e:
+            # a value of the right type the model still cannot be built with (zero heads, a negative size)
+            raise ConfigError(f"{where}: invalid config ({type(e).__name__}: {e})") from e
+        check_fields(model.cfg, where)  # what __post_init__ made of it, e.g. a nested mel config
+        load_state_strict(model.part_module(), sd, str(path))
+        return model.to(device).eval()  # type: ignore[attr-defined]

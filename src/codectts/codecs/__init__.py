@@ -4,7 +4,7 @@ Names are imported lazily so that `codectts codes --help` (and `import codectts.
 """
 from importlib import import_module
 
-_EXPORTS = {"Codec": "codectts.codecs.base", "check_codes": "codectts.codecs.base"}
+_EXPORTS = {"Codec": "codectts.codecs.base", "MelCodec": "codectts.codecs.base", "check_codes": "codectts.codecs.base"}
 __all__ = list(_EXPORTS)
 
 

@@ -4,14 +4,25 @@
     encode(wav [B, T] float) -> codes [B, K, F] int64
     decode(codes [B, K, F]) -> wav [B, T]
     spec() -> dict   (JSON-able; stored in code caches and voice.json so the right codec is reloaded)
+
+A `MelCodec` (the mel RVQ codec) also decodes codes to log-mels, which a separate vocoder turns into
+audio; that is all the Synthesizer and its streaming need to know about it:
+
+    mel: MelConfig                 the mels decode_mel returns (the vocoder must expect the same)
+    mel_frames_per_code: int       mel frames per codec frame
+    context_frames: int            codec frames on each side that one decoded frame depends on
+    decode_mel(codes [B, K, F]) -> log-mel [B, n_mels, F * mel_frames_per_code]
 """
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import torch
 
 from codectts.errors import ConfigError
+
+if TYPE_CHECKING:
+    from codectts.audio.mel import MelConfig
 
 
 @runtime_checkable
@@ -26,6 +37,15 @@ class Codec(Protocol):
     def decode(self, codes: torch.Tensor) -> torch.Tensor: ...
 
     def spec(self) -> dict: ...
+
+
+@runtime_checkable
+class MelCodec(Codec, Protocol):
+    mel: MelConfig
+    mel_frames_per_code: int
+    context_frames: int
+
+    def decode_mel(self, codes: torch.Tensor) -> torch.Tensor: ...
 
 
 def check_codes(codes: torch.Tensor, n_codebooks: int, codebook_size: int) -> torch.Tensor:

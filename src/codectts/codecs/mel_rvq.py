@@ -12,8 +12,7 @@ reported reconstruction MSE is on these standardised mels (1.0 = predicting each
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
@@ -22,14 +21,12 @@ import torch.nn.functional as F
 from codectts.audio.mel import MelConfig, MelSpectrogram, mel_preset
 from codectts.codecs.base import check_codes
 from codectts.codecs.rvq import ResidualVQ, RVQOutput
-from codectts.errors import ConfigError
-from codectts.parts import load_model, save_part
-
-MODEL_TYPE = "mel_rvq_codec"
+from codectts.errors import AudioError, ConfigError
+from codectts.parts import PartConfig, PartModel, from_dict, make_preset
 
 
 @dataclass
-class MelRVQConfig:
+class MelRVQConfig(PartConfig):
     mel: MelConfig = field(default_factory=lambda: mel_preset("seed"))
     stack: int = 1  # mel frames per codec frame
     arch: str = "linear"  # "linear" (the seed's projections) or "conv"
@@ -44,7 +41,7 @@ class MelRVQConfig:
 
     def __post_init__(self):
         if isinstance(self.mel, dict):
-            self.mel = MelConfig(**self.mel)
+            self.mel = from_dict(MelConfig, self.mel, "codec config 'mel'")
         if self.arch not in ("linear", "conv"):
             raise ConfigError(f"arch must be linear|conv, got {self.arch!r}")
         if self.stack < 1:
@@ -70,24 +67,20 @@ class MelRVQConfig:
 
         return self.frame_rate * self.n_codebooks * math.log2(self.codebook_size)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
 
-
-CODEC_PRESETS: dict[str, MelRVQConfig] = {
-    "seed": MelRVQConfig(),
-    # 22.05 kHz / hop 256 mels, 4 frames stacked (21.5 Hz), conv encoder/decoder.
-    "k4x512": MelRVQConfig(mel=mel_preset("vocoder"), stack=4, arch="conv", n_codebooks=4, codebook_size=512),
-    "k6x1024": MelRVQConfig(mel=mel_preset("vocoder"), stack=4, arch="conv", n_codebooks=6, codebook_size=1024),
-    "k8x1024": MelRVQConfig(mel=mel_preset("vocoder"), stack=4, arch="conv", n_codebooks=8, codebook_size=1024),
+_STACKED = dict(mel=mel_preset("vocoder").to_dict(), stack=4, arch="conv")  # 22.05 kHz / hop 256, 21.5 Hz
+PRESETS: dict[str, dict] = {
+    "seed": {},  # the seed's: 16 kHz 128-bin mels at 12.5 Hz, linear projections, 2 x 128 codes
+    # 4 mel frames stacked per codec frame, conv encoder/decoder (k4x512: the default voice's)
+    "k4x512": dict(_STACKED, n_codebooks=4, codebook_size=512),
+    "k6x1024": dict(_STACKED, n_codebooks=6, codebook_size=1024),
+    "k8x1024": dict(_STACKED, n_codebooks=8, codebook_size=1024),
+    "tiny": dict(_STACKED, n_codebooks=4, codebook_size=64, hidden=32, n_res_blocks=1),  # tests
 }
 
 
-def codec_preset(name: str) -> MelRVQConfig:
-    try:
-        return MelRVQConfig(**asdict(CODEC_PRESETS[name]))
-    except KeyError:
-        raise ConfigError(f"unknown codec preset {name!r}; choose from {sorted(CODEC_PRESETS)}") from None
+def preset(name: str, **overrides) -> MelRVQConfig:
+    return make_preset(MelRVQConfig, PRESETS, name, overrides)
 
 
 class ResBlock1d(nn.Module):
@@ -113,8 +106,12 @@ class CodecOutput:
     rvq: RVQOutput
 
 
-class MelRVQCodec(nn.Module):
-    """Codec over log-mels. `encode(wav)` / `decode(codes)` need `self.vocoder` for the wav side."""
+class MelRVQCodec(PartModel, nn.Module):
+    """Codec over log-mels. `encode(wav)` / `decode(codes)` need `self.vocoder` for the wav side;
+    `MelRVQCodec.load(path, device, vocoder=...)` attaches one."""
+
+    model_type = "mel_rvq_codec"
+    config_class = MelRVQConfig
 
     def __init__(self, cfg: MelRVQConfig, vocoder=None):
         super().__init__()
@@ -139,6 +136,10 @@ class MelRVQCodec(nn.Module):
     frame_rate = property(lambda self: self.cfg.frame_rate)
     n_codebooks = property(lambda self: self.cfg.n_codebooks)
     codebook_size = property(lambda self: self.cfg.codebook_size)
+
+    # MelCodec protocol -----------------------------------------------------------------------
+    mel = property(lambda self: self.cfg.mel)
+    mel_frames_per_code = property(lambda self: self.cfg.stack)
 
     @property
     def context_frames(self) -> int:
@@ -195,11 +196,11 @@ class MelRVQCodec(nn.Module):
 
     def _check_mel(self, mel: torch.Tensor) -> None:
         if mel.dim() != 3 or mel.shape[1] != self.cfg.mel.n_mels:
-            raise ConfigError(f"expected log-mel [B, {self.cfg.mel.n_mels}, T], got {tuple(mel.shape)}")
+            raise AudioError(f"expected log-mel [B, {self.cfg.mel.n_mels}, T], got {tuple(mel.shape)}")
         if mel.shape[-1] == 0:
-            raise ConfigError("empty mel (0 frames)")
+            raise AudioError("empty mel (0 frames)")
         if not torch.isfinite(mel).all():
-            raise ConfigError("mel holds NaN or Inf")
+            raise AudioError("mel holds NaN or Inf")
 
     @torch.no_grad()
     def encode_mel(self, mel: torch.Tensor) -> torch.Tensor:
@@ -224,9 +225,9 @@ class MelRVQCodec(nn.Module):
         if wav.dim() == 1:
             wav = wav.unsqueeze(0)
         if wav.shape[-1] == 0:
-            raise ConfigError("cannot encode empty audio")
+            raise AudioError("cannot encode empty audio")
         if not torch.isfinite(wav).all():
-            raise ConfigError("audio holds NaN or Inf")
+            raise AudioError("audio holds NaN or Inf")
         return self.encode_mel(self.melspec(wav.to(self.mel_mean.device)))
 
     @torch.no_grad()
@@ -239,19 +240,11 @@ class MelRVQCodec(nn.Module):
         return {"type": "mel_rvq", "path": path, "config": self.cfg.to_dict()}
 
     # parts -----------------------------------------------------------------------------------
-    def save(self, path: str | Path, half: bool = False) -> Path:
-        sd = {k: v for k, v in self.state_dict().items() if not k.startswith(("melspec.", "vocoder."))}
-        return save_part(path, sd, self.cfg.to_dict(), MODEL_TYPE, half=half)
-
-    @classmethod
-    def load(cls, path: str | Path, vocoder=None, device: str = "cpu") -> MelRVQCodec:
-        return load_model(path, MODEL_TYPE, lambda c: cls(MelRVQConfig(**c), vocoder=vocoder), device)[0]
-
     def state_dict(self, *args, **kwargs):
+        """The codec's own weights and mel statistics: an attached vocoder is not part of the part."""
         sd = super().state_dict(*args, **kwargs)
         return {k: v for k, v in sd.items() if not k.startswith("vocoder.")}
 
-
-def codec_param_count(model: MelRVQCodec) -> int:
-    """Parameters as the seed counts them: projections + codebooks (normalisation stats are buffers)."""
-    return sum(p.numel() for p in model.parameters())
+    def num_params(self) -> int:
+        """Parameters as the seed counts them: projections + codebooks (mel statistics are buffers)."""
+        return sum(p.numel() for n, p in self.named_parameters() if not n.startswith("vocoder."))

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from codectts.audio.io import resample
 from codectts.codecs.base import check_codes
-from codectts.errors import AudioError, ConfigError
+from codectts.errors import AudioError, CheckpointError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +79,11 @@ class MimiCodec:
         if _looks_like_path(src):
             folder = Path(src).expanduser()
             if not (folder / "config.json").is_file():
-                raise ConfigError(f"{folder}: not a Mimi folder (no config.json). " + _offline_help(DEFAULT_SOURCE))
+                raise CheckpointError(f"{folder}: not a Mimi folder (no config.json). " + _offline_help(DEFAULT_SOURCE))
             try:
                 model = MimiModel.from_pretrained(str(folder), local_files_only=True)
             except (OSError, ValueError) as e:
-                raise ConfigError(f"{folder}: cannot load Mimi weights ({str(e)[:200]})") from None
+                raise CheckpointError(f"{folder}: cannot load Mimi weights ({str(e)[:200]})") from None
             return cls(model.to(device), n_codebooks, source=str(folder))
         if local_only is None:
             local_only = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
@@ -91,11 +91,11 @@ class MimiCodec:
             model = MimiModel.from_pretrained(src, local_files_only=True, cache_dir=cache_dir)
         except (OSError, ValueError):
             if local_only:
-                raise ConfigError(_offline_help(src)) from None
+                raise CheckpointError(_offline_help(src)) from None
             try:
                 model = MimiModel.from_pretrained(src, cache_dir=cache_dir)
             except Exception as e:  # network errors come in many types (requests, httpx, hub errors)
-                raise ConfigError(f"{_offline_help(src)} (download failed: {str(e)[:160]})") from None
+                raise CheckpointError(f"{_offline_help(src)} (download failed: {str(e)[:160]})") from None
         return cls(model.to(device), n_codebooks, source=src)
 
     @classmethod

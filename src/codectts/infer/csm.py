@@ -18,9 +18,10 @@ import numpy as np
 import torch
 
 from codectts.audio.io import resample
-from codectts.errors import ConfigError, TextError
+from codectts.errors import CheckpointError, ConfigError, TextError
 from codectts.models.csm import CSM, Segment, build_sequence
 from codectts.models.sampling import SamplingConfig, sample_logits
+from codectts.parts import read_part_config
 from codectts.text.tokenizers import Tokenizer, tokenizer_from_dict
 
 
@@ -59,9 +60,9 @@ class CSMGenerator:
     @classmethod
     def load(cls, path: str | Path, codec=None, device: str | torch.device = "cpu") -> CSMGenerator:
         """From a release part written by `codectts train csm` (the tokenizer is stored in its config.json)."""
-        model, meta = CSM.load(path, device)
+        model, meta = CSM.load(path, device), read_part_config(path)
         if "tokenizer" not in meta:
-            raise ConfigError(f"{path}: config.json has no 'tokenizer'")
+            raise CheckpointError(f"{path}: config.json has no 'tokenizer' (not a CSM trained by codectts train csm)")
         return cls(model, codec, tokenizer_from_dict(meta["tokenizer"]))
 
     @property
@@ -106,7 +107,7 @@ class CSMGenerator:
         n_prompt = text_ids.shape[1]
         room = cfg.max_seq_len - n_prompt
         if room < 1:
-            raise ConfigError(f"prompt of {n_prompt} positions (reference + text) leaves no room in "
+            raise TextError(f"prompt of {n_prompt} positions (reference + text) leaves no room in "
                               f"max_seq_len {cfg.max_seq_len}; use a shorter reference or text")
         max_frames = room if max_frames is None else min(max_frames, room)
         gen = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None

@@ -142,13 +142,13 @@ class _TextEngine:
 class TRMEngine(_TextEngine):
     kind = "trm"
 
-    def __init__(self, pipeline, device: str = "cpu"):
-        self.pipeline, self.tokenizer, self.device = pipeline, pipeline.tokenizer, device
+    def __init__(self, generator, device: str = "cpu"):
+        self.generator, self.tokenizer, self.device = generator, generator.tokenizer, device
 
     def check(self, codec, name: str) -> None:
-        cfg = self.pipeline.model.cfg
+        cfg = self.generator.model.cfg
         self.check_codes(cfg.n_codebooks, cfg.codebook_size, codec, name)
-        rate = self.pipeline.frame_rate
+        rate = self.generator.frame_rate
         if rate is not None and abs(rate - codec.frame_rate) > 1e-3:
             raise ConfigError(
                 f"voice {name!r}: the TRM was trained on {rate} Hz codes, the codec runs at {codec.frame_rate} Hz"
@@ -158,7 +158,7 @@ class TRMEngine(_TextEngine):
         self, plan: SentencePlan, sampling: SamplingConfig, gen: torch.Generator, chunk: int, reference=None
     ) -> Iterator[torch.Tensor]:
         _no_reference(self.kind, reference)
-        codes = self.pipeline.generate(plan.text, speed=plan.speed, sampling=sampling, seed=seed_from(gen))
+        codes = self.generator.generate(plan.text, speed=plan.speed, sampling=sampling, seed=seed_from(gen))
         yield from chunked(codes[None].to(self.device), chunk)  # non-autoregressive: all frames at once
 
 

@@ -18,7 +18,8 @@ def build_voice(out: Path, *, name: str, talker: Path, codec: Path, vocoder: str
     from codectts.codecs.mel_rvq import MelRVQCodec
     from codectts.infer.synthesizer import Synthesizer
     from codectts.infer.voice import VOICE_FORMAT
-    from codectts.models.talker_io import load_duration, load_talker, save_duration, save_talker
+    from codectts.models.duration import DurationModel
+    from codectts.models.talker import Talker
     from codectts.text.tokenizers import PhonemeTokenizer
     from codectts.vocoders import GriffinLim, load_vocoder
 
@@ -28,7 +29,7 @@ def build_voice(out: Path, *, name: str, talker: Path, codec: Path, vocoder: str
     try:
         codec_model = MelRVQCodec.load(codec)
         codec_model.save(tmp / "codec", half=False)  # codebooks stay fp32: nearest-neighbour needs precision
-        save_talker(tmp / "talker", load_talker(talker), half=half)
+        Talker.load(talker).save(tmp / "talker", half=half)
         meta = {"format_version": VOICE_FORMAT, "name": name, "description": description,
                 "sample_rate": codec_model.sample_rate, "model": {"type": "talker", "path": "talker"},
                 "codec": {"type": "mel_rvq", "path": "codec"}, "tokenizer": "tokenizer.json",
@@ -37,7 +38,7 @@ def build_voice(out: Path, *, name: str, talker: Path, codec: Path, vocoder: str
         if context:
             meta["context"] = {k: int(v) for k, v in context.items() if v}
         if duration is not None:
-            save_duration(tmp / "duration", load_duration(duration), half=False)
+            DurationModel.load(duration).save(tmp / "duration", half=False)
             meta["duration"] = {"path": "duration"}
         if vocoder == "griffinlim":
             meta["vocoder"] = GriffinLim(codec_model.cfg.mel).spec()

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from codectts.codecs.base import MelCodec
 from codectts.errors import ConfigError, GenerationError, TextError
 from codectts.infer.voice import load_codec_and_vocoder, read_voice_json, resolve_voice, voice_part
 from codectts.models.sampling import SamplingConfig
@@ -32,9 +33,9 @@ class CodecMelStream:
     """Incremental codes -> log-mel through a non-causal codec decoder: a frame is final once
     `context` frames after it exist; decoding windows carry `context` frames on both sides."""
 
-    def __init__(self, codec):
+    def __init__(self, codec: MelCodec):
         self.codec = codec
-        self.ctx = getattr(codec, "context_frames", 0)
+        self.ctx = codec.context_frames
         self.codes: torch.Tensor | None = None
         self.done = 0
 
@@ -46,7 +47,7 @@ class CodecMelStream:
             return None
         a = max(0, self.done - self.ctx)
         mel = self.codec.decode_mel(self.codes[..., a:total])
-        s = self.codec.cfg.stack
+        s = self.codec.mel_frames_per_code
         out = mel[..., (self.done - a) * s:(end - a) * s]
         self.done = end
         return out
@@ -60,8 +61,10 @@ class Synthesizer:
         self.default_sampling = SamplingConfig.from_dict(meta.get("sampling", {}), f"voice {name!r}: sampling")
         self.pause_s = float(meta.get("sentence_pause_s", 0.2))
         self.max_sentence_chars = MAX_SENTENCE_CHARS  # longer sentences are split at clauses
-        if vocoder is None and hasattr(codec, "decode_mel"):
-            raise ConfigError(f"voice {name!r}: a mel codec needs a vocoder")
+        if isinstance(codec, MelCodec) != (vocoder is not None):
+            raise ConfigError(f"voice {name!r}: a mel codec needs a vocoder, a waveform codec none")
+        if vocoder is not None:
+            codec.mel.check_compatible(vocoder.mel, f"voice {name!r}: codec vs vocoder")
         engine.check(codec, name)
 
     # ---- loading ------------------------------------------------------------------------------
@@ -78,20 +81,21 @@ class Synthesizer:
         kind = meta["model"].get("type")
         if kind == "talker":
             from codectts.infer.engines import TalkerEngine
-            from codectts.models.talker_io import load_duration, load_talker
+            from codectts.models.duration import DurationModel
+            from codectts.models.talker import Talker
             from codectts.text.tokenizers import load_tokenizer
 
             tok_file = root / meta.get("tokenizer", "tokenizer.json")
             if not tok_file.exists():
                 raise ConfigError(f"voice {name!r}: missing tokenizer file {tok_file}")
-            duration = load_duration(part("duration"), device=device) if "duration" in meta else None
-            engine = TalkerEngine(load_talker(part("model"), device=device), duration, load_tokenizer(tok_file),
+            duration = DurationModel.load(part("duration"), device) if "duration" in meta else None
+            engine = TalkerEngine(Talker.load(part("model"), device), duration, load_tokenizer(tok_file),
                                   device, meta.get("context"))
         elif kind == "trm":
             from codectts.infer.engines import TRMEngine
-            from codectts.infer.trm import TRMPipeline
+            from codectts.infer.trm import TRMGenerator
 
-            engine = TRMEngine(TRMPipeline.load(part("model"), device=device), device)
+            engine = TRMEngine(TRMGenerator.load(part("model"), device=device), device)
         elif kind == "csm":
             from codectts.infer.csm import CSMGenerator
             from codectts.infer.engines import CSMEngine
@@ -202,9 +206,9 @@ class Synthesizer:
         """Codes -> mel as frames become final -> chunked vocoder."""
         from codectts.vocoders import StreamConfig, VocoderStream
 
-        stack = getattr(getattr(self.codec, "cfg", None), "stack", 1)
         mels = CodecMelStream(self.codec)
-        voc = VocoderStream(self.vocoder, StreamConfig(chunk_frames=max(4, chunk_frames * stack // 2)))
+        chunk_mels = max(4, chunk_frames * self.codec.mel_frames_per_code // 2)
+        voc = VocoderStream(self.vocoder, StreamConfig(chunk_frames=chunk_mels))
         for codes in chunks:
             mel = mels.push(codes)
             if mel is not None and mel.shape[-1]:

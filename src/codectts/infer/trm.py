@@ -1,8 +1,8 @@
 """Generation with the TTS TRM: text + speaker + a length -> codes [K, F] in one forward pass.
 
-`generate(model, text, speaker, n_frames=... | length_source=...)` is the low-level call (the model
-and tokenizer passed in). `TRMPipeline.load(part_dir)` bundles what a trained part needs at run time
-(model, tokenizer, speaker names, length source, codec spec) and calls `generate`.
+`generate(model, text, speaker, n_frames=... | length_source=... | durations=...)` is the low-level
+call (model and tokenizer passed in). `TRMGenerator.load(part_dir)` bundles what a trained part needs
+at run time (model, tokenizer, speaker names, length source, codec spec) and calls `generate`.
 """
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-from codectts.errors import ConfigError
-from codectts.models.length import LengthSource, check_speed, length_source_from_dict
+from codectts.errors import CheckpointError, ConfigError, GenerationError
+from codectts.models.length import LengthSource, length_source_from_dict
 from codectts.models.sampling import SamplingConfig, sample_logits
-from codectts.models.trm import TTSTRM, load_trm, positions_from_durations
+from codectts.models.speed import check_speed
+from codectts.models.trm import TTSTRM, positions_from_durations
+from codectts.parts import read_part_config
 from codectts.text.tokenizers import Tokenizer, tokenizer_from_dict
 
 
@@ -58,17 +60,19 @@ def generate(model: TTSTRM, text: str | Sequence[int], speaker: int = 0, n_frame
     was_training = model.training
     model.eval()
     try:
-        out = model(torch.tensor([ids], device=dev), torch.tensor([len(ids)], device=dev),
-                    torch.tensor([int(speaker)], device=dev), torch.tensor([int(n_frames)], device=dev),
-                    frame_positions=None if positions is None else positions[None].to(dev))
+        logits = model(torch.tensor([ids], device=dev), torch.tensor([len(ids)], device=dev),
+                       torch.tensor([int(speaker)], device=dev), torch.tensor([int(n_frames)], device=dev),
+                       frame_positions=None if positions is None else positions[None].to(dev)).logits
     finally:
         model.train(was_training)
+    if not torch.isfinite(logits).all():
+        raise GenerationError("the TRM produced non-finite logits (NaN/Inf weights or activations)")
     gen = torch.Generator(device=dev).manual_seed(seed) if seed is not None else None
-    return sample_logits(out.logits[0], sampling, gen)  # [K, F]
+    return sample_logits(logits[0], sampling, gen)  # [K, F]
 
 
 @dataclass
-class TRMPipeline:
+class TRMGenerator:
     """A trained TRM with what it needs at run time; built by `load` from a release part."""
 
     model: TTSTRM
@@ -79,11 +83,11 @@ class TRMPipeline:
     frame_rate: float | None = None
 
     @classmethod
-    def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> TRMPipeline:
-        model, meta = load_trm(path, device)
+    def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> TRMGenerator:
+        model, meta = TTSTRM.load(path, device), read_part_config(path)
         for key in ("tokenizer", "length"):
             if key not in meta:
-                raise ConfigError(f"{path}: config.json has no {key!r} (not a TRM trained by codectts train trm)")
+                raise CheckpointError(f"{path}: config.json has no {key!r} (not a TRM trained by codectts train trm)")
         return cls(
             model=model,
             tokenizer=tokenizer_from_dict(meta["tokenizer"]),

@@ -21,10 +21,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from codectts.models.mas import monotonic_alignment_search, monotonic_alignment_search_batch
+from codectts.parts import PartConfig, PartModel
 
 
 @dataclass
-class AlignerConfig:
+class AlignerConfig(PartConfig):
     vocab_size: int
     n_mels: int = 80
     dim: int = 128  # text encoder width
@@ -52,7 +53,10 @@ class ConvBlock(nn.Module):
         return x + self.norm(y.transpose(1, 2)).transpose(1, 2)
 
 
-class Aligner(nn.Module):
+class Aligner(PartModel, nn.Module):
+    model_type = "aligner"
+    config_class = AlignerConfig
+
     def __init__(self, cfg: AlignerConfig):
         super().__init__()
         self.cfg = cfg

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from codectts.errors import ConfigError
+from codectts.errors import ConfigError, GenerationError
 
 
 @dataclass
@@ -89,7 +89,7 @@ class KVCache:
     def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         t = k.shape[2]
         if self.length + t > self.max_len:
-            raise ConfigError(f"KV cache full: {self.length} + {t} > {self.max_len}")
+            raise GenerationError(f"KV cache full: {self.length} + {t} > {self.max_len}")
         self.k[:, :, self.length:self.length + t] = k
         self.v[:, :, self.length:self.length + t] = v
         self.length += t
@@ -213,7 +213,7 @@ class Transformer(nn.Module):
     ) -> torch.Tensor:
         t = x.shape[1]
         if start + t > self.cfg.max_seq_len:
-            raise ConfigError(f"sequence of {start + t} exceeds max_seq_len {self.cfg.max_seq_len}")
+            raise GenerationError(f"sequence of {start + t} exceeds max_seq_len {self.cfg.max_seq_len}")
         cos, sin = self.cos[start : start + t], self.sin[start : start + t]
         for i, layer in enumerate(self.layers):
             x = layer(x, cos, sin, mask, caches[i] if caches is not None else None)

@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from codectts.errors import ConfigError
+from codectts.errors import ConfigError, DataError
 from codectts.models.blocks import (
     KVCache,
     Transformer,
@@ -40,13 +39,13 @@ from codectts.models.blocks import (
     count_params,
     make_caches,
 )
+from codectts.parts import PartConfig, PartModel, make_preset
 
-MODEL_TYPE = "csm"
 TEXT_PAD_ID = 0  # codectts.text tokenizers: PAD=0, BOS=1, EOS=2
 
 
 @dataclass
-class CSMConfig:
+class CSMConfig(PartConfig):
     text_vocab_size: int = 64
     n_codebooks: int = 8
     codebook_size: int = 1024
@@ -99,20 +98,9 @@ class CSMConfig:
                                  max_seq_len=self.n_codebooks, rope_theta=self.rope_theta, norm_eps=self.norm_eps,
                                  dropout=self.dropout)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
 
-    @classmethod
-    def from_dict(cls, d: dict) -> CSMConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"CSMConfig: unknown field(s) {unknown}")
-        return cls(**d)
-
-
-# Named sizes. Data-dependent fields (text_vocab_size, n_codebooks, codebook_size) are filled by `csm_preset`.
-CSM_PRESETS: dict[str, dict] = {
+# Named sizes. Data-dependent fields (text_vocab_size, n_codebooks, codebook_size) are filled by `preset`.
+PRESETS: dict[str, dict] = {
     # unit tests: builds and runs in milliseconds
     "tiny": {
         "dim": 64,
@@ -162,11 +150,9 @@ CSM_PRESETS: dict[str, dict] = {
 }
 
 
-def csm_preset(name: str, **overrides) -> CSMConfig:
+def preset(name: str, **overrides) -> CSMConfig:
     """A named size with the data-dependent fields (and anything else) overridden."""
-    if name not in CSM_PRESETS:
-        raise ConfigError(f"unknown CSM preset {name!r}; choose from {sorted(CSM_PRESETS)}")
-    return CSMConfig(**{**CSM_PRESETS[name], **overrides})
+    return make_preset(CSMConfig, PRESETS, name, overrides)
 
 
 @dataclass
@@ -198,7 +184,10 @@ class FrameOutput:
 Sampler = Callable[[torch.Tensor, int], torch.Tensor]  # (logits [B, V], codebook index) -> codes [B]
 
 
-class CSM(nn.Module):
+class CSM(PartModel, nn.Module):
+    model_type = "csm"
+    config_class = CSMConfig
+
     def __init__(self, cfg: CSMConfig):
         super().__init__()
         self.cfg = cfg
@@ -264,13 +253,13 @@ class CSM(nn.Module):
         """
         cfg = self.cfg
         if audio.shape[-1] != cfg.n_codebooks:
-            raise ConfigError(f"audio has {audio.shape[-1]} codebooks, model expects {cfg.n_codebooks}")
+            raise DataError(f"audio has {audio.shape[-1]} codebooks, model expects {cfg.n_codebooks}")
         h = self.backbone(self.embed(text, audio, audio_mask))  # [B, S, D]
         target_mask = audio_mask[:, 1:]  # position s predicts the frame at s + 1
         h_pred = h[:, :-1][target_mask]  # [N, D]
         frames = audio[:, 1:][target_mask]  # [N, K]
         if frames.shape[0] == 0:
-            raise ConfigError("batch holds no audio frames to predict")
+            raise DataError("batch holds no audio frames to predict")
         c0_logits = self.c0_head(h_pred)
         backbone_loss = F.cross_entropy(c0_logits.float(), frames[:, 0])
 
@@ -353,19 +342,6 @@ class CSM(nn.Module):
         if forced is None:
             frame[eos] = cfg.eos_code
         return FrameOutput(frame, c0_logits, torch.stack(logits, dim=1))
-
-    # ---- release parts -------------------------------------------------------------------------
-    def save(self, path: str | Path, extra: dict | None = None) -> Path:
-        from codectts.parts import save_part
-
-        return save_part(path, self.state_dict(), self.cfg, MODEL_TYPE, extra=extra)
-
-    @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> tuple[CSM, dict]:
-        """(model in eval mode, the part's meta: config plus whatever `save` was given as extra)."""
-        from codectts.parts import load_model
-
-        return load_model(path, MODEL_TYPE, lambda c: cls(CSMConfig.from_dict(c)), device)
 
 
 # ---- sequence building (shared by training and inference) -------------------------------------

@@ -3,24 +3,25 @@
 A non-autoregressive model (the TRM) must be told its output length before it runs. The length
 comes from a `LengthSource`, so the same model can take it from a character-rate heuristic (the
 TRM seed's `len(text) * 3` frames at 12.5 Hz, `CharRateLength`) or from a trained duration model
-(`models.duration.DurationLength`, kind "duration_model"), without change.
+(`DurationLength`, kind "duration_model"), without change.
 
 Every source takes `speed` (> 1 is faster, so fewer frames) and rejects speeds outside
-[MIN_SPEED, MAX_SPEED] with a ConfigError. Sources serialise to a small dict (`to_dict`) that a
+`models.speed`'s [MIN_SPEED, MAX_SPEED] with a ConfigError. This module imports no torch;
+`DurationLength` loads torch and its part when built. Sources serialise to a small dict (`to_dict`) that a
 released model part stores beside its weights; `length_source_from_dict` rebuilds them.
 """
 from __future__ import annotations
 
-import math
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from codectts.errors import ConfigError, TextError
+from codectts.errors import CheckpointError, ConfigError, TextError
+from codectts.models.speed import check_speed
 from codectts.text.normalize import normalize_text
 
-MIN_SPEED = 0.25
-MAX_SPEED = 4.0
 # The seed: "~3 frames per character" at Mimi's 12.5 Hz, i.e. 0.24 s per character.
 SEED_FRAMES_PER_CHAR = 3.0
 SEED_FRAME_RATE = 12.5
@@ -32,17 +33,6 @@ class LengthSource(Protocol):
     """Anything that tells a non-autoregressive model how many frames to produce."""
 
     def n_frames(self, text: str, speed: float = 1.0) -> int: ...
-
-
-def check_speed(speed: float) -> float:
-    """Return `speed` as a float, or raise a ConfigError naming the allowed range."""
-    try:
-        s = float(speed)
-    except (TypeError, ValueError):
-        raise ConfigError(f"speed must be a number, got {speed!r}") from None
-    if not math.isfinite(s) or not MIN_SPEED <= s <= MAX_SPEED:
-        raise ConfigError(f"speed {speed!r} out of range [{MIN_SPEED}, {MAX_SPEED}] (1.0 = normal)")
-    return s
 
 
 def count_chars(text: str) -> int:
@@ -107,15 +97,59 @@ class CharRateLength:
         return {"kind": self.kind, **asdict(self)}
 
 
-def _duration_length(d: dict, root=None) -> LengthSource:
-    from codectts.models.duration import DurationLength  # torch + a trained part: imported on demand
+class DurationLength:
+    """A `LengthSource` backed by a trained duration model (issue 10): the utterance gets the sum of the
+    predicted phoneme durations, re-timed from the duration model's frame rate to the consumer's
+    (e.g. a TRM on 12.5 Hz Mimi codes). Replaces the character-rate guess for non-autoregressive models.
 
-    return DurationLength.from_dict(d, root=root)
+    `path` is a duration part folder; relative paths resolve against `root` (the folder of the part
+    that stores this source, so a TRM release can carry its duration model inside it).
+    """
+
+    kind = "duration_model"
+
+    def __init__(self, path: str | os.PathLike, frame_rate: float, min_frames: int = 1,
+                 max_frames: int | None = None, root: str | os.PathLike | None = None):
+        from codectts.models.duration import DurationModel
+        from codectts.text.tokenizers import PhonemeTokenizer
+
+        if not frame_rate > 0:
+            raise ConfigError(f"frame_rate must be positive, got {frame_rate}")
+        if max_frames is not None and max_frames < min_frames:
+            raise ConfigError(f"max_frames {max_frames} < min_frames {min_frames}")
+        self.path, self.frame_rate = str(path), float(frame_rate)
+        self.min_frames, self.max_frames = max(1, int(min_frames)), max_frames
+        full = Path(root) / path if root is not None and not Path(path).is_absolute() else Path(path)
+        self.model = DurationModel.load(full)
+        self.tokenizer = PhonemeTokenizer()
+        if self.model.cfg.text_vocab < self.tokenizer.vocab_size:
+            raise CheckpointError(f"{full}: duration model has {self.model.cfg.text_vocab} symbols, the phoneme "
+                              f"tokenizer {self.tokenizer.vocab_size}")
+
+    def durations(self, text: str, speed: float = 1.0) -> list[int]:
+        """Frames per phoneme token of `self.tokenizer.encode(text)`, at the duration model's rate."""
+        import torch
+
+        ids = torch.tensor([self.tokenizer.encode(text)])
+        return self.model.predict(ids, speed=speed)[0].tolist()
+
+    def n_frames(self, text: str, speed: float = 1.0) -> int:
+        total = sum(self.durations(text, speed))
+        n = max(self.min_frames, round(total * self.frame_rate / self.model.cfg.frame_rate))
+        return n if self.max_frames is None else min(n, self.max_frames)
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "path": self.path, "frame_rate": self.frame_rate,
+                "min_frames": self.min_frames, "max_frames": self.max_frames}
+
+    @classmethod
+    def from_dict(cls, d: dict, root: str | os.PathLike | None = None) -> DurationLength:
+        return cls(**{k: v for k, v in d.items() if k != "kind"}, root=root)
 
 
 _SOURCES: dict[str, Callable[..., LengthSource]] = {
     CharRateLength.kind: lambda d, root=None: CharRateLength(**{k: v for k, v in d.items() if k != "kind"}),
-    "duration_model": _duration_length,
+    DurationLength.kind: DurationLength.from_dict,
 }
 
 

@@ -14,10 +14,11 @@ own in voice.json "sampling", and callers override single fields per request.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from codectts.errors import ConfigError
+from codectts.errors import ConfigError, GenerationError
+from codectts.schema import from_dict
 
 if TYPE_CHECKING:  # torch is imported where sampling happens, so the CLI can read the defaults cheaply
     import torch
@@ -43,12 +44,7 @@ class SamplingConfig:
     @classmethod
     def from_dict(cls, d: dict, where: str = "sampling") -> SamplingConfig:
         """From voice.json-style {"temperature": .., "top_k": .., "top_p": ..}; missing keys take the defaults."""
-        if not isinstance(d, dict):
-            raise ConfigError(f"{where}: expected an object with temperature/top_k/top_p, got {d!r}")
-        unknown = sorted(set(d) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ConfigError(f"{where}: unknown field(s) {unknown} (known: temperature, top_k, top_p)")
-        return cls(**d)
+        return from_dict(cls, d, where)
 
     def override(self, temperature: float | None = None, top_k: int | None = None,
                  top_p: float | None = None) -> SamplingConfig:
@@ -82,4 +78,7 @@ def sample_logits(logits: torch.Tensor, cfg: SamplingConfig | None = None,
     if cfg.temperature == 0:
         return logits.argmax(-1)
     flat = filter_logits(logits.float() / cfg.temperature, cfg.top_k, cfg.top_p).reshape(-1, logits.shape[-1])
-    return torch.multinomial(flat.softmax(-1), 1, generator=generator).view(logits.shape[:-1])
+    try:
+        return torch.multinomial(flat.softmax(-1), 1, generator=generator).view(logits.shape[:-1])
+    except RuntimeError as e:  # NaN/Inf probabilities: checking first would cost a device sync per draw
+        raise GenerationError(f"cannot sample: the model produced non-finite logits ({str(e)[:80]})") from None

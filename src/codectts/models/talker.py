@@ -17,22 +17,23 @@ the next frame; teacher-forced cross-entropy on all heads. Three ways to conditi
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from codectts.errors import ConfigError
+from codectts.errors import ConfigError, DataError
 from codectts.models.blocks import Transformer, TransformerConfig, band_mask, make_caches, padding_mask
 from codectts.models.sampling import SamplingConfig, sample_logits
+from codectts.parts import PartConfig, PartModel, make_preset
 
 CONDITIONING = ("none", "prefix", "aligned")
 MAX_IN_PHONEME = 15  # frame position inside its phoneme is embedded up to this offset
 
 
 @dataclass
-class TalkerConfig:
+class TalkerConfig(PartConfig):
     dim: int = 192
     n_layers: int = 4
     n_heads: int = 3
@@ -80,16 +81,23 @@ class TalkerConfig:
                                  n_kv_heads=self.n_kv_heads, ffn_dim=self.ffn_dim, max_seq_len=self.max_seq_len,
                                  dropout=self.dropout, causal=causal)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
 
-
-TALKER_PRESETS: dict[str, TalkerConfig] = {
+PRESETS: dict[str, dict] = {
     # Seed 001 exactly: d 192, 4 layers, 3 query heads / 1 kv head, FFN 768, 2 x 128 codes, unconditional.
-    "seed": TalkerConfig(),
-    "tiny": TalkerConfig(dim=32, n_layers=2, n_heads=2, n_kv_heads=1, ffn_dim=64, n_codebooks=2, codebook_size=16,
-                         conditioning="aligned", text_vocab=151, text_layers=1, depth_heads=True, max_seq_len=512),
+    "seed": {},
+    # tests: milliseconds per step
+    "tiny": dict(dim=32, n_layers=2, n_heads=2, n_kv_heads=1, ffn_dim=64, n_codebooks=2, codebook_size=16,
+                 conditioning="aligned", text_vocab=151, text_layers=1, depth_heads=True, max_seq_len=512),
+    # the shipped voice joe: aligned, d 256 x 6, GQA 4/2, 3 text layers, depth heads, 4 x 512 codes (8.6 M)
+    "joe": dict(dim=256, n_layers=6, n_heads=4, n_kv_heads=2, ffn_dim=768, n_codebooks=4, codebook_size=512,
+                conditioning="aligned", text_vocab=151, text_layers=3, depth_heads=True, max_seq_len=4096,
+                dropout=0.1, prev_frame_dropout=0.1),
 }
+
+
+def preset(name: str, **overrides) -> TalkerConfig:
+    """A named TalkerConfig with `overrides` applied (unknown names and fields are ConfigErrors)."""
+    return make_preset(TalkerConfig, PRESETS, name, overrides)
 
 
 @dataclass
@@ -119,7 +127,10 @@ def length_regulate(enc: torch.Tensor, durations: torch.Tensor, n_frames: int | 
     return frames, idx, offset.clamp(0, MAX_IN_PHONEME), left.clamp(0, MAX_IN_PHONEME), mask
 
 
-class Talker(nn.Module):
+class Talker(PartModel, nn.Module):
+    model_type = "talker"
+    config_class = TalkerConfig
+
     def __init__(self, cfg: TalkerConfig):
         super().__init__()
         self.cfg = cfg
@@ -186,7 +197,7 @@ class Talker(nn.Module):
         cfg = self.cfg
         b, k, f = codes.shape
         if k != cfg.n_codebooks:
-            raise ConfigError(f"expected {cfg.n_codebooks} codebooks, got {k}")
+            raise DataError(f"expected {cfg.n_codebooks} codebooks, got {k}")
         if frame_lengths is None:
             frame_lengths = torch.full((b,), f, dtype=torch.long, device=codes.device)
         inputs = torch.cat([self.bos(b, codes.device), codes[:, :, :-1]], dim=2)  # previous frame at each step
@@ -319,6 +330,3 @@ class Talker(nn.Module):
             pos += 1
         if buf:
             yield torch.stack(buf, 2)
-
-    def num_params(self) -> int:
-        return sum(p.numel() for p in self.parameters())

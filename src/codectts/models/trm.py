@@ -32,15 +32,13 @@ Loss: cross-entropy per codebook, averaged over valid frames, weighted by `codeb
 from __future__ import annotations
 
 import math
-import os
-from dataclasses import dataclass, fields, replace
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from codectts.errors import ConfigError
+from codectts.errors import ConfigError, TextError
 from codectts.models.blocks import (
     Attention,
     RMSNorm,
@@ -48,13 +46,11 @@ from codectts.models.blocks import (
     Transformer,
     TransformerConfig,
     apply_rope,
-    count_params,
     padding_mask,
     rope_tables,
 )
-from codectts.parts import load_model, save_part
+from codectts.parts import PartConfig, PartModel, make_preset
 
-MODEL_TYPE = "tts_trm"
 SEMANTIC_WEIGHT = 2.0  # codebook 0
 EARLY_WEIGHT_START, EARLY_WEIGHT_SPAN, N_EARLY = 1.5, 0.5, 7  # codebooks 1..7: 1.5 - 0.5 * i / 7
 INIT_STD = 0.02
@@ -62,7 +58,7 @@ ALIGNMENTS = ("uniform", "durations")
 
 
 @dataclass
-class TRMConfig:
+class TRMConfig(PartConfig):
     """One config for the whole model. Data-dependent sizes (vocab, speakers, K, N) come from the corpus."""
 
     vocab_size: int = 64
@@ -124,16 +120,8 @@ class TRMConfig:
                                  ffn_dim=self.ffn_dim, max_seq_len=self.max_frames, rope_theta=self.rope_theta,
                                  norm_eps=self.norm_eps, dropout=self.dropout, causal=False)
 
-    @classmethod
-    def from_dict(cls, d: dict) -> TRMConfig:
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ConfigError(f"TRMConfig: unknown field(s) {unknown}")
-        return cls(**d)
 
-
-# Architecture presets; data-dependent sizes are filled in by `trm_preset(name, **data_sizes)`.
+# Architecture presets; data-dependent sizes are filled in by `preset(name, **data_sizes)`.
 PRESETS: dict[str, dict] = {
     # tests: a forward + backward in milliseconds
     "tiny": dict(text_dim=32, text_layers=1, n_heads=2, dim=32, ffn_dim=64, L_layers=1, H_cycles=2, L_cycles=2,
@@ -148,10 +136,8 @@ PRESETS: dict[str, dict] = {
 }
 
 
-def trm_preset(name: str, **overrides) -> TRMConfig:
-    if name not in PRESETS:
-        raise ConfigError(f"unknown TRM preset {name!r} (known: {sorted(PRESETS)})")
-    return TRMConfig.from_dict({**PRESETS[name], **overrides})
+def preset(name: str, **overrides) -> TRMConfig:
+    return make_preset(TRMConfig, PRESETS, name, overrides)
 
 
 def codebook_weights(n_codebooks: int) -> torch.Tensor:
@@ -275,8 +261,11 @@ class TRMOutput:
     codebook_accuracy: torch.Tensor | None = None  # [K] argmax accuracy over valid frames
 
 
-class TTSTRM(nn.Module):
+class TTSTRM(PartModel, nn.Module):
     """`forward(text_ids, text_lengths, speaker, frame_lengths, targets=None) -> TRMOutput`."""
+
+    model_type = "tts_trm"
+    config_class = TRMConfig
 
     def __init__(self, cfg: TRMConfig):
         super().__init__()
@@ -317,14 +306,11 @@ class TTSTRM(nn.Module):
     def device(self) -> torch.device:
         return self.init_y.device
 
-    def num_params(self) -> int:
-        return count_params(self)
-
     def encode_text(self, text_ids: torch.Tensor, text_lengths: torch.Tensor, speaker: torch.Tensor) -> torch.Tensor:
         """[B, S] ids -> [B, S, D] text context with the speaker added (padded positions are junk, masked later)."""
         s = text_ids.shape[1]
         if s > self.cfg.max_text_len:
-            raise ConfigError(f"text of {s} tokens exceeds max_text_len {self.cfg.max_text_len}")
+            raise TextError(f"text of {s} tokens exceeds this model's max_text_len {self.cfg.max_text_len}")
         mask = padding_mask(text_lengths, s)[:, None, None, :]  # [B, 1, 1, S]
         h = self.text_encoder(self.text_embed(text_ids), mask=mask)
         h = h + self.speaker_proj(self.speaker_embed(speaker))[:, None, :]
@@ -411,19 +397,3 @@ class TTSTRM(nn.Module):
             acc = ((logits.argmax(-1) == targets).float() * valid).sum(dim=(0, 2)) / n_valid
         return TRMOutput(logits=logits, loss=(per_cb * self.loss_weights).mean(), codebook_loss=per_cb,
                          codebook_accuracy=acc)
-
-
-def save_trm(path: str | os.PathLike, model: TTSTRM, extra: dict | None = None,
-             files: dict[str, bytes] | None = None) -> Path:
-    """Release part: config.json (model_type tts_trm + config + extra, e.g. tokenizer, speakers) + weights
-    (+ `files` written inside it, e.g. the duration model of its length source)."""
-    return save_part(path, model.state_dict(), model.cfg, MODEL_TYPE, extra=extra, files=files)
-
-
-def load_trm(path: str | os.PathLike, device: str | torch.device = "cpu", **overrides) -> tuple[TTSTRM, dict]:
-    """(model in eval mode, the part's meta dict). `overrides` may change run-time fields (e.g. H_cycles)."""
-    def build(config: dict) -> TTSTRM:
-        cfg = TRMConfig.from_dict(config)
-        return TTSTRM(replace(cfg, **overrides) if overrides else cfg)
-
-    return load_model(path, MODEL_TYPE, build, device)

@@ -30,7 +30,6 @@ from codectts.models.aligner import Aligner, AlignerConfig, even_durations
 from codectts.train.loop import Task, TrainConfig, Trainer
 
 log = logging.getLogger(__name__)
-MODEL_TYPE = "aligner"
 EXCLUDED = "excluded.jsonl"
 SPLITS = {"train": "manifest.jsonl", "dev": "dev.jsonl"}
 
@@ -160,16 +159,11 @@ class AlignTask(Task):
         return {"score": total / max(1, n), "nll": total / max(1, n)}
 
     def export(self, path: Path) -> None:
-        from codectts.parts import save_part
-
-        save_part(path, self.model.state_dict(), self.model.cfg, MODEL_TYPE)
+        self.model.save(path)
 
 
 def load_aligner(path: str | Path) -> Aligner:
-    from codectts.parts import load_model
-
-    model, _ = load_model(path, MODEL_TYPE, lambda c: Aligner(AlignerConfig(**c)))
-    return model
+    return Aligner.load(path)
 
 
 def train_aligner(items: list[AlignItem], out: Path, max_minutes: float | None, max_steps: int, lr: float = 2e-3,

@@ -124,7 +124,8 @@ class CodecRunConfig:
 
 def train_codec(rc: CodecRunConfig, tcfg: TrainConfig, resume: bool = False) -> dict[str, float]:
     """Mel statistics from the corpus, then the shared loop; returns the last evaluation."""
-    from codectts.codecs.mel_rvq import MelRVQCodec, codec_preset
+    from codectts.codecs.mel_rvq import MelRVQCodec
+    from codectts.codecs.mel_rvq import preset as codec_preset
     from codectts.data.manifest import read_corpus
     from codectts.data.mels import corpus_mels
 

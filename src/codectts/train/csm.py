@@ -253,7 +253,8 @@ class CSMTask(Task):
 
 def train_csm(rc: CSMRunConfig, tcfg: TrainConfig, resume: bool = False) -> dict:
     from codectts.data.codecache import CodeCache
-    from codectts.models.csm import CSM, csm_preset
+    from codectts.models.csm import CSM
+    from codectts.models.csm import preset as csm_preset
 
     cache = CodeCache(rc.codes, "train")
     if len(cache) == 0:

@@ -62,9 +62,7 @@ class DurationTask(Task):
         return duration_metrics(self.model, self.dev_items)
 
     def export(self, path: Path):
-        from codectts.models.talker_io import save_duration
-
-        save_duration(path, self.model)
+        self.model.save(path)
 
 
 @torch.no_grad()

@@ -162,9 +162,7 @@ class TalkerTask(Task):
         return res
 
     def export(self, path: Path) -> None:
-        from codectts.models.talker_io import save_talker
-
-        save_talker(path, self.model)
+        self.model.save(path)
 
 
 def load_items(cache, tokenizer, max_frames: int | None, conditioning: str) -> list[TalkerItem]:
@@ -205,9 +203,9 @@ def build_model(rc: TalkerRunConfig, text_vocab: int, n_speakers: int):
 
 def init_from_part(model, path: str | Path) -> None:
     """Copy a trained talker's weights into `model` (fine-tuning); its architecture must match exactly."""
-    from codectts.models.talker_io import load_talker
+    from codectts.models.talker import Talker
 
-    src = load_talker(Path(path))
+    src = Talker.load(path)
     ignore = {"dropout", "prev_frame_dropout"}  # regularisation may change when fine-tuning
     have, want = src.cfg.to_dict(), model.cfg.to_dict()
     diff = {k: (v, want.get(k)) for k, v in have.items() if k not in ignore and want.get(k) != v}

@@ -8,7 +8,7 @@ be loaded with a decoder, `sample_N_generated.wav`, plus `info.json`.
 
 The exported part (`RUN/best`, `RUN/last`) carries what inference needs beside the weights:
 tokenizer, speaker names, the length source (a character rate fitted on the training set) and the
-codec spec; `codectts.infer.trm.TRMPipeline.load(RUN/best)` reads it.
+codec spec; `codectts.infer.trm.TRMGenerator.load(RUN/best)` reads it.
 """
 from __future__ import annotations
 
@@ -292,14 +292,12 @@ class TRMTask(Task):
 
     def export(self, path: Path) -> None:
         """The TRM part; a duration-model length source travels inside it (`length_model/`)."""
-        from codectts.models.trm import save_trm
-
         extra, files, length = self.extra, None, self.extra["length"]
         if length.get("kind") == "duration_model":
             src = Path(length["path"])
             files = {f"{LENGTH_MODEL_DIR}/{f.name}": f.read_bytes() for f in src.iterdir() if f.is_file()}
             extra = {**self.extra, "length": {**length, "path": LENGTH_MODEL_DIR}}
-        save_trm(path, _unwrap(self.model), extra=extra, files=files)
+        _unwrap(self.model).save(path, extra=extra, files=files)
 
     def sample(self, out_dir: Path, step: int) -> None:
         from codectts.audio.io import save_wav
@@ -423,7 +421,8 @@ class TRMRunConfig:
 def _model_config(rc: TRMRunConfig, out: Path, train_cache, resume: bool):
     """(TRMConfig, tokenizer, speakers): from the run's trm_run.json on resume, else from the preset + flags
     (and written there, so a resumed run keeps them)."""
-    from codectts.models.trm import TRMConfig, trm_preset
+    from codectts.models.trm import TRMConfig
+    from codectts.models.trm import preset as trm_preset
     from codectts.text.tokenizers import tokenizer_from_dict
 
     meta_file = out / RUN_META
@@ -481,7 +480,7 @@ def train_trm(rc: TRMRunConfig, tcfg: TrainConfig, resume: bool = False) -> dict
     if not len(train) or not len(dev):
         raise DataError(f"{codes}: {len(train)} usable training and {len(dev)} held-out utterances")
     if rc.length_model is not None:
-        from codectts.models.duration import DurationLength
+        from codectts.models.length import DurationLength
 
         length = DurationLength(Path(rc.length_model).resolve(), frame_rate=train_cache.frame_rate,
                                 max_frames=cfg.max_frames)

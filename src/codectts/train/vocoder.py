@@ -39,13 +39,12 @@ from codectts.train.loop import Task, TrainConfig, Trainer, adamw
 from codectts.vocoders.discriminators import DiscriminatorConfig, Discriminators
 from codectts.vocoders.griffinlim import GriffinLim
 from codectts.vocoders.hifigan import (
-    MODEL_TYPE,
     Generator,
     HiFiGAN,
     HiFiGANConfig,
-    hifigan_preset,
     plain_state_dict,
 )
+from codectts.vocoders.hifigan import preset as hifigan_preset
 from codectts.vocoders.losses import (
     discriminator_loss,
     feature_matching_loss,
@@ -315,7 +314,7 @@ class VocoderTask(Task):
 
     def export(self, path: Path) -> None:
         gen = _unwrap(self.model).generator
-        save_part(path, plain_state_dict(gen), self.gcfg.to_dict(), MODEL_TYPE,
+        save_part(path, plain_state_dict(gen), self.gcfg, HiFiGAN.model_type,
                   extra={"training": {"preset": self.rc.preset, "codec_mels": bool(self.rc.codec_mels)}})
 
 
@@ -356,7 +355,7 @@ def train_vocoder(data: Path, out: Path, rc: VocoderRecipeConfig, tcfg: TrainCon
                   overrides: dict | None = None) -> dict[str, float]:
     """Build the task from a corpus and run the shared loop; returns the last evaluation."""
     mel = mel_preset(rc.mel_preset)
-    gcfg = hifigan_preset(rc.preset, mel, **(overrides or {}))
+    gcfg = hifigan_preset(rc.preset, mel=mel, **(overrides or {}))
     utts, root, dev_utts, dev_root = split_corpus(data, max(rc.eval_utts, 1), rc.seed)
     train = scan_clips(utts, root, mel, rc.segment_frames)
     dev = scan_clips(dev_utts, dev_root, mel, 1)

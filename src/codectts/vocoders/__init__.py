@@ -5,7 +5,7 @@ any of them into a chunked, streaming one.
 """
 from codectts.vocoders.base import Vocoder, check_mel, default_vocoder, load_vocoder
 from codectts.vocoders.griffinlim import GriffinLim
-from codectts.vocoders.hifigan import HIFIGAN_PRESETS, HiFiGAN, HiFiGANConfig, hifigan_preset
+from codectts.vocoders.hifigan import HiFiGAN, HiFiGANConfig
 from codectts.vocoders.streaming import (
            StreamConfig,
            VocoderStream,
@@ -14,7 +14,6 @@ from codectts.vocoders.streaming import (
 )
 
 __all__ = [
-           "HIFIGAN_PRESETS",
            "GriffinLim",
            "HiFiGAN",
            "HiFiGANConfig",
@@ -23,7 +22,6 @@ __all__ = [
            "VocoderStream",
            "check_mel",
            "default_vocoder",
-           "hifigan_preset",
            "load_vocoder",
            "stream_config_for",
            "vocode_chunked",

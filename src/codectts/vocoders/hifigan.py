@@ -11,7 +11,7 @@ and the full `HiFiGANConfig` (including the mel config it was trained on) + mode
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -21,10 +21,9 @@ from torch.nn.utils.parametrizations import weight_norm
 
 from codectts.audio.mel import MelConfig, mel_preset
 from codectts.errors import ConfigError
-from codectts.parts import load_part, load_state_strict, save_part
+from codectts.parts import PartConfig, PartModel, from_dict, make_preset
 from codectts.vocoders.base import check_mel, mel_from_spec
 
-MODEL_TYPE = "hifigan"
 LRELU_SLOPE = 0.1
 POST_LRELU_SLOPE = 0.01  # the reference implementation's default slope before conv_post
 PRE_KERNEL = 7
@@ -33,7 +32,7 @@ INIT_STD = 0.01
 
 
 @dataclass
-class HiFiGANConfig:
+class HiFiGANConfig(PartConfig):
     """One generator's shape. `mel` is the frontend it consumes; derived sizes are properties."""
 
     mel: MelConfig = field(default_factory=lambda: mel_preset("vocoder"))
@@ -46,7 +45,7 @@ class HiFiGANConfig:
 
     def __post_init__(self):
         if isinstance(self.mel, dict):
-            self.mel = MelConfig.from_dict(self.mel)
+            self.mel = from_dict(MelConfig, self.mel, "hifigan config 'mel'")
         self.upsample_rates = tuple(int(r) for r in self.upsample_rates)
         self.upsample_kernel_sizes = tuple(int(k) for k in self.upsample_kernel_sizes)
         self.resblock_kernel_sizes = tuple(int(k) for k in self.resblock_kernel_sizes)
@@ -83,20 +82,9 @@ class HiFiGANConfig:
         d["mel"] = self.mel.to_dict()
         return d
 
-    @classmethod
-    def from_dict(cls, d: dict) -> HiFiGANConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"hifigan config: unknown field(s) {unknown}")
-        try:
-            return cls(**d)
-        except TypeError as e:
-            raise ConfigError(f"hifigan config: {e}") from None
 
-
-# Named shapes, all for the "vocoder" mel (22.05 kHz, hop 256) unless rates are overridden.
-HIFIGAN_PRESETS: dict[str, dict] = {
+# Named shapes, all for the "vocoder" mel (22.05 kHz, hop 256) unless `mel` and the rates are overridden.
+PRESETS: dict[str, dict] = {
     # Seeds 001/002: upsample [8,8,2,2] / kernels [16,16,4,4], MRF kernels [3,5,7], dilations [1,2] each.
     # The seed gives no width: 256 channels is our choice (V3's).
     "seed": dict(upsample_rates=(8, 8, 2, 2), upsample_kernel_sizes=(16, 16, 4, 4), upsample_initial_channel=256,
@@ -116,14 +104,9 @@ HIFIGAN_PRESETS: dict[str, dict] = {
 }
 
 
-def hifigan_preset(name: str, mel: MelConfig | None = None, **overrides) -> HiFiGANConfig:
-    """A named shape for `mel` (default: the "vocoder" mel preset); overrides replace fields."""
-    try:
-        base = dict(HIFIGAN_PRESETS[name])
-    except KeyError:
-        raise ConfigError(f"unknown hifigan preset {name!r}; choose from {sorted(HIFIGAN_PRESETS)}") from None
-    base.update(overrides)
-    return HiFiGANConfig(mel=mel or mel_preset("vocoder"), **base)
+def preset(name: str, **overrides) -> HiFiGANConfig:
+    """A named shape; `mel=` (default: the "vocoder" mel preset) and other overrides replace fields."""
+    return make_preset(HiFiGANConfig, PRESETS, name, overrides)
 
 
 def _pad(kernel: int, dilation: int = 1) -> int:
@@ -236,8 +219,12 @@ def receptive_field_frames(cfg: HiFiGANConfig) -> int:
     return math.ceil(radius) + 1
 
 
-class HiFiGAN(nn.Module):
-    """The `Vocoder` for a trained generator: log-mel [B, n_mels, F] -> wav [B, F * hop]."""
+class HiFiGAN(PartModel, nn.Module):
+    """The `Vocoder` for a trained generator: log-mel [B, n_mels, F] -> wav [B, F * hop].
+    Its part holds the generator's plain (weight-norm folded) weights."""
+
+    model_type = "hifigan"
+    config_class = HiFiGANConfig
 
     def __init__(self, cfg: HiFiGANConfig, source: Path | None = None):
         super().__init__()
@@ -255,17 +242,13 @@ class HiFiGAN(nn.Module):
         return self.generator(mel).squeeze(1).float()
 
     # ---- parts and specs -------------------------------------------------------------------
+    def part_module(self) -> nn.Module:
+        return self.generator
+
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> HiFiGAN:
-        path = Path(path)
-        sd, meta = load_part(path, MODEL_TYPE)
-        cfg = HiFiGANConfig.from_dict(meta["config"])
-        voc = cls(cfg, source=path)
-        load_state_strict(voc.generator, sd, str(path))
-        return voc.to(device).eval()
-
-    def save(self, path: str | Path, half: bool = False, extra: dict | None = None) -> Path:
-        return save_part(path, self.generator.state_dict(), self.cfg.to_dict(), MODEL_TYPE, extra=extra, half=half)
+        """The part at `path`; it remembers where it came from, so `spec()` can point at it."""
+        return super().load(path, device, source=Path(path))
 
     def spec(self, root: str | Path | None = None) -> dict:
         """{"type": "hifigan", "path": ..., "mel": ...}; the path is made relative to `root` when given."""
