@@ -26,11 +26,22 @@ def test_config_parses_into_its_dataclass_and_builds(path):
     assert model.cfg.dim == rc.d_model and model.cfg.n_codebooks == rc.codebooks
 
 
+def _flag(line: str, name: str) -> str | None:
+    words = line.split()
+    return words[words.index(name) + 1] if name in words else None
+
+
 def test_readme_recipe_paths_meet():
-    """codes extract --out data/joe-codes -> talker.json reads it; make-voice reads runs/talker-aligned/best."""
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    rc = TalkerRunConfig.from_json(Path(__file__).resolve().parent.parent / "configs" / "talker.json")
-    assert f"--out {rc.data_path}" in readme and f"--talker {rc.out_dir}/best" in readme
+    """The README's recipe runs as written: the talker reads the cache `codes extract` wrote (its --codes or
+    the config's data_path) and make-voice reads the talker's run (its --out or the config's out_dir)."""
+    root = Path(__file__).resolve().parent.parent
+    lines = (root / "README.md").read_text(encoding="utf-8").splitlines()
+    extract = next(line for line in lines if line.startswith("codectts codes extract"))
+    talker = next(line for line in lines if line.startswith("codectts train talker --config configs/talker.json"))
+    make_voice = next(line for line in lines if line.startswith("codectts make-voice"))
+    rc = TalkerRunConfig.from_json(root / _flag(talker, "--config"))
+    assert (_flag(talker, "--codes") or rc.data_path) == _flag(extract, "--out")
+    assert _flag(make_voice, "--talker") == f"{_flag(talker, '--out') or rc.out_dir}/best"
 
 
 def test_seed_config_is_the_seed_backbone_plus_text_and_depth_heads():
