@@ -1,5 +1,6 @@
 """Synthesizer and CLI on a tiny voice assembled in the test from random-initialised real parts."""
 import json
+import math
 import subprocess
 import sys
 
@@ -7,8 +8,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from codectts.errors import CheckpointError, ConfigError, TextError
+from codectts.errors import CheckpointError, CodecTTSError, ConfigError, TextError
 
 
 @pytest.fixture(scope="module")
@@ -163,3 +166,227 @@ def test_voice_context_windows_reach_the_talker(tiny_voice, tmp_path):
     text = "A sentence long enough for the windows to matter, with many phonemes in it."
     a, b = s.sentence_codes(text, seed=0), plain.sentence_codes(text, seed=0)
     assert a.shape == b.shape and not torch.equal(a, b)  # same length (durations), other attention
+
+
+# ---- hostile inputs (issue 19): every bad input is a CodecTTSError, checked where it enters -------------------
+@pytest.fixture(scope="module")
+def synth(tiny_voice):
+    from codectts.infer import Synthesizer
+
+    return Synthesizer.load(tiny_voice)
+
+
+BAD_OPTIONS = [
+    ("temperature", math.nan), ("temperature", math.inf), ("temperature", -0.1), ("temperature", 11.0),
+    ("temperature", "0.5"), ("temperature", True), ("top_k", 0), ("top_k", 1.5), ("top_k", "5"), ("top_k", True),
+    ("top_p", 0.0), ("top_p", 1.5), ("top_p", math.nan), ("top_p", "0.9"), ("seed", -1), ("seed", 2**63),
+    ("seed", 2**64 + 1), ("seed", 1.0), ("seed", "1"), ("seed", True), ("speed", math.nan), ("speed", 0.0),
+    ("speed", 1e300), ("speed", "1"), ("speed", None), ("speed", -1.0),
+]
+
+
+@pytest.mark.parametrize("name, value", BAD_OPTIONS)
+def test_bad_options_are_config_errors(name, value):
+    from codectts.infer.options import check_options
+    from codectts.models.sampling import SamplingConfig
+
+    with pytest.raises(ConfigError, match=name):
+        check_options(SamplingConfig(), **{name: value})
+
+
+def test_good_options_and_per_sentence_seeds():
+    from codectts.infer.options import SEED_RANGE, check_options
+    from codectts.models.sampling import SamplingConfig
+
+    opts = check_options(SamplingConfig(), speed=np.float32(1.5), temperature=np.float64(0.7), top_k=np.int64(5),
+                         top_p=1, seed=np.int64(3))
+    assert (opts.speed, opts.sampling.temperature, opts.sampling.top_k, opts.sampling.top_p) == (1.5, 0.7, 5, 1.0)
+    assert check_options(SamplingConfig(), temperature=1e-300).sampling.temperature == 0.0  # the limit: greedy
+    last = check_options(SamplingConfig(), seed=SEED_RANGE - 1)
+    assert last.sentence_seed(0) == SEED_RANGE - 1 and last.sentence_seed(1) == 0  # wraps, no overflow
+    assert check_options(SamplingConfig(), seed=None).sentence_seed(5) == 0
+
+
+def test_options_are_checked_before_any_work(synth):
+    with pytest.raises(ConfigError, match="temperature"):
+        synth.synthesize("Hello.", temperature=math.nan)
+    with pytest.raises(ConfigError, match="seed"):
+        synth.stream("Hello.", seed=2**70)  # at the call, not at the first chunk
+    with pytest.raises(ConfigError, match="chunk_frames"):
+        synth.stream("Hello.", chunk_frames=0)
+    with pytest.raises(ConfigError, match="top_k"):
+        synth.sentence_codes("Hello.", top_k="all")
+    with pytest.raises(ConfigError, match="reference"):
+        synth.synthesize("Hello.", reference="someone.wav")
+
+
+def test_seed_at_the_top_of_int64_spans_sentences(synth):
+    wav, _ = synth.synthesize("One. Two. Three.", seed=2**63 - 1, temperature=0.5)
+    assert np.isfinite(wav).all() and len(wav) > 0
+
+
+def test_requests_over_the_limits_are_text_errors(tiny_voice, synth):
+    from codectts.infer import Synthesizer
+    from codectts.infer.synthesizer import Limits
+
+    with pytest.raises(TextError, match="28671 characters.*limit is 20000"):
+        synth.synthesize("#" * 4096)  # short raw text that normalises to "number" 4,096 times
+    with pytest.raises(TextError, match="limit is 20000"):
+        synth.stream("a" * 20_001)
+    small = Synthesizer.load(tiny_voice, limits=Limits(max_audio_s=2.0))
+    text = " ".join(["A sentence of a few words."] * 8)
+    with pytest.raises(TextError, match="max_audio_s"):
+        small.synthesize(text)
+    with pytest.raises(TextError, match="max_audio_s"):
+        for _ in small.stream(text, chunk_frames=64):
+            pass
+    for bad in ({"max_chars": 0}, {"max_chars": 1.5}, {"max_audio_s": math.inf}, {"max_audio_s": -1}):
+        with pytest.raises(ConfigError):
+            Limits(**bad)
+
+
+def test_non_latin_text_is_split_by_phoneme_count(synth, monkeypatch):
+    """Japanese reads as ~16 phonemes a character in the English phonemiser: 100 characters exceed the
+    duration model's 1,024 positions, so sentences are halved until each piece fits (phonemes and frames)."""
+    engine = synth.engine
+    text = "こんにちは" * 20
+    with pytest.raises(TextError, match="phonemes"):
+        synth.sentence_codes(text)  # one pass is refused as text, not a model error
+    plans = [p for sent in synth.sentences(text) for p in synth.plan(sent)]
+    assert len(plans) > len(synth.sentences(text))
+    assert all(p.ids.shape[1] <= engine.max_units for p in plans)
+    slow = [p for sent in synth.sentences(text) for p in synth.plan(sent, speed=0.25)]
+    assert all(int(p.durations.sum()) <= engine.model.cfg.max_seq_len for p in slow)
+    monkeypatch.setattr(engine, "max_units", 64)  # end to end, on a short text: pieces of <= 64 phonemes
+    wav, _ = synth.synthesize("こんにちは" * 3, temperature=0)
+    assert np.isfinite(wav).all() and len(wav) > 0
+    assert len(synth.plan("こんにちは" * 3)) >= 4
+
+
+SPEECHY = st.one_of(st.text(max_size=60), st.from_regex(r"[A-Za-z0-9 ,.$%#:]{0,60}", fullmatch=True),
+                    st.integers(min_value=0, max_value=10**500).map(str),
+                    st.sampled_from(["こんにちは" * 30, "\x00" * 9]))
+ANY = st.one_of(st.none(), st.booleans(), st.integers(min_value=-2**70, max_value=2**70),
+                st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=4))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                 HealthCheck.too_slow])
+@given(text=st.lists(SPEECHY, min_size=1, max_size=4).map(" ".join), speed=ANY, temperature=ANY, top_k=ANY,
+       top_p=ANY, seed=ANY)
+def test_hostile_text_and_options_raise_only_codectts_errors(synth, text, speed, temperature, top_k, top_p, seed):
+    """Random unicode, numbers and option values through options, normalise, split, tokenise and plan."""
+    try:
+        opts = synth.options(1.0 if speed is None else speed, temperature, top_k, top_p, seed)
+    except CodecTTSError:
+        opts = synth.options()
+    try:
+        for sent in synth.sentences(text)[:3]:
+            for plan in synth.plan(sent, opts.speed):
+                assert plan.ids.shape[1] <= synth.engine.max_units
+    except CodecTTSError:
+        pass
+
+
+def _edit_voice(src, dst, edit):
+    import shutil
+
+    shutil.copytree(src, dst)
+    meta = json.loads((dst / "voice.json").read_text())
+    edit(meta)
+    (dst / "voice.json").write_text(json.dumps(meta))
+    return dst
+
+
+def _set(path: str, value):
+    def edit(meta):
+        *parents, last = path.split(".")
+        d = meta
+        for k in parents:
+            d = d.setdefault(k, {})
+        if value is KeyError:
+            del d[last]
+        else:
+            d[last] = value
+    return edit
+
+
+@pytest.mark.parametrize("field, value, match", [
+    ("sentence_pause_s", -0.5, "sentence_pause_s"), ("sentence_pause_s", 1e9, "sentence_pause_s"),
+    ("sentence_pause_s", "0.2", "sentence_pause_s"), ("sentence_pause_s", None, "sentence_pause_s"),
+    ("sampling.temperature", "hot", "temperature"), ("sampling.top_k", 0, "top_k"), ("sampling.top_p", 2, "top_p"),
+    ("sampling", [0.5], "sampling"), ("model.type", "gan", "type"), ("model", KeyError, "model"),
+    ("model.path", 3, "path"), ("codec.type", None, "type"), ("codec.path", KeyError, "path"),
+    ("context.frames", 0, "frames"), ("context.frames", "128", "frames"), ("name", 3, "name"), ("name", " ", "name"),
+    ("tokenizer", KeyError, "tokenizer"), ("vocoder", KeyError, "vocoder"), ("description", ["x"], "description"),
+    ("loudness", 3, "loudness"), ("format_version", 2, "format_version"), ("format_version", "1", "format_version"),
+    ("duration", "duration", "duration"),
+])
+def test_voice_json_fields_are_checked(tiny_voice, tmp_path, field, value, match):
+    from codectts.infer import Synthesizer
+
+    bad = _edit_voice(tiny_voice, tmp_path / "bad", _set(field, value))
+    with pytest.raises(ConfigError, match=match):
+        Synthesizer.load(bad)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("model.path", "../outside"), ("model.path", "/etc"), ("codec.path", "codec/../../x"),
+    ("tokenizer", "../tokenizer.json"), ("duration.path", "/tmp"), ("vocoder", {"type": "hifigan", "path": "/v"}),
+])
+def test_part_paths_stay_inside_the_voice(tiny_voice, tmp_path, field, value):
+    from codectts.infer import Synthesizer
+
+    bad = _edit_voice(tiny_voice, tmp_path / "bad", _set(field, value))
+    with pytest.raises(ConfigError, match="inside the voice folder|outside the voice folder"):
+        Synthesizer.load(bad)
+
+
+def test_symlinked_part_outside_the_voice_is_refused(tiny_voice, tmp_path):
+    import shutil
+
+    from codectts.infer import Synthesizer
+
+    bad = _edit_voice(tiny_voice, tmp_path / "bad", lambda m: None)
+    shutil.move(bad / "talker", tmp_path / "elsewhere")
+    (bad / "talker").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(ConfigError, match="outside the voice folder"):
+        Synthesizer.load(bad)
+
+
+@pytest.mark.parametrize("vocoder", [
+    "griffinlim", {"type": "griffinlim"}, {"type": "griffinlim", "mel": {"n_mels": "x"}},
+    {"type": "griffinlim", "mel": {}, "n_iter": "many"}, {"type": "wavenet"},
+    {"type": "griffinlim", "mel": {}, "momentum": 2},
+])
+def test_bad_vocoder_specs_are_config_errors(tiny_voice, tmp_path, vocoder):
+    from codectts.infer import Synthesizer
+
+    def edit(meta):
+        if isinstance(vocoder, dict) and "mel" in vocoder and vocoder["mel"] == {}:
+            vocoder["mel"] = meta["vocoder"]["mel"]
+        meta["vocoder"] = vocoder
+
+    bad = _edit_voice(tiny_voice, tmp_path / "bad", edit)
+    with pytest.raises(ConfigError):
+        Synthesizer.load(bad)
+
+
+def test_nan_weights_in_a_voice_are_refused(tiny_voice, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from codectts.infer import Synthesizer
+
+    bad = _edit_voice(tiny_voice, tmp_path / "bad", lambda m: None)
+    sd = load_file(str(bad / "talker" / "model.safetensors"))
+    name = next(k for k, v in sd.items() if v.is_floating_point())
+    sd[name] = sd[name].clone().fill_(float("nan"))
+    save_file(sd, str(bad / "talker" / "model.safetensors"))
+    with pytest.raises(CheckpointError, match="NaN"):
+        Synthesizer.load(bad)
+
+
+def test_cli_prints_bad_options_as_one_line(tiny_voice):
+    r = subprocess.run([sys.executable, "-m", "codectts.cli", "say", "Hi.", "--voice", str(tiny_voice), "-o", "-",
+                        "--temperature", "nan"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "temperature" in r.stderr and "Traceback" not in r.stderr

@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from codectts.errors import TextError
+from codectts.errors import CodecTTSError, ConfigError, TextError
 from codectts.text import (
     BOS_ID,
     EOS_ID,
@@ -26,13 +26,33 @@ from codectts.text import (
     ("at 7:05", "at seven oh five"),
     ("3.14", "three point one four"),
     ("$2.5 million", "two point five million dollars"),
-    ("a\u0000b\u200bc  \n d", "abc d"),
+    ("a\u0000b\u200bc  \n d", "a bc d"),  # NUL is a space, a zero-width space nothing
+    ("1,2,3", "one, two, three"),  # a list; only valid thousands grouping is one number
+    ("1,234,567", "one million, two hundred and thirty-four thousand, five hundred and sixty-seven"),
+    ("1,2345", "one, two thousand, three hundred and forty-five"),
+    ("\u0661\u0662\u0663 apples", "one hundred and twenty-three apples"),  # Arabic-Indic digits
+    ("card 1234567890123456",  # past 15 digits: digit by digit
+     "card one two three four five six seven eight nine zero one two three four five six"),
+    ("the 12345678901234567th", "the one two three four five six seven eight nine zero one two three four five "
+                                "six seventh"),
     ("smile \U0001F600 now", "smile now"),
     ("This is codectts, or CodecTTS.", "This is codec TTS, or codec TTS."),
     ("codecttsx and xcodectts", "codecttsx and xcodectts"),
 ])
 def test_normalize(raw, expected):
     assert normalize_text(raw) == expected
+
+
+@pytest.mark.parametrize("text", [
+    "9" * 306, "9" * 400, "9" * 5000, "$" + "9" * 400, "$" + "9" * 5000 + ".99", "9" * 400 + "%", "9" * 5000 + ".5%",
+    "1" + ",000" * 120, "$1" + ",000" * 2000 + " million", "\u0661\u0662" * 300, "\u0969" * 5000 + "th",
+    "9" * 400 + "th", "1" + "0" * 400 + ".0" + "9" * 400, "\u0966" * 20,
+])
+def test_numbers_of_any_length_are_read(text):
+    """num2words overflows at 306 digits and int() refuses 4,300: long numbers are read digit by digit."""
+    out = normalize_text(text)
+    assert out and not any(ch.isdigit() for ch in out)
+    assert len(out.split()) >= 10 or len(text) < 30
 
 
 def test_wer_normaliser_spells_numbers_like_words():
@@ -93,6 +113,52 @@ def test_tokenizers_never_crash_on_odd_unicode(text):
         except TextError:
             continue
         assert all(0 <= i < tok.vocab_size for i in ids)
+
+
+def test_bad_tokenizer_files_are_config_errors(tmp_path):
+    f = tmp_path / "tokenizer.json"
+    for content in ("{", "[]", '{"kind": "bpe", "symbols": []}', '{"kind": "char"}', '{"kind": "char", "symbols": 3}',
+                    '{"kind": "char", "symbols": ["a", "b", "c"]}', '{"kind": "char", "symbols": ["_", "^", "$", 1]}',
+                    '{"kind": "char", "symbols": ["_", "^", "$", "a", "a"]}',
+                    '{"kind": "phoneme", "symbols": ["_", "^", "$"], "voice": "../../etc"}'):
+        f.write_text(content)
+        with pytest.raises(ConfigError, match="tokenizer"):
+            load_tokenizer(f)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_tokenizer(tmp_path / "missing.json")
+
+
+def test_unknown_espeak_voice_is_a_config_error():
+    tok = PhonemeTokenizer(voice="xx-nonexistent")
+    with pytest.raises(ConfigError, match="espeak-ng has no voice"):
+        tok.encode("hello")
+
+
+NUMBERISH = st.one_of(
+    st.integers(min_value=0, max_value=10**400).map(str),
+    st.from_regex(r"[$£€]?[0-9٠-٩,.]{1,40}(%|st|nd|rd|th)?", fullmatch=True),
+    st.sampled_from(["1,2,3", "1,000,00", "$1.", "50 %", "12:75", "1990s", "#" * 50, "\x00", "\ud800", "\u202e"]),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.one_of(st.text(max_size=40), NUMBERISH), max_size=6).map(" ".join))
+def test_text_front_end_raises_only_codectts_errors(text):
+    """Random unicode and numbers through normalise, split and both tokenizers: text or a CodecTTSError."""
+    try:
+        norm = normalize_text(text)
+        assert isinstance(norm, str) and "\x00" not in norm
+        pieces = split_sentences(norm, max_chars=50)
+        assert all(0 < len(p) <= 50 for p in pieces)
+        for tok in (CharTokenizer(), PhonemeTokenizer()):
+            for piece in pieces[:3]:
+                try:
+                    ids = tok.encode(piece)
+                except TextError:
+                    continue
+                assert all(0 <= i < tok.vocab_size for i in ids)
+    except CodecTTSError:
+        pass
 
 
 def test_teacher_inventory_matches_tokenizer():

@@ -1,9 +1,10 @@
 """Kyutai's Mimi codec (24 kHz, 12.5 Hz, up to 32 codebooks x 2048) through `transformers.MimiModel`.
 
-Only a wrapper: the weights come from a local folder (`save_pretrained` layout) or, where the hub is
-reachable, from a hub id such as `kyutai/mimi`. transformers' Mimi cannot be trained from scratch here
-(its quantiser passes no gradient and random-init codebooks are all zero), so this class never builds
-an untrained model on its own.
+Only a wrapper: the weights come from a local folder (`save_pretrained` layout) or a hub id such as
+`kyutai/mimi` found in the local Hugging Face cache. Nothing is downloaded unless the caller opts in
+(`local_only=False`, or CODECTTS_ALLOW_DOWNLOAD=1): a voice.json naming a hub id never reaches the
+network. transformers' Mimi cannot be trained from scratch here (its quantiser passes no gradient and
+random-init codebooks are all zero), so this class never builds an untrained model on its own.
 
 Batches: every item is zero-padded to a whole number of frames before encoding. Mimi is causal, so an
 item's codes then do not depend on what else is in the batch (a batch encode equals encoding each item
@@ -28,6 +29,7 @@ from codectts.errors import AudioError, CheckpointError, ConfigError
 log = logging.getLogger(__name__)
 
 DEFAULT_SOURCE = "kyutai/mimi"
+ALLOW_DOWNLOAD_ENV = "CODECTTS_ALLOW_DOWNLOAD"  # "1": a hub id missing from the local cache may be downloaded
 SEED_N_CODEBOOKS = 32  # seeds 003/004 use all 32 codebooks
 CODEC_TYPE = "mimi"
 
@@ -41,7 +43,7 @@ def _offline_help(source: str) -> str:
     return (f"Mimi weights {source!r} are not available offline. On a machine with internet run "
             f"`python -c \"from transformers import MimiModel; MimiModel.from_pretrained('{DEFAULT_SOURCE}')"
             f".save_pretrained('mimi')\"`, copy the 'mimi' folder here and pass its path "
-            f"(e.g. --codec-path ./mimi)")
+            f"(e.g. --codec-path ./mimi), or set {ALLOW_DOWNLOAD_ENV}=1 to let codectts download it")
 
 
 class MimiCodec:
@@ -67,9 +69,10 @@ class MimiCodec:
     def load(cls, source: str | os.PathLike = DEFAULT_SOURCE, n_codebooks: int = SEED_N_CODEBOOKS,
              device: str | torch.device = "cpu", local_only: bool | None = None,
              cache_dir: str | os.PathLike | None = None) -> MimiCodec:
-        """Load from a local folder, or a hub id (from the local HF cache, else the hub when reachable).
+        """Load from a local folder, or a hub id from the local HF cache.
 
-        `local_only` (default: on when HF_HUB_OFFLINE is set) never touches the network.
+        `local_only` (default: on, unless CODECTTS_ALLOW_DOWNLOAD=1) never touches the network; with it off,
+        a hub id missing from the cache is downloaded.
         """
         try:
             from transformers import MimiModel
@@ -86,7 +89,7 @@ class MimiCodec:
                 raise CheckpointError(f"{folder}: cannot load Mimi weights ({str(e)[:200]})") from None
             return cls(model.to(device), n_codebooks, source=str(folder))
         if local_only is None:
-            local_only = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+            local_only = os.environ.get(ALLOW_DOWNLOAD_ENV, "") != "1"
         try:
             model = MimiModel.from_pretrained(src, local_files_only=True, cache_dir=cache_dir)
         except (OSError, ValueError):

@@ -60,6 +60,8 @@ def register(app: typer.Typer) -> None:
             min=1,
             help="CPU threads for torch (1 is fastest for the small default voice: its steps are too small to split).",
         ),
+        max_chars: int = typer.Option(20_000, help="Refuse text longer than this, before or after normalisation."),
+        max_audio_s: float = typer.Option(1_200.0, help="Refuse text that plans more audio than this (seconds)."),
     ):
         """Speak text into a wav file."""
         import numpy as np
@@ -69,9 +71,10 @@ def register(app: typer.Typer) -> None:
 
         from codectts.audio.io import save_wav, wav_bytes
         from codectts.infer import Synthesizer
+        from codectts.infer.synthesizer import Limits
 
         content = _read_text(text, file)
-        synth = Synthesizer.load(voice)
+        synth = Synthesizer.load(voice, limits=Limits(max_chars=max_chars, max_audio_s=max_audio_s))
         if (reference is None) != (reference_text is None):
             raise typer.BadParameter("--reference and --reference-text go together")
         ref = synth.reference(reference, reference_text) if reference is not None else None

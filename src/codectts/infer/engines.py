@@ -39,6 +39,13 @@ class SentencePlan:
     speed: float = 1.0
 
 
+class TooLong(TextError):
+    """A piece of text longer than the model takes in one pass (phonemes or frames past its max_seq_len).
+
+    Raised by `plan` before any model runs past its limit; the Synthesizer splits the piece and plans
+    the halves (non-Latin text can give 1,000+ phonemes in one 250-character sentence)."""
+
+
 def seed_from(gen: torch.Generator) -> int:
     return int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
 
@@ -62,6 +69,11 @@ class TalkerEngine:
         self.model, self.duration, self.tokenizer, self.device = model, duration, tokenizer, device
         context = context or {}  # voice.json "context": attention spans for text longer than in training
         self.window, self.text_window = context.get("frames"), context.get("phonemes")
+        m = model.cfg
+        if m.conditioning == "aligned":  # phonemes through the duration model and the text encoder
+            self.max_units = min(m.max_seq_len, duration.cfg.max_seq_len if duration is not None else m.max_seq_len)
+        else:  # text prefix + the frame bound must fit the decoder's positions
+            self.max_units = (m.max_seq_len - 11) // (PREFIX_FRAMES_PER_PHONEME + 1)
 
     def check(self, codec, name: str) -> None:
         m = self.model.cfg
@@ -88,8 +100,12 @@ class TalkerEngine:
         except TextError:
             log.warning("skipping a piece with nothing speakable: %r", sentence[:40])
             return None
+        if len(ids) > self.max_units:
+            raise TooLong(f"{len(ids)} phonemes; this talker takes at most {self.max_units} at once")
         t = torch.tensor([ids], device=self.device)
         dur = self.duration.predict(t, speed=speed) if self.model.cfg.conditioning == "aligned" else None
+        if dur is not None and int(dur.sum()) > self.model.cfg.max_seq_len:
+            raise TooLong(f"{int(dur.sum())} frames; this talker makes at most {self.model.cfg.max_seq_len} at once")
         return SentencePlan(sentence, t, dur, speed)
 
     def code_chunks(self, plan: SentencePlan, sampling: SamplingConfig, gen: torch.Generator, chunk: int,
@@ -125,11 +141,15 @@ class _TextEngine:
 
     def plan(self, sentence: str, speed: float) -> SentencePlan | None:
         try:
-            self.tokenizer.encode(sentence)
+            ids = self.tokenizer.encode(sentence)
         except TextError:
             log.warning("skipping a piece with nothing speakable: %r", sentence[:40])
             return None
+        self.check_length(sentence, len(ids), speed)
         return SentencePlan(sentence, speed=speed)
+
+    def check_length(self, sentence: str, n_ids: int, speed: float) -> None:
+        """Raise TooLong when the model cannot take the sentence in one pass."""
 
     def check_codes(self, n_codebooks: int, codebook_size: int, codec, name: str) -> None:
         if (n_codebooks, codebook_size) != (codec.n_codebooks, codec.codebook_size):
@@ -153,6 +173,13 @@ class TRMEngine(_TextEngine):
             raise ConfigError(
                 f"voice {name!r}: the TRM was trained on {rate} Hz codes, the codec runs at {codec.frame_rate} Hz"
             )
+
+    def check_length(self, sentence: str, n_ids: int, speed: float) -> None:
+        cfg = self.generator.model.cfg
+        if n_ids > cfg.max_text_len:
+            raise TooLong(f"{n_ids} text tokens; this TRM takes at most {cfg.max_text_len} at once")
+        if self.generator.length.n_frames(sentence, speed) > cfg.max_frames:
+            raise TooLong(f"more frames than this TRM makes at once ({cfg.max_frames})")
 
     def code_chunks(
         self, plan: SentencePlan, sampling: SamplingConfig, gen: torch.Generator, chunk: int, reference=None
@@ -178,11 +205,21 @@ class CSMEngine(_TextEngine):
             raise ConfigError("a csm voice speaks at its own (or its reference's) rate: speed must be 1.0")
         return super().plan(sentence, speed)
 
+    def bound(self, text: str) -> int:
+        """Frames a sentence may take before generation stops without end-of-speech."""
+        return math.ceil(len(text) * CSM_BOUND_SECONDS_PER_CHAR * self.generator.codec.frame_rate) + 25
+
+    def check_length(self, sentence: str, n_ids: int, speed: float) -> None:
+        n_prompt = self.generator.prompt(sentence, self.default_reference)[0].shape[1]
+        room = self.generator.model.cfg.max_seq_len
+        if n_prompt + self.bound(sentence) > room:
+            raise TooLong(f"prompt of {n_prompt} positions and its frames do not fit max_seq_len {room}")
+
     def code_chunks(
         self, plan: SentencePlan, sampling: SamplingConfig, gen: torch.Generator, chunk: int, reference=None
     ) -> Iterator[torch.Tensor]:
         ref = reference if reference is not None else self.default_reference
-        bound = math.ceil(len(plan.text) * CSM_BOUND_SECONDS_PER_CHAR * self.generator.codec.frame_rate) + 25
+        bound = self.bound(plan.text)
         res = self.generator.generate(
             plan.text,
             ref,

@@ -5,20 +5,29 @@ memory for any length) and joined with a short pause. The engine (`infer/engines
 or CSM) turns a sentence into codec codes. `stream()` yields audio while a sentence is still being
 generated: codes -> mel (codec decoder, with its receptive field of look-ahead) -> waveform
 (chunked vocoder) as frames arrive; a waveform codec (Mimi) is decoded once per sentence.
+
+Inputs are checked where they enter (`synthesize`, `stream`, `sentence_codes`): options by
+`infer.options.check_options`, text against `Limits` (characters before and after normalisation,
+planned audio). A sentence the model cannot take in one pass (non-Latin text can phonemise to more
+than its max_seq_len) is halved until every piece fits. Every failure is a CodecTTSError.
 """
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from codectts.codecs.base import MelCodec
-from codectts.errors import ConfigError, GenerationError, TextError
-from codectts.infer.voice import load_codec_and_vocoder, read_voice_json, resolve_voice, voice_part
+from codectts.errors import CodecTTSError, ConfigError, GenerationError, TextError
+from codectts.infer.engines import SentencePlan, TooLong
+from codectts.infer.options import Options, check_options
+from codectts.infer.voice import VoiceSpec, inside, load_codec_and_vocoder, read_voice, resolve_voice, voice_part
 from codectts.models.sampling import SamplingConfig
 from codectts.text.normalize import has_speakable, normalize_text
 from codectts.text.split import split_sentences
@@ -27,6 +36,23 @@ log = logging.getLogger(__name__)
 
 MAX_SENTENCE_CHARS = 250
 STREAM_CHUNK_FRAMES = 8  # codec frames per generated chunk (8 x 46 ms at 21.5 Hz)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask for. Text grows when normalised ('#' * 4096 reads "number" 4,096 times:
+    28,672 characters, 1,355 s of audio), so both the raw and the normalised length are bounded, and
+    the planned audio where the engine plans its frames (aligned talkers), speed included."""
+
+    max_chars: int = 20_000  # ~17 minutes of ordinary English at the default voice's ~19.5 characters/s
+    max_audio_s: float = 1_200.0
+
+    def __post_init__(self):
+        if isinstance(self.max_chars, bool) or not isinstance(self.max_chars, int) or self.max_chars < 1:
+            raise ConfigError(f"max_chars must be a positive integer, got {self.max_chars!r}")
+        if not isinstance(self.max_audio_s, int | float) or not math.isfinite(self.max_audio_s) \
+                or self.max_audio_s <= 0:
+            raise ConfigError(f"max_audio_s must be a positive number of seconds, got {self.max_audio_s!r}")
 
 
 class CodecMelStream:
@@ -54,13 +80,15 @@ class CodecMelStream:
 
 
 class Synthesizer:
-    def __init__(self, name: str, root: Path, meta: dict, engine, codec, vocoder, device: str = "cpu"):
+    def __init__(self, name: str, root: Path, meta: dict, engine, codec, vocoder, device: str = "cpu",
+                 limits: Limits | None = None):
         self.name, self.root, self.meta = name, root, meta
         self.engine, self.codec, self.vocoder, self.device = engine, codec, vocoder, device
         self.sample_rate = int(vocoder.sample_rate if vocoder is not None else codec.sample_rate)
         self.default_sampling = SamplingConfig.from_dict(meta.get("sampling", {}), f"voice {name!r}: sampling")
         self.pause_s = float(meta.get("sentence_pause_s", 0.2))
         self.max_sentence_chars = MAX_SENTENCE_CHARS  # longer sentences are split at clauses
+        self.limits = limits or Limits()
         if isinstance(codec, MelCodec) != (vocoder is not None):
             raise ConfigError(f"voice {name!r}: a mel codec needs a vocoder, a waveform codec none")
         if vocoder is not None:
@@ -69,51 +97,62 @@ class Synthesizer:
 
     # ---- loading ------------------------------------------------------------------------------
     @classmethod
-    def load(cls, voice: str | os.PathLike | None = None, device: str = "cpu") -> Synthesizer:
+    def load(cls, voice: str | os.PathLike | None = None, device: str = "cpu",
+             limits: Limits | None = None) -> Synthesizer:
+        """Load a voice by name or folder. Anything wrong in it is a ConfigError/CheckpointError naming it."""
         root = resolve_voice(voice)
-        meta = read_voice_json(root)
-        name = meta["name"]
+        meta, spec = read_voice(root)
+        try:
+            return cls._load(root, meta, spec, device, limits)
+        except CodecTTSError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError, IndexError, RuntimeError) as e:
+            # a part or spec field that passed the checks but does not work together with the rest
+            raise ConfigError(f"voice {spec.name!r} ({root}): cannot load ({type(e).__name__}: {e})") from e
+
+    @classmethod
+    def _load(cls, root: Path, meta: dict, spec: VoiceSpec, device: str, limits: Limits | None) -> Synthesizer:
+        name = spec.name
 
         def part(key: str) -> Path:
             return voice_part(root, meta, key)
 
         codec, vocoder = load_codec_and_vocoder(root, meta, device)
-        kind = meta["model"].get("type")
+        kind = spec.model.type
+        model_path = part("model")
         if kind == "talker":
             from codectts.infer.engines import TalkerEngine
             from codectts.models.duration import DurationModel
             from codectts.models.talker import Talker
             from codectts.text.tokenizers import load_tokenizer
 
-            tok_file = root / meta.get("tokenizer", "tokenizer.json")
+            tok_file = inside(root, spec.tokenizer, "tokenizer")
             if not tok_file.exists():
                 raise ConfigError(f"voice {name!r}: missing tokenizer file {tok_file}")
-            duration = DurationModel.load(part("duration"), device) if "duration" in meta else None
-            engine = TalkerEngine(Talker.load(part("model"), device), duration, load_tokenizer(tok_file),
-                                  device, meta.get("context"))
+            duration = DurationModel.load(part("duration"), device) if spec.duration else None
+            context = {k: v for k, v in vars(spec.context).items() if v is not None} if spec.context else None
+            engine = TalkerEngine(Talker.load(model_path, device), duration, load_tokenizer(tok_file), device, context)
         elif kind == "trm":
             from codectts.infer.engines import TRMEngine
             from codectts.infer.trm import TRMGenerator
 
-            engine = TRMEngine(TRMGenerator.load(part("model"), device=device), device)
-        elif kind == "csm":
+            engine = TRMEngine(TRMGenerator.load(model_path, device=device), device)
+        else:
             from codectts.infer.csm import CSMGenerator
             from codectts.infer.engines import CSMEngine
 
-            gen = CSMGenerator.load(part("model"), codec=codec, device=device)
+            gen = CSMGenerator.load(model_path, codec=codec, device=device)
             engine = CSMEngine(gen, device=device)
-            ref = meta.get("reference")
-            if ref:  # the voice's own speaker: a reference clip stored in the voice folder
-                engine.default_reference = cls._reference(gen, root / ref["audio"], ref.get("text", ""))
-        else:
-            raise ConfigError(f"voice {name!r}: unknown model type {kind!r} (talker, trm or csm)")
-        return cls(name, root, meta, engine, codec, vocoder, device)
+            if spec.reference:  # the voice's own speaker: a reference clip stored in the voice folder
+                engine.default_reference = cls._reference(gen, inside(root, spec.reference.audio, "reference audio"),
+                                                          spec.reference.text)
+        return cls(name, root, meta, engine, codec, vocoder, device, limits)
 
     @staticmethod
     def _reference(generator, audio: str | os.PathLike, transcript: str):
         from codectts.audio.io import load_audio
 
-        if not transcript or not transcript.strip():
+        if not isinstance(transcript, str) or not transcript.strip():
             raise TextError("a reference clip needs its transcript (what is said in it)")
         wav, sr = load_audio(audio)
         return generator.reference_from_audio(wav, sr, transcript)
@@ -125,17 +164,66 @@ class Synthesizer:
                               "use a csm voice")
         return self._reference(self.engine.generator, audio, transcript)
 
-    # ---- planning -----------------------------------------------------------------------------
+    # ---- checking and planning ----------------------------------------------------------------
+    def options(self, speed=1.0, temperature=None, top_k=None, top_p=None, seed=None, reference=None) -> Options:
+        """The request's options, checked (ConfigError names the bad one); None = the voice's default."""
+        opts = check_options(self.default_sampling, speed=speed, temperature=temperature, top_k=top_k, top_p=top_p,
+                             seed=seed)
+        if reference is not None:
+            from codectts.infer.csm import Reference
+
+            if self.engine.kind != "csm":
+                raise ConfigError(f"a {self.engine.kind} voice cannot clone a reference voice (only csm voices can)")
+            pair = isinstance(reference, tuple) and len(reference) == 2 and torch.is_tensor(reference[0]) \
+                and isinstance(reference[1], str)
+            if not isinstance(reference, Reference) and not pair:
+                raise ConfigError("reference must come from Synthesizer.reference(clip, transcript)")
+        return opts
+
     def sentences(self, text: str) -> list[str]:
+        """Normalised text split into sentences; TextError when empty, unspeakable or over the limits."""
         if not isinstance(text, str):
-            raise TextError("text must be a string")
+            raise TextError(f"text must be a string, got {type(text).__name__}")
+        limit = self.limits.max_chars
+        if len(text) > limit:
+            raise TextError(f"text is {len(text)} characters; the limit is {limit} per request (Limits.max_chars)")
         norm = normalize_text(text)
         if not norm or not has_speakable(norm):
             raise TextError("text is empty or has nothing speakable after normalisation")
+        if len(norm) > limit:
+            raise TextError(f"text reads as {len(norm)} characters once numbers and symbols are spelled out; "
+                            f"the limit is {limit} per request (Limits.max_chars)")
         return split_sentences(norm, max_chars=self.max_sentence_chars)
 
-    def _sampling(self, temperature, top_k, top_p) -> SamplingConfig:
-        return self.default_sampling.override(temperature, top_k, top_p)
+    def plan(self, sentence: str, speed: float = 1.0) -> list[SentencePlan]:
+        """Plans for one sentence: the whole of it, or pieces halved until each fits the model in one pass."""
+        out, todo = [], [sentence]
+        while todo:
+            piece = todo.pop()
+            try:
+                plan = self.engine.plan(piece, speed)
+            except TooLong as e:
+                halves = _halve(piece)
+                if halves is None:
+                    raise TextError(f"text too long for voice {self.name!r} even one character at a time ({e})") \
+                        from None
+                todo.extend(reversed(halves))
+                continue
+            if plan is not None:
+                out.append(plan)
+        return out
+
+    def _plans(self, sentences: list[str], speed: float) -> Iterator[SentencePlan]:
+        """Every piece's plan, in order, refusing the request once its planned audio passes the limit."""
+        frames = 0
+        for sent in sentences:
+            for plan in self.plan(sent, speed):
+                if plan.durations is not None:
+                    frames += int(plan.durations.sum())
+                    if frames / self.codec.frame_rate > self.limits.max_audio_s:
+                        raise TextError(f"text plans more than {self.limits.max_audio_s:g} s of audio (at speed "
+                                        f"{speed:g}); the limit is per request (Limits.max_audio_s)")
+                yield plan
 
     def decode_codes(self, codes: torch.Tensor) -> np.ndarray:
         """codes [1, K, F] -> waveform [T] (mel codec + vocoder, or a waveform codec)."""
@@ -144,13 +232,19 @@ class Synthesizer:
         return self.codec.decode(codes)[0].float().cpu().numpy()
 
     # ---- synthesis ----------------------------------------------------------------------------
+    def _codes(self, plan: SentencePlan, opts: Options, i: int, chunk: int, reference) -> Iterator[torch.Tensor]:
+        gen = torch.Generator(device=self.device).manual_seed(opts.sentence_seed(i))
+        return self.engine.code_chunks(plan, opts.sampling, gen, chunk, reference)
+
     @torch.no_grad()
     def sentence_codes(self, sentence: str, speed: float = 1.0, temperature=None, top_k=None, top_p=None,
                        seed: int | None = None, reference=None) -> torch.Tensor:
-        plan = self.engine.plan(sentence, speed)
-        gen = torch.Generator(device=self.device).manual_seed(0 if seed is None else seed)
-        sampling = self._sampling(temperature, top_k, top_p)
-        chunks = [] if plan is None else list(self.engine.code_chunks(plan, sampling, gen, 0, reference))
+        """Codes [1, K, F] for one piece of text in one pass (not split; TextError if the model cannot take it)."""
+        opts = self.options(speed, temperature, top_k, top_p, seed, reference)
+        if not isinstance(sentence, str):
+            raise TextError(f"text must be a string, got {type(sentence).__name__}")
+        plan = self.engine.plan(sentence, opts.speed)
+        chunks = [] if plan is None else list(self._codes(plan, opts, 0, 0, reference))
         if not chunks:
             return torch.zeros(1, self.codec.n_codebooks, 0, dtype=torch.long)
         return torch.cat(chunks, dim=-1)
@@ -161,16 +255,19 @@ class Synthesizer:
                    should_stop: Callable[[], bool] | None = None) -> tuple[np.ndarray, int]:
         """Whole utterance at once (each sentence decoded in one piece). Returns (wav float32 [T], sample_rate).
 
+        Every sentence is planned before any audio is made, so a request over the limits fails at once.
         `reference` (from `self.reference(clip, transcript)`, csm voices) speaks in the clip's voice.
         `should_stop` is asked before each sentence; when it says True, generation ends with
         GenerationError (the server's way to free a worker whose client left or timed out)."""
+        opts = self.options(speed, temperature, top_k, top_p, seed, reference)
+        plans = list(self._plans(self.sentences(text), opts.speed))
         pieces = []
-        for i, sent in enumerate(self.sentences(text)):
+        for i, plan in enumerate(plans):
             if should_stop is not None and should_stop():
                 raise GenerationError(f"generation stopped before sentence {i + 1}")
-            codes = self.sentence_codes(sent, speed, temperature, top_k, top_p, None if seed is None else seed + i,
-                                        reference)
-            if codes.shape[-1] == 0:
+            chunks = list(self._codes(plan, opts, i, 0, reference))
+            codes = torch.cat(chunks, dim=-1) if chunks else None
+            if codes is None or codes.shape[-1] == 0:
                 continue
             if pieces:
                 pieces.append(np.zeros(int(self.pause_s * self.sample_rate), dtype=np.float32))
@@ -183,24 +280,29 @@ class Synthesizer:
     def stream(self, text: str, *, speed: float = 1.0, temperature: float | None = None, top_k: int | None = None,
                top_p: float | None = None, seed: int | None = None, reference=None,
                chunk_frames: int = STREAM_CHUNK_FRAMES) -> Iterator[np.ndarray]:
-        """Yield float32 audio chunks as they are generated (first chunk after ~chunk_frames frames)."""
-        sentences = self.sentences(text)
-        sampling = self._sampling(temperature, top_k, top_p)
-        emitted = False
-        for i, sent in enumerate(sentences):
-            plan = self.engine.plan(sent, speed)
-            if plan is None:
-                continue
-            if emitted:
-                yield np.zeros(int(self.pause_s * self.sample_rate), dtype=np.float32)
-            gen = torch.Generator(device=self.device).manual_seed(0 if seed is None else seed + i)
-            chunks = self.engine.code_chunks(plan, sampling, gen, chunk_frames, reference)
-            pieces = self._stream_mel(chunks, chunk_frames) if self.vocoder is not None else self._stream_wav(chunks)
-            for wav in pieces:
-                emitted = True
-                yield _finish(wav)
-        if not emitted:
-            raise TextError("nothing speakable in the text")
+        """Yield float32 audio chunks as they are generated (first chunk after ~chunk_frames frames).
+
+        Options and text length are checked before the first chunk; sentences are planned as they come
+        (planning all first would delay the first chunk), so a stream whose planned audio passes
+        Limits.max_audio_s ends with a TextError at that sentence."""
+        opts = self.options(speed, temperature, top_k, top_p, seed, reference)
+        if isinstance(chunk_frames, bool) or not isinstance(chunk_frames, int) or not 1 <= chunk_frames <= 10_000:
+            raise ConfigError(f"chunk_frames must be an integer in [1, 10000], got {chunk_frames!r}")
+        return self._stream(self.sentences(text), opts, reference, chunk_frames)
+
+    def _stream(self, sentences: list[str], opts: Options, reference, chunk_frames: int) -> Iterator[np.ndarray]:
+        with torch.no_grad():
+            emitted = False
+            for i, plan in enumerate(self._plans(sentences, opts.speed)):
+                if emitted:
+                    yield np.zeros(int(self.pause_s * self.sample_rate), dtype=np.float32)
+                chunks = self._codes(plan, opts, i, chunk_frames, reference)
+                pieces = self._stream_wav(chunks) if self.vocoder is None else self._stream_mel(chunks, chunk_frames)
+                for wav in pieces:
+                    emitted = True
+                    yield _finish(wav)
+            if not emitted:
+                raise TextError("nothing speakable in the text")
 
     def _stream_mel(self, chunks: Iterator[torch.Tensor], chunk_frames: int) -> Iterator[np.ndarray]:
         """Codes -> mel as frames become final -> chunked vocoder."""
@@ -234,3 +336,15 @@ class Synthesizer:
 def _finish(wav: np.ndarray) -> np.ndarray:
     """float32, finite, within [-1, 1] (same per-sample rule for whole and streamed audio)."""
     return np.clip(np.nan_to_num(wav.astype(np.float32, copy=False)), -1.0, 1.0)
+
+
+def _halve(piece: str) -> tuple[str, str] | None:
+    """Split text near its middle, at a space when there is one; None when it cannot be split."""
+    piece = piece.strip()
+    if len(piece) < 2:
+        return None
+    mid = len(piece) // 2
+    left, right = piece.rfind(" ", 0, mid + 1), piece.find(" ", mid)
+    spaces = [i for i in (left, right) if 0 < i < len(piece) - 1]
+    cut = min(spaces, key=lambda i: abs(i - mid)) if spaces else mid
+    return piece[:cut].strip(), piece[cut:].strip()

@@ -13,7 +13,7 @@ import threading
 from functools import lru_cache
 from pathlib import Path
 
-from codectts.errors import TextError
+from codectts.errors import ConfigError, TextError
 from codectts.text.normalize import has_speakable, normalize_text
 
 log = logging.getLogger(__name__)
@@ -30,10 +30,12 @@ class Tokenizer:
     kind = "base"
 
     def __init__(self, symbols: list[str]):
-        if symbols[:3] != [PAD, BOS, EOS]:
-            raise TextError(f"tokenizer symbols must start with {[PAD, BOS, EOS]}, got {symbols[:3]}")
+        if not isinstance(symbols, list | tuple) or not all(isinstance(s, str) and s for s in symbols):
+            raise ConfigError("tokenizer symbols must be a list of non-empty strings")
+        if list(symbols[:3]) != [PAD, BOS, EOS]:
+            raise ConfigError(f"tokenizer symbols must start with {[PAD, BOS, EOS]}, got {list(symbols[:3])}")
         if len(set(symbols)) != len(symbols):
-            raise TextError("tokenizer symbols contain duplicates")
+            raise ConfigError("tokenizer symbols contain duplicates")
         self.symbols = list(symbols)
         self.index = {s: i for i, s in enumerate(self.symbols)}
 
@@ -105,7 +107,13 @@ def phonemize(text: str, voice: str = "en-us") -> list[list[str]]:
     if not has_speakable(text):
         return []
     with _ESPEAK_LOCK:  # espeak-ng keeps global state
-        sentences = _espeak().phonemize(voice, text)
+        espeak = _espeak()
+        try:
+            sentences = espeak.phonemize(voice, text)
+        except RuntimeError as e:  # piper's bridge: RuntimeError("Failed to set voice: ...")
+            if "voice" in str(e):
+                raise ConfigError(f"espeak-ng has no voice {voice!r} ({e})") from None
+            raise TextError(f"espeak-ng cannot read this text ({e})") from None
     return [s for s in sentences if s]
 
 
@@ -133,13 +141,28 @@ class PhonemeTokenizer(Tokenizer):
 
 
 def tokenizer_from_dict(d: dict) -> Tokenizer:
+    """Inverse of `Tokenizer.to_dict`; a malformed dict (hand-edited tokenizer.json) is a ConfigError."""
+    if not isinstance(d, dict):
+        raise ConfigError(f"a tokenizer must be an object with 'kind' and 'symbols', got {type(d).__name__}")
     kind = d.get("kind")
+    if kind not in ("char", "phoneme"):
+        raise ConfigError(f"unknown tokenizer kind {kind!r} (char or phoneme)")
+    if "symbols" not in d:
+        raise ConfigError("tokenizer lacks 'symbols'")
     if kind == "char":
         return CharTokenizer(d["symbols"])
-    if kind == "phoneme":
-        return PhonemeTokenizer(d["symbols"], d.get("voice", "en-us"))
-    raise TextError(f"unknown tokenizer kind {kind!r}")
+    voice = d.get("voice", "en-us")
+    if not isinstance(voice, str) or not voice.replace("-", "").isalnum():
+        raise ConfigError(f"tokenizer 'voice' must be an espeak-ng voice name such as 'en-us', got {voice!r}")
+    return PhonemeTokenizer(d["symbols"], voice)
 
 
 def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
-    return tokenizer_from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+    try:
+        d = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read tokenizer ({e})") from None
+    try:
+        return tokenizer_from_dict(d)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
