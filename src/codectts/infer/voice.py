@@ -64,12 +64,12 @@ class CodecSpec:
 
     def __post_init__(self):
         if self.type == "mel_rvq" and not self.path:
-            raise ConfigError("codec: a mel_rvq codec needs 'path'")
+            raise ConfigError("a mel_rvq codec needs 'path'")
         if self.type == "mimi" and (not self.source or self.n_codebooks is None):
-            raise ConfigError("codec: a mimi codec needs 'source' and 'n_codebooks'")
+            raise ConfigError("a mimi codec needs 'source' and 'n_codebooks'")
         for key in ("n_codebooks", "codebook_size", "sample_rate", "frame_rate"):
             if getattr(self, key) is not None and getattr(self, key) <= 0:
-                raise ConfigError(f"codec: {key!r} must be positive, got {getattr(self, key)}")
+                raise ConfigError(f"{key!r} must be positive, got {getattr(self, key)}")
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ class ContextSpec:
     def __post_init__(self):
         for key in ("frames", "phonemes"):
             if getattr(self, key) is not None and getattr(self, key) < 1:
-                raise ConfigError(f"context: {key!r} must be >= 1, got {getattr(self, key)}")
+                raise ConfigError(f"{key!r} must be >= 1, got {getattr(self, key)}")
 
 
 @dataclass(frozen=True)
