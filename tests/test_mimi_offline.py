@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from codectts.errors import ConfigError
+from codectts.errors import CheckpointError, ConfigError
 
 pytest.importorskip("transformers")
 
@@ -27,11 +27,11 @@ def calls(monkeypatch):
 def test_hub_id_loads_from_the_local_cache_only(calls, monkeypatch):
     from codectts.codecs.mimi import MimiCodec
 
-    with pytest.raises(ConfigError, match="not available offline"):
+    with pytest.raises(CheckpointError, match="not available offline"):
         MimiCodec.load("kyutai/mimi")
     assert calls == [True]
     monkeypatch.setenv("CODECTTS_ALLOW_DOWNLOAD", "1")  # the explicit opt-in tries the hub after the cache
-    with pytest.raises(ConfigError, match="download failed"):
+    with pytest.raises(CheckpointError, match="download failed"):
         MimiCodec.load("kyutai/mimi")
     assert calls == [True, True, False]
 
@@ -43,7 +43,7 @@ def test_voice_with_a_hub_id_codec_stays_offline(calls, tmp_path):
             "codec": {"type": "mimi", "source": "kyutai/mimi", "n_codebooks": 8}}
     (tmp_path / "csm").mkdir()
     (tmp_path / "voice.json").write_text(json.dumps(meta))
-    with pytest.raises(ConfigError, match="not available offline"):
+    with pytest.raises(CheckpointError, match="not available offline"):
         Synthesizer.load(tmp_path)
     assert calls == [True]
     for source in ("../mimi", "/opt/mimi", "a/b/../../..", "kyutai/mimi?x=1"):

@@ -11,8 +11,8 @@ import numbers
 from dataclasses import dataclass
 
 from codectts.errors import ConfigError
-from codectts.models.length import MAX_SPEED, MIN_SPEED
 from codectts.models.sampling import SamplingConfig
+from codectts.models.speed import MAX_SPEED, MIN_SPEED
 
 MAX_TEMPERATURE = 10.0  # the server's bound too; far past it the logits are uniform noise
 # Temperatures in (0, MIN_TEMPERATURE) are their limit, greedy decoding: logits / 1e-300 overflow to inf
