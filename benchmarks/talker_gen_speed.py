@@ -31,12 +31,14 @@ def main() -> None:
     args = ap.parse_args()
 
     from codectts.data.codecache import CodeCache
+    from codectts.infer.talker import TalkerGenerator
     from codectts.models.sampling import SamplingConfig
     from codectts.models.talker import Talker
     from codectts.text.tokenizers import PhonemeTokenizer
     from codectts.train.talker import phoneme_ids
 
     model = Talker.load(args.talker, args.device).to(getattr(torch, args.dtype))
+    gen = TalkerGenerator(model)
     cache = CodeCache(args.codes, "dev")
     tok = PhonemeTokenizer()
     sampling = SamplingConfig(temperature=0.5, top_k=20)
@@ -50,7 +52,7 @@ def main() -> None:
             sync()
             t0 = time.perf_counter()
             first, frames = None, 0
-            for chunk in model.generate_aligned(text, dur, sampling, chunk_frames=args.chunk_frames, generator=g):
+            for chunk in gen.aligned(text, dur, sampling, chunk_frames=args.chunk_frames, generator=g):
                 sync()
                 first = first if first is not None else time.perf_counter() - t0
                 frames += chunk.shape[-1]

@@ -1,9 +1,10 @@
-"""Codes pinned from the generation paths as they were before the one sampler and the generators in infer/
-(Talker.generate_aligned / generate_prefix, infer.trm.sample_codes, CSMGenerator with its own defaults):
-tiny seeded models, fixed sampling seeds. Refactors must reproduce them exactly (same RNG draws, numerics)."""
+"""Codes pinned from the generation paths before they moved out of the models (Talker.generate_aligned /
+generate_prefix, infer.trm.sample_codes, CSMGenerator with its own defaults): tiny seeded models, fixed
+sampling seeds. The generators in infer/ must reproduce them exactly (same RNG draws, same numerics)."""
 import torch
 
 from codectts.infer.csm import CSMGenerator
+from codectts.infer.talker import TalkerGenerator
 from codectts.infer.trm import generate
 from codectts.models.csm import CSM
 from codectts.models.csm import preset as csm_preset
@@ -29,12 +30,12 @@ TEXT = torch.tensor([[1, 5, 6, 7, 8, 2]])
 DUR = torch.tensor([[1, 3, 2, 4, 3, 1]])
 
 
-def talker(conditioning, depth=True, **kw) -> Talker:
+def talker(conditioning, depth=True, **kw) -> TalkerGenerator:
     torch.manual_seed(0)
     cfg = TalkerConfig(dim=32, n_layers=2, n_heads=2, n_kv_heads=1, ffn_dim=64, n_codebooks=3, codebook_size=16,
                        conditioning=conditioning, text_vocab=20 if conditioning != "none" else 0,
                        text_layers=1 if conditioning == "aligned" else 0, depth_heads=depth, max_seq_len=128, **kw)
-    return Talker(cfg)
+    return TalkerGenerator(Talker(cfg))
 
 
 def codes(chunks) -> list:
@@ -42,26 +43,25 @@ def codes(chunks) -> list:
 
 
 def test_talker_aligned_codes_are_unchanged():
-    m = talker("aligned")
+    gen = talker("aligned")
     g = torch.Generator().manual_seed(3)
-    assert codes(m.generate_aligned(TEXT, DUR, SamplingConfig(1.0, top_k=6), generator=g)) == REF["aligned"]
+    assert codes(gen.aligned(TEXT, DUR, SamplingConfig(temperature=1.0, top_k=6), generator=g)) == REF["aligned"]
     g = torch.Generator().manual_seed(4)
     s = SamplingConfig(temperature=0.9, top_k=None, top_p=0.8)
-    got = codes(m.generate_aligned(TEXT, DUR, s, generator=g, window=3, text_window=2, chunk_frames=4))
+    got = codes(gen.aligned(TEXT, DUR, s, generator=g, window=3, text_window=2, chunk_frames=4))
     assert got == REF["aligned_window_topp"]
 
 
 def test_talker_prefix_and_unconditional_codes_are_unchanged():
-    m = talker("prefix", n_speakers=2)
+    gen = talker("prefix", n_speakers=2)
     texts = torch.tensor([[0, 1, 5, 6, 2], [1, 7, 8, 9, 2]])
     g = torch.Generator().manual_seed(5)
-    s = SamplingConfig(temperature=1.5, top_k=None)
-    got = codes(m.generate_prefix(texts, 12, s, speaker=torch.tensor([0, 1]), generator=g))
+    got = codes(gen.prefix(texts, 12, SamplingConfig(temperature=1.5, top_k=None), speaker=torch.tensor([0, 1]),
+                           generator=g))
     assert got == REF["prefix_batch"]  # item 1 stopped first: EOS codes (16) pad it
     g = torch.Generator().manual_seed(6)
     old_default = SamplingConfig(temperature=0.7, top_k=50)  # what the old SamplingConfig() was
-    got = codes(talker("none", depth=False).generate_prefix(None, 7, old_default, chunk_frames=2, generator=g))
-    assert got == REF["none"]
+    assert codes(talker("none", depth=False).prefix(None, 7, old_default, chunk_frames=2, generator=g)) == REF["none"]
 
 
 def test_trm_codes_are_unchanged():

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from codectts.errors import CheckpointError, ConfigError
+from codectts.infer.talker import TalkerGenerator
 from codectts.models import duration, talker
 from codectts.models.duration import DurationConfig, DurationModel, round_durations
 from codectts.models.sampling import SamplingConfig
@@ -121,7 +122,7 @@ def test_aligned_overfit_reproduces_codes_and_exact_length():
         opt.step()
     assert float(loss.detach()) < 0.1 * first
     m.eval()
-    out = torch.cat(list(m.generate_aligned(text, dur, GREEDY)), dim=2)
+    out = torch.cat(list(TalkerGenerator(m).aligned(text, dur, GREEDY)), dim=2)
     assert out.shape == (1, 3, 14)  # exactly sum(durations) frames
     assert torch.equal(out, codes)
 
@@ -131,7 +132,7 @@ def test_kv_cached_generation_matches_teacher_forcing():
     m = tiny().eval()
     text = torch.tensor([[1, 5, 6, 2]])
     dur = torch.tensor([[2, 3, 2, 1]])
-    codes = torch.cat(list(m.generate_aligned(text, dur, GREEDY, chunk_frames=3)), dim=2)
+    codes = torch.cat(list(TalkerGenerator(m).aligned(text, dur, GREEDY, chunk_frames=3)), dim=2)
     logits = m(codes, None, text, torch.tensor([4]), dur).logits
     assert torch.equal(torch.stack([lg.argmax(-1) for lg in logits], 1), codes)
 
@@ -148,7 +149,7 @@ def test_prefix_mode_learns_to_stop():
         loss.backward()
         opt.step()
     m.eval()
-    out = torch.cat(list(m.generate_prefix(text, max_frames=40, sampling=GREEDY)), dim=2)
+    out = torch.cat(list(TalkerGenerator(m).prefix(text, max_frames=40, sampling=GREEDY)), dim=2)
     assert torch.equal(out, codes)  # stopped by itself after 6 frames
 
 
@@ -156,9 +157,19 @@ def test_streaming_chunks_equal_whole_generation():
     m = tiny().eval()
     text, dur = torch.tensor([[1, 5, 6, 2]]), torch.tensor([[2, 3, 4, 1]])
     s = SamplingConfig(temperature=0.8, top_k=5)
-    a = torch.cat(list(m.generate_aligned(text, dur, s, generator=torch.Generator().manual_seed(3))), 2)
-    b = torch.cat(list(m.generate_aligned(text, dur, s, chunk_frames=3, generator=torch.Generator().manual_seed(3))), 2)
+    gen = TalkerGenerator(m)
+    a = torch.cat(list(gen.aligned(text, dur, s, generator=torch.Generator().manual_seed(3))), 2)
+    b = torch.cat(list(gen.aligned(text, dur, s, chunk_frames=3, generator=torch.Generator().manual_seed(3))), 2)
     assert torch.equal(a, b)
+
+
+def test_both_loops_run_in_the_model_dtype():
+    """One cache dtype rule (the model's) for the aligned and the prefix loop: a bf16 Talker runs either."""
+    text, dur = torch.tensor([[1, 5, 6, 2]]), torch.tensor([[2, 1, 2, 1]])
+    aligned = TalkerGenerator(tiny().to(torch.bfloat16))
+    assert torch.cat(list(aligned.aligned(text, dur, GREEDY)), 2).shape == (1, 3, 6)
+    prefix = TalkerGenerator(tiny("prefix").to(torch.bfloat16))
+    assert torch.cat(list(prefix.prefix(text, 5, GREEDY)), 2).shape[-1] <= 5
 
 
 def test_duration_model_rounding_and_speed():
@@ -185,8 +196,9 @@ def test_attention_windows_wider_than_the_input_change_nothing():
     m = tiny().eval()
     text = torch.tensor([[1, 5, 6, 7, 8, 2]])
     dur = torch.tensor([[1, 3, 2, 4, 3, 1]])
-    full = torch.cat(list(m.generate_aligned(text, dur, GREEDY)), dim=2)
-    wide = torch.cat(list(m.generate_aligned(text, dur, GREEDY, window=64, text_window=16)), dim=2)
+    gen = TalkerGenerator(m)
+    full = torch.cat(list(gen.aligned(text, dur, GREEDY)), dim=2)
+    wide = torch.cat(list(gen.aligned(text, dur, GREEDY, window=64, text_window=16)), dim=2)
     assert torch.equal(full, wide)
-    narrow = torch.cat(list(m.generate_aligned(text, dur, GREEDY, window=2, text_window=1)), dim=2)
+    narrow = torch.cat(list(gen.aligned(text, dur, GREEDY, window=2, text_window=1)), dim=2)
     assert narrow.shape == full.shape  # same length; content may differ

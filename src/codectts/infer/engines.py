@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from codectts.errors import ConfigError, TextError
+from codectts.infer.talker import TalkerGenerator
 from codectts.models.sampling import SamplingConfig
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ class TalkerEngine:
 
     def __init__(self, model, duration, tokenizer, device: str = "cpu", context: dict | None = None):
         self.model, self.duration, self.tokenizer, self.device = model, duration, tokenizer, device
+        self.generator = TalkerGenerator(model)
         context = context or {}  # voice.json "context": attention spans for text longer than in training
         self.window, self.text_window = context.get("frames"), context.get("phonemes")
         m = model.cfg
@@ -112,19 +114,12 @@ class TalkerEngine:
                     reference=None) -> Iterator[torch.Tensor]:
         _no_reference(self.kind, reference)
         if self.model.cfg.conditioning == "aligned":
-            yield from self.model.generate_aligned(
-                plan.ids,
-                plan.durations,
-                sampling,
-                chunk_frames=chunk,
-                generator=gen,
-                window=self.window,
-                text_window=self.text_window,
-            )
+            yield from self.generator.aligned(plan.ids, plan.durations, sampling, chunk_frames=chunk, generator=gen,
+                                              window=self.window, text_window=self.text_window)
             return
         bound = PREFIX_FRAMES_PER_PHONEME * plan.ids.shape[1] + 10
         n = 0
-        for c in self.model.generate_prefix(plan.ids, bound, sampling, chunk_frames=chunk, generator=gen):
+        for c in self.generator.prefix(plan.ids, bound, sampling, chunk_frames=chunk, generator=gen):
             n += c.shape[-1]
             yield c
         if n >= bound:

@@ -1,8 +1,11 @@
-"""Generation with the TTS TRM: text + speaker + a length -> codes [K, F] in one forward pass.
+"""Generation with the TTS TRM: text + speaker + a length -> codes [K, F] from one refinement call.
 
-`generate(model, text, speaker, n_frames=... | length_source=... | durations=...)` is the low-level
-call (model and tokenizer passed in). `TRMGenerator.load(part_dir)` bundles what a trained part needs
-at run time (model, tokenizer, speaker names, length source, codec spec) and calls `generate`.
+Non-autoregressive, so there is no loop: the text is tokenized, the length comes from a length source
+(or is given), `TTSTRM.predict` runs every refinement cycle once, and the shared sampler draws every
+code at once. `generate(model, text, speaker, n_frames=... | length_source=... | durations=...)` is
+the low-level call (model and tokenizer passed in); `TRMGenerator.load(part_dir)` bundles what a
+trained part needs at run time (model, tokenizer, speaker names, length source, codec spec), as
+CSMGenerator and TalkerGenerator do for theirs.
 """
 from __future__ import annotations
 
@@ -57,14 +60,9 @@ def generate(model: TTSTRM, text: str | Sequence[int], speaker: int = 0, n_frame
     if durations is not None and len(durations) != len(ids):
         raise ConfigError(f"{len(durations)} durations for {len(ids)} text tokens")
     dev = model.device
-    was_training = model.training
-    model.eval()
-    try:
-        logits = model(torch.tensor([ids], device=dev), torch.tensor([len(ids)], device=dev),
-                       torch.tensor([int(speaker)], device=dev), torch.tensor([int(n_frames)], device=dev),
-                       frame_positions=None if positions is None else positions[None].to(dev)).logits
-    finally:
-        model.train(was_training)
+    logits = model.predict(torch.tensor([ids], device=dev), torch.tensor([len(ids)], device=dev),
+                           torch.tensor([int(speaker)], device=dev), torch.tensor([int(n_frames)], device=dev),
+                           frame_positions=None if positions is None else positions[None].to(dev))
     if not torch.isfinite(logits).all():
         raise GenerationError("the TRM produced non-finite logits (NaN/Inf weights or activations)")
     gen = torch.Generator(device=dev).manual_seed(seed) if seed is not None else None

@@ -13,10 +13,13 @@ the next frame; teacher-forced cross-entropy on all heads. Three ways to conditi
 
 `depth_heads` makes codebook k's head also see the codes < k already chosen for the same frame
 (cheap embedding sums, sampled in order at inference) so codebooks within a frame agree.
+
+Inference goes through `prefill` / `step` on explicit KV caches and `codebook_logits` (the same head
+code as training); the sampling loops live in `codectts.infer.talker.TalkerGenerator`.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -24,8 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from codectts.errors import ConfigError, DataError
-from codectts.models.blocks import Transformer, TransformerConfig, band_mask, make_caches, padding_mask
-from codectts.models.sampling import SamplingConfig, sample_logits
+from codectts.models.blocks import KVCache, Transformer, TransformerConfig, band_mask, make_caches, padding_mask
 from codectts.parts import PartConfig, PartModel, make_preset
 
 CONDITIONING = ("none", "prefix", "aligned")
@@ -176,15 +178,18 @@ class Talker(PartModel, nn.Module):
             cond = cond + self.speaker_emb(speaker)[:, None]
         return cond, mask
 
-    def head_logits(self, h: torch.Tensor, codes: torch.Tensor | None) -> list[torch.Tensor]:
-        """Per-codebook logits from hidden [B, T, D]; depth heads add embeddings of codes < k (teacher-forced)."""
-        out = []
-        for k, head in enumerate(self.heads):
-            x = h
-            if self.cfg.depth_heads and k > 0:
-                x = h + sum(self.depth_emb[j](codes[:, j]) for j in range(k))
-            out.append(head(x))
-        return out
+    def codebook_logits(self, h: torch.Tensor, k: int, prev: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Codebook k's logits from hidden states h [..., D]; with depth heads the head also sees the codes
+        `prev[j]` [...] (j < k) chosen for the same frame(s). One code path for training and sampling."""
+        x = h
+        if self.cfg.depth_heads and k > 0:
+            x = h + sum(self.depth_emb[j](prev[j]) for j in range(k))
+        return self.heads[k](x)
+
+    def head_logits(self, h: torch.Tensor, codes: torch.Tensor) -> list[torch.Tensor]:
+        """Per-codebook logits [B, T, n_classes] from hidden [B, T, D], teacher-forced on codes [B, K, T]."""
+        prev = codes.unbind(1)
+        return [self.codebook_logits(h, k, prev) for k in range(self.cfg.n_codebooks)]
 
     def bos(self, b: int, device) -> torch.Tensor:
         return torch.full((b, self.cfg.n_codebooks, 1), self.cfg.bos_code, dtype=torch.long, device=device)
@@ -231,102 +236,40 @@ class Talker(PartModel, nn.Module):
         losses = torch.stack([F.cross_entropy(lg[fmask], targets[:, j][fmask]) for j, lg in enumerate(logits)])
         return TalkerOutput(logits=logits, loss=losses.mean(), losses=losses)
 
-    # ---- generation ---------------------------------------------------------------------------
-    def sample_frame(
-        self, h: torch.Tensor, sampling: SamplingConfig, generator: torch.Generator | None
-    ) -> torch.Tensor:
-        """h [B, D] -> codes [B, K] (depth heads sampled in order)."""
-        codes = []
-        for k, head in enumerate(self.heads):
-            x = h
-            if self.cfg.depth_heads and k > 0:
-                x = h + sum(self.depth_emb[j](codes[j]) for j in range(k))
-            codes.append(sample_logits(head(x), sampling, generator))
-        return torch.stack(codes, 1)
+    # ---- incremental decoding (explicit caches; the sampling loops are infer.talker.TalkerGenerator) ---
+    @property
+    def device(self) -> torch.device:
+        return self.heads[0].weight.device
 
-    @torch.no_grad()
-    def generate_aligned(
-        self,
-        text: torch.Tensor,
-        durations: torch.Tensor,
-        sampling: SamplingConfig | None = None,
-        speaker: torch.Tensor | None = None,
-        chunk_frames: int = 0,
-        generator: torch.Generator | None = None,
-        window: int | None = None,
-        text_window: int | None = None,
-    ) -> Iterator[torch.Tensor]:
-        """Aligned mode: yields code chunks [B, K, n] (all frames at once when chunk_frames=0).
+    def make_caches(self, batch: int, max_len: int, device=None, window: int | None = None) -> list[KVCache]:
+        """KV caches for `max_len` positions in the model's dtype (`window`: decoding steps attend to the
+        last `window` positions only, for inputs longer than the training utterances)."""
+        w = self.heads[0].weight
+        return make_caches(self.transformer.cfg, batch, max_len, device or w.device, w.dtype, window)
 
-        Produces exactly sum(durations) frames per item (batch items are padded to the longest).
-        `window` (frames) and `text_window` (phonemes) bound attention spans for inputs longer than
-        the training utterances (see docs/talker.md); None = unbounded, as in training.
-        """
-        sampling = sampling or SamplingConfig()
-        b = text.shape[0]
-        lengths = (text != 0).sum(1)
-        cond, _ = self.frame_conditioning(text, lengths, durations, speaker=speaker, text_window=text_window)
-        f = cond.shape[1]
-        caches = make_caches(self.transformer.cfg, b, max_len=f, device=text.device, dtype=cond.dtype, window=window)
-        prev = self.bos(b, text.device)[:, :, 0]
-        buf = []
-        for t in range(f):
-            x = self.embed_frames(prev[:, :, None]) + cond[:, t : t + 1]
-            h = self.transformer(x, start=t, caches=caches)[:, 0]
-            prev = self.sample_frame(h, sampling, generator)
-            buf.append(prev)
-            if chunk_frames and len(buf) == chunk_frames:
-                yield torch.stack(buf, 2)
-                buf = []
-        if buf:
-            yield torch.stack(buf, 2)
+    def prefill(self, caches: list[KVCache], text: torch.Tensor | None = None, speaker: torch.Tensor | None = None,
+                cond: torch.Tensor | None = None, batch: int = 1) -> torch.Tensor:
+        """Run the prompt into empty `caches`; returns the state [B, D] that predicts the first frame.
 
-    @torch.no_grad()
-    def generate_prefix(
-        self,
-        text: torch.Tensor,
-        max_frames: int,
-        sampling: SamplingConfig | None = None,
-        speaker: torch.Tensor | None = None,
-        chunk_frames: int = 0,
-        generator: torch.Generator | None = None,
-    ) -> Iterator[torch.Tensor]:
-        """Prefix / unconditional modes: generate until every item emitted EOS or max_frames.
-
-        Finished items keep producing padding (their frames after EOS are not yielded for B=1);
-        for batches, frames after an item's EOS are returned as EOS (= codebook_size) for trimming.
-        """
+        The prompt is the BOS frame, after the text (prefix mode: `text` [B, P], `speaker`) or plus the
+        first frame's conditioning (aligned mode: `cond` [B, F, D] from `frame_conditioning`)."""
         cfg = self.cfg
-        sampling = sampling or SamplingConfig()
-        b = text.shape[0] if text is not None else 1
-        device = text.device if text is not None else self.heads[0].weight.device
-        p = text.shape[1] if (text is not None and cfg.conditioning == "prefix") else 0
-        caches = make_caches(self.transformer.cfg, b, max_len=p + max_frames + 1, device=device)
+        b = text.shape[0] if text is not None else cond.shape[0] if cond is not None else batch
+        device = text.device if text is not None else self.device
         x = self.embed_frames(self.bos(b, device))
-        if p:
+        if cfg.conditioning == "aligned":
+            x = x + cond[:, :1]
+        elif cfg.conditioning == "prefix" and text is not None:
             t = self.text_emb(text)
             if speaker is not None and cfg.n_speakers > 0:
                 t = t + self.speaker_emb(speaker)[:, None]
             x = torch.cat([t, x], dim=1)
-        h = self.transformer(x, start=0, caches=caches)[:, -1]
-        pos = x.shape[1]
-        done = torch.zeros(b, dtype=torch.bool, device=device)
-        buf = []
-        for _ in range(max_frames):
-            frame = self.sample_frame(h, sampling, generator)
-            if cfg.conditioning == "prefix":
-                is_eos = frame[:, 0] == cfg.codebook_size
-                frame = torch.where((done | is_eos)[:, None], torch.full_like(frame, cfg.codebook_size), frame)
-                frame = frame.clamp(max=cfg.codebook_size)
-                done = done | is_eos
-                if bool(done.all()):
-                    break
-            buf.append(frame)
-            if chunk_frames and len(buf) == chunk_frames:
-                yield torch.stack(buf, 2)
-                buf = []
-            inp = frame.clamp(max=cfg.codebook_size - 1) if cfg.conditioning == "prefix" else frame
-            h = self.transformer(self.embed_frames(inp[:, :, None]), start=pos, caches=caches)[:, -1]
-            pos += 1
-        if buf:
-            yield torch.stack(buf, 2)
+        return self.transformer(x, start=0, caches=caches)[:, -1]
+
+    def step(self, frame: torch.Tensor, caches: list[KVCache], cond: torch.Tensor | None = None) -> torch.Tensor:
+        """Feed one frame [B, K] at the next position (aligned mode: plus its conditioning `cond` [B, 1, D]);
+        returns the state [B, D] that predicts the frame after it."""
+        x = self.embed_frames(frame[:, :, None])
+        if cond is not None:
+            x = x + cond
+        return self.transformer(x, start=caches[0].length, caches=caches)[:, -1]

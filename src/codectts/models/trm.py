@@ -386,6 +386,18 @@ class TTSTRM(PartModel, nn.Module):
             return TRMOutput(logits=logits)
         return self.loss(logits, targets, frame_lengths)
 
+    @torch.no_grad()
+    def predict(self, text_ids: torch.Tensor, text_lengths: torch.Tensor, speaker: torch.Tensor,
+                frame_lengths: torch.Tensor, frame_positions: torch.Tensor | None = None) -> torch.Tensor:
+        """Inference: logits [B, K, F, N] from one pass through every refinement cycle. No gradient, and
+        dropout off whatever mode the module is in (a training loop samples mid-run), the mode kept."""
+        was_training = self.training
+        self.eval()
+        try:
+            return self(text_ids, text_lengths, speaker, frame_lengths, frame_positions=frame_positions).logits
+        finally:
+            self.train(was_training)
+
     def loss(self, logits: torch.Tensor, targets: torch.Tensor, frame_lengths: torch.Tensor) -> TRMOutput:
         """Weighted CE over valid frames only (a padding mask, not ignore_index=0: code 0 is a real code)."""
         b, k, f, n = logits.shape
