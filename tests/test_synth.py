@@ -69,7 +69,7 @@ def test_synthesize_stops_between_sentences_when_asked(tiny_voice):
     from codectts.infer import Synthesizer
 
     s = Synthesizer.load(tiny_voice)
-    text = "First sentence here. Second sentence here. Third one."
+    text = "This is the first sentence here. This is the second sentence here. And this is the third one."
     asked = []
 
     def stop_after_first() -> bool:

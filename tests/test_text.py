@@ -67,6 +67,21 @@ def test_lexicon_words_are_spoken_as_respelled():
     assert tok.decode(tok.encode("codectts")) == tok.decode(tok.encode("codec TTS"))
 
 
+def test_short_sentences_join_a_neighbour():
+    text = "Hello! This is codec TTS, a small toolkit. Thanks. Bye."
+    assert split_sentences(text) == ["Hello!", "This is codec TTS, a small toolkit.", "Thanks.", "Bye."]
+    assert split_sentences(text, min_words=5) == [text]  # "Thanks. Bye." is still short: it joins the sentence before
+    two = "Hello! This is codec TTS, a small toolkit. It runs on your own small computer."
+    assert split_sentences(two, min_words=5) == ["Hello! This is codec TTS, a small toolkit.",
+                                                 "It runs on your own small computer."]
+    # a short last sentence joins the one before; a lone short text stays as it is
+    assert split_sentences("We missed the last bus by two minutes. Sadly.", min_words=5) == [
+        "We missed the last bus by two minutes. Sadly."]
+    assert split_sentences("Turn left.", min_words=5) == ["Turn left."]
+    # never past max_chars
+    assert all(len(p) <= 60 for p in split_sentences("Hi. " + "word " * 30, max_chars=60, min_words=5))
+
+
 def test_split_sentences_and_long_pieces():
     assert split_sentences('He said "Stop." Then he left. Why? Fine!') == [
         'He said "Stop."',

@@ -35,6 +35,9 @@ from codectts.text.split import split_sentences
 log = logging.getLogger(__name__)
 
 MAX_SENTENCE_CHARS = 250
+# Voices learn from 5-20-word sentences (data/textsource.py): a shorter sentence is spoken together with
+# its neighbour (docs/talker.md, "Sentence starts": a lone "Hello!" was heard as "oh wow" or "alone").
+MIN_SENTENCE_WORDS = 5
 STREAM_CHUNK_FRAMES = 8  # codec frames per generated chunk (8 x 46 ms at 21.5 Hz)
 
 
@@ -193,7 +196,7 @@ class Synthesizer:
         if len(norm) > limit:
             raise TextError(f"text reads as {len(norm)} characters once numbers and symbols are spelled out; "
                             f"the limit is {limit} per request (Limits.max_chars)")
-        return split_sentences(norm, max_chars=self.max_sentence_chars)
+        return split_sentences(norm, max_chars=self.max_sentence_chars, min_words=MIN_SENTENCE_WORDS)
 
     def plan(self, sentence: str, speed: float = 1.0) -> list[SentencePlan]:
         """Plans for one sentence: the whole of it, or pieces halved until each fits the model in one pass."""

@@ -7,10 +7,13 @@ _SENT_END = re.compile(r"(?:(?<=[.!?;])|(?<=[.!?;][\"')\]]))\s+(?=[\"'(\[]?[A-Z0
 _CLAUSE = re.compile(r"(?<=[,:;])\s+")
 
 
-def split_sentences(text: str, max_chars: int = 300) -> list[str]:
+def split_sentences(text: str, max_chars: int = 300, min_words: int = 1) -> list[str]:
     """Sentences, with any longer than `max_chars` split further at commas, then at spaces.
 
     Abbreviations are expected to be expanded already (normalize_text), so a full stop ends a sentence.
+    A sentence of fewer than `min_words` words is kept with its neighbour (the next one, or the previous
+    one at the end) when the two fit in `max_chars`: voices trained on 5-20-word sentences speak a lone
+    "Hello!" badly, but "Hello! This is ..." in one piece well.
     """
     text = re.sub(r"\s+", " ", text).strip()
     if not text:
@@ -24,6 +27,18 @@ def split_sentences(text: str, max_chars: int = 300) -> list[str]:
             out.append(sent)
             continue
         out.extend(_pack(_CLAUSE.split(sent), max_chars, " "))
+    return _join_short(out, max_chars, min_words) if min_words > 1 else out
+
+
+def _join_short(pieces: list[str], max_chars: int, min_words: int) -> list[str]:
+    out: list[str] = []
+    for piece in pieces:
+        if out and len(out[-1].split()) < min_words and len(out[-1]) + 1 + len(piece) <= max_chars:
+            out[-1] = f"{out[-1]} {piece}"
+        else:
+            out.append(piece)
+    if len(out) > 1 and len(out[-1].split()) < min_words and len(out[-2]) + 1 + len(out[-1]) <= max_chars:
+        out[-2:] = [f"{out[-2]} {out[-1]}"]
     return out
 
 
