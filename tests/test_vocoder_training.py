@@ -171,3 +171,38 @@ def test_bad_recipe_inputs(corpus, tmp_path):
         train_vocoder(corpus, tmp_path / "r", rc, tcfg(tmp_path))
     with pytest.raises(ConfigError, match="preset"):
         train_vocoder(corpus, tmp_path / "r", VocoderRecipeConfig(preset="huge"), tcfg(tmp_path))
+
+
+# ---- Vocos through the same recipe -------------------------------------------------------------------
+def test_vocos_learns_trains_exports_and_records_its_codec(corpus, tmp_path):
+    from codectts.codecs.mel_rvq import MelRVQCodec, MelRVQConfig
+    from codectts.vocoders import Vocos
+    from codectts.vocoders.vocos import preset as vocos_preset
+
+    torch.manual_seed(0)
+    rc = VocoderRecipeConfig(preset="tiny", arch="vocos", segment_frames=SEG, batch_size=4, disc_width=0.0625,
+                             eval_utts=2, disc_start=10_000)
+    utts, root, dev, dev_root = split_corpus(corpus, 2, 0)
+    task = VocoderTask(rc, vocos_preset("tiny"), scan_clips(utts, root, MEL, SEG), scan_clips(dev, dev_root, MEL, 1))
+    trainer = Trainer(task, tcfg(tmp_path / "steps", lr=3e-3))
+    batch = next(iter(task.train_batches(0)))
+    first = task.train_step(batch, trainer)["mel_l1"]
+    for _ in range(14):
+        last = task.train_step(batch, trainer)["mel_l1"]
+    assert last < 0.85 * first, (first, last)
+
+    codec = MelRVQCodec(MelRVQConfig(mel=MEL, stack=2, arch="conv", hidden=8, n_res_blocks=1, n_codebooks=2,
+                                     codebook_size=8))
+    codec.save(tmp_path / "codec")
+    rc = VocoderRecipeConfig(preset="tiny", arch="vocos", segment_frames=SEG, batch_size=4, disc_width=0.0625,
+                             eval_utts=2, disc_start=1, codec=str(tmp_path / "codec"))
+    metrics = train_vocoder(corpus, tmp_path / "run", rc, tcfg(tmp_path, max_steps=2))
+    assert math.isfinite(metrics["mel_l1"])
+    voc = load_vocoder({"type": "vocos", "path": "last"}, root=tmp_path / "run")
+    assert isinstance(voc, Vocos) and voc(torch.randn(1, 80, 5) - 4).shape == (1, 5 * HOP)
+    assert voc.codec["config"]["n_codebooks"] == 2  # made for that codec: another one is refused
+    voc.check_codec(MelRVQCodec.load(tmp_path / "codec"))
+    with pytest.raises(ConfigError, match="decoded mels"):
+        voc.check_codec(MelRVQCodec(codec.cfg))
+    with pytest.raises(ConfigError):
+        VocoderRecipeConfig(arch="wavenet")

@@ -43,6 +43,9 @@ class SoundChain:
             raise ConfigError(f"{self.name}: a mel chain needs a vocoder")
         if self.vocoder is not None and self.codec is not None and hasattr(self.codec, "cfg"):
             self.codec.cfg.mel.check_compatible(self.vocoder.mel, f"{self.name}: codec vs vocoder")
+            from codectts.vocoders import check_vocoder_codec
+
+            check_vocoder_codec(self.vocoder, self.codec, self.name)
         self._melspec = MelSpectrogram(self.mel) if self.mel is not None else None
 
     @property

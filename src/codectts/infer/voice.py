@@ -221,10 +221,11 @@ def voice_part(root: Path, meta: dict, key: str) -> Path:
 
 def load_codec_and_vocoder(root: Path, meta: dict, device: str = "cpu"):
     """A voice's sound chain: (codec, vocoder or None). A mel codec and its vocoder must share one
-    MelConfig (checked when they are paired), so a vocoder made for other mels is refused here.
+    MelConfig (checked when they are paired), and a vocoder trained on another codec's decoded mels
+    is refused, so a mismatched pair fails here rather than sounding wrong.
     A Mimi codec comes from a folder inside the voice or a hub id in the local cache (never downloaded)."""
     from codectts.codecs.registry import load_codec
-    from codectts.vocoders import load_vocoder
+    from codectts.vocoders import check_vocoder_codec, load_vocoder
 
     vocoder = load_vocoder(meta["vocoder"], root=root, device=device) if meta.get("vocoder") else None
     codec_spec = dict(meta["codec"])
@@ -232,7 +233,9 @@ def load_codec_and_vocoder(root: Path, meta: dict, device: str = "cpu"):
         codec_spec["path"] = str(voice_part(root, meta, "codec"))
     else:
         codec_spec["source"] = mimi_source(root, codec_spec["source"])
-    return load_codec(codec_spec, vocoder=vocoder, device=device), vocoder
+    codec = load_codec(codec_spec, vocoder=vocoder, device=device)
+    check_vocoder_codec(vocoder, codec, f"voice {meta.get('name')!r}")
+    return codec, vocoder
 
 
 def list_voices() -> list[dict]:

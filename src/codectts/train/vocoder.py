@@ -1,5 +1,8 @@
 """Recipe: `codectts train vocoder --data CORPUS --preset P --out RUN` (the seeds' train_vocoder.py).
 
+`--arch hifigan` (default) or `--arch vocos` (ConvNeXt -> STFT magnitude + phase -> one iSTFT;
+vocoders/vocos.py): same data, losses, discriminators, checkpoints and evaluation for both.
+
 HiFi-GAN on random one-second-scale segments of a corpus: the generator sees the log-mel of the
 whole utterance (exactly what inference sees), sliced to the segment; the losses compare the
 segment's audio. Optimisers: AdamW for the generator and for the discriminators (MPD + MSD).
@@ -10,7 +13,9 @@ with Griffin-Lim's figures on the same audio logged once as the bar to clear.
 
 `--codec-mels DIR` fine-tunes on a codec's reconstructions: DIR/<utterance id>.npy holds the
 codec's decoded log-mel [n_mels, F] (float32, the vocoder's mel config); the target stays the real
-audio, so the vocoder learns to undo the codec's artefacts.
+audio, so the vocoder learns to undo the codec's artefacts. `--codec PART` does the same on the fly
+(each utterance's mel through that codec's encode/decode) and, for Vocos, records the codec's identity
+in the released part, which then refuses any other codec at load.
 
 Multi-GPU is not supported by this recipe (the two optimisers step outside DDP's hooks).
 """
@@ -51,6 +56,8 @@ from codectts.vocoders.losses import (
     generator_adv_loss,
     multi_resolution_stft,
 )
+from codectts.vocoders.vocos import Vocos, VocosConfig, VocosGenerator, codec_identity
+from codectts.vocoders.vocos import preset as vocos_preset
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +74,7 @@ class VocoderRecipeConfig:
     """What `codectts train vocoder` trains; saved in each checkpoint's run.json."""
 
     preset: str = "small"
+    arch: str = "hifigan"  # "hifigan" or "vocos"
     mel_preset: str = "vocoder"
     segment_frames: int = 32  # 32 x 256 = 8192 samples, HiFi-GAN's segment
     batch_size: int = 16
@@ -80,6 +88,7 @@ class VocoderRecipeConfig:
     eval_utts: int = 8
     eval_seconds: float = 4.0  # crop dev utterances to bound evaluation time on CPU
     codec_mels: str | None = None
+    codec: str | None = None  # a codec part: decode each utterance's mel through it on the fly
     codec_mel_prob: float = 1.0  # chance a segment uses the codec's mel instead of the real one
     init: str | None = None  # start the generator from a released part (fine-tuning)
     seed: int = 0
@@ -91,15 +100,20 @@ class VocoderRecipeConfig:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         if not 0.0 <= self.codec_mel_prob <= 1.0:
             raise ConfigError(f"codec_mel_prob must be in [0, 1], got {self.codec_mel_prob}")
+        if self.arch not in ("hifigan", "vocos"):
+            raise ConfigError(f"arch must be hifigan or vocos, got {self.arch!r}")
+        if self.codec and self.codec_mels:
+            raise ConfigError("give --codec or --codec-mels, not both")
 
 
 class VocoderGAN(nn.Module):
     """Generator + discriminators as one module, so the Trainer's checkpoints hold both."""
 
-    def __init__(self, gcfg: HiFiGANConfig, dcfg: DiscriminatorConfig):
+    def __init__(self, gcfg: HiFiGANConfig | VocosConfig, dcfg: DiscriminatorConfig):
         super().__init__()
         self.cfg = gcfg
-        self.generator = Generator(gcfg, use_weight_norm=True)
+        self.generator = (VocosGenerator(gcfg) if isinstance(gcfg, VocosConfig)
+                          else Generator(gcfg, use_weight_norm=True))
         self.discriminators = Discriminators(dcfg)
 
 
@@ -140,11 +154,18 @@ def scan_clips(utts: list[Utterance], root: Path, mel: MelConfig, min_frames: in
 class VocoderTask(Task):
     multi_process = False  # the two optimisers step outside DDP's hooks
 
-    def __init__(self, rc: VocoderRecipeConfig, gcfg: HiFiGANConfig, train: list[Clip], dev: list[Clip]):
+    def __init__(self, rc: VocoderRecipeConfig, gcfg: HiFiGANConfig | VocosConfig, train: list[Clip],
+                 dev: list[Clip], codec=None):
         self.rc, self.gcfg = rc, gcfg
         self.mel_cfg = gcfg.mel
+        self.codec = codec
         self.model = VocoderGAN(gcfg, DiscriminatorConfig(rc.periods, rc.n_scales, rc.disc_width))
-        if rc.init:
+        if rc.init and rc.arch == "vocos":
+            init = Vocos.load(rc.init)
+            if init.cfg.to_dict() | {"codec": None} != gcfg.to_dict() | {"codec": None}:
+                raise ConfigError(f"--init {rc.init}: a vocos of another shape or mel config than --preset {rc.preset}")
+            self.model.generator.load_state_dict(init.generator.state_dict())
+        elif rc.init:
             init = HiFiGAN.load(rc.init)
             init.mel.check_compatible(self.mel_cfg, f"--init {rc.init}")
             _load_plain_into_weight_norm(self.model.generator, init.generator)
@@ -191,7 +212,11 @@ class VocoderTask(Task):
             wav, _ = load_audio(clip.utt.audio_path(clip.root), sr=self.mel_cfg.sample_rate)
             x = torch.from_numpy(wav)
             mel = None
-            if self.codec_dir is not None and rng.random() < self.rc.codec_mel_prob:
+            if self.codec is not None and rng.random() < self.rc.codec_mel_prob:
+                real = self.cpu_melspec(x[None])
+                with torch.no_grad():
+                    mel = self.codec.decode_mel(self.codec.encode_mel(real))[0, :, : real.shape[-1]]
+            elif self.codec_dir is not None and rng.random() < self.rc.codec_mel_prob:
                 mel = self._codec_mel(clip.utt)
                 if mel is not None and abs(mel.shape[-1] - self.mel_cfg.n_frames(len(wav))) > CODEC_MEL_FRAME_SLACK:
                     raise DataError(f"{clip.utt.id}: codec mel has {mel.shape[-1]} frames, audio gives "
@@ -314,8 +339,11 @@ class VocoderTask(Task):
 
     def export(self, path: Path) -> None:
         gen = _unwrap(self.model).generator
-        save_part(path, plain_state_dict(gen), self.gcfg, HiFiGAN.model_type,
-                  extra={"training": {"preset": self.rc.preset, "codec_mels": bool(self.rc.codec_mels)}})
+        training = {"preset": self.rc.preset, "codec_mels": bool(self.rc.codec_mels or self.rc.codec)}
+        if self.rc.arch == "vocos":
+            save_part(path, gen.state_dict(), self.gcfg, Vocos.model_type, extra={"training": training})
+        else:
+            save_part(path, plain_state_dict(gen), self.gcfg, HiFiGAN.model_type, extra={"training": training})
 
 
 def _unwrap(model: nn.Module) -> VocoderGAN:
@@ -355,7 +383,17 @@ def train_vocoder(data: Path, out: Path, rc: VocoderRecipeConfig, tcfg: TrainCon
                   overrides: dict | None = None) -> dict[str, float]:
     """Build the task from a corpus and run the shared loop; returns the last evaluation."""
     mel = mel_preset(rc.mel_preset)
-    gcfg = hifigan_preset(rc.preset, mel=mel, **(overrides or {}))
+    codec = None
+    if rc.codec:
+        from codectts.codecs.mel_rvq import MelRVQCodec
+
+        codec = MelRVQCodec.load(rc.codec)
+        codec.cfg.mel.check_compatible(mel, f"--codec {rc.codec} vs --mel-preset {rc.mel_preset}")
+    if rc.arch == "vocos":
+        gcfg = vocos_preset(rc.preset, mel=mel, codec=codec_identity(codec) if codec is not None else None,
+                            **(overrides or {}))
+    else:
+        gcfg = hifigan_preset(rc.preset, mel=mel, **(overrides or {}))
     utts, root, dev_utts, dev_root = split_corpus(data, max(rc.eval_utts, 1), rc.seed)
     train = scan_clips(utts, root, mel, rc.segment_frames)
     dev = scan_clips(dev_utts, dev_root, mel, 1)
@@ -364,11 +402,11 @@ def train_vocoder(data: Path, out: Path, rc: VocoderRecipeConfig, tcfg: TrainCon
                         f"one batch of {rc.batch_size}")
     if rc.codec_mels and not Path(rc.codec_mels).is_dir():
         raise ConfigError(f"--codec-mels {rc.codec_mels}: not a directory of <utterance id>.npy files")
-    task = VocoderTask(rc, gcfg, train, dev)
+    task = VocoderTask(rc, gcfg, train, dev, codec=codec)
     n_g = sum(p.numel() for p in task.model.generator.parameters())
     n_d = sum(p.numel() for p in task.model.discriminators.parameters())
-    log.info("hifigan %s: generator %.2f M, discriminators %.2f M parameters; %d train / %d dev clips",
-             rc.preset, n_g / 1e6, n_d / 1e6, len(train), len(dev))
+    log.info("%s %s: generator %.2f M, discriminators %.2f M parameters; %d train / %d dev clips",
+             rc.arch, rc.preset, n_g / 1e6, n_d / 1e6, len(train), len(dev))
     trainer = Trainer(task, tcfg, run_config={"vocoder": asdict(rc), "generator": gcfg.to_dict(), "data": str(data)})
     if resume:
         trainer.resume()
@@ -382,7 +420,9 @@ def register(app: typer.Typer) -> None:
     def train_vocoder_cmd(
         opts: RunOptions,
         data: Path = data_option(),
-        preset: str = typer.Option("small", help="Generator preset: seed, v1, v3, small, tiny."),
+        preset: str = typer.Option("small", help="Generator preset: hifigan seed, v1, v3, small, tiny; "
+                                                 "vocos base, small, tiny."),
+        arch: str = typer.Option("hifigan", help="hifigan or vocos (ConvNeXt -> magnitude + phase -> iSTFT)."),
         mel: str = typer.Option("vocoder", "--mel-preset", help="Mel frontend preset (codectts.audio.mel_preset)."),
         segment_frames: int = typer.Option(32),
         disc_start: int = typer.Option(0, help="Generator-only (mel + MR-STFT) steps before the GAN starts."),
@@ -392,17 +432,21 @@ def register(app: typer.Typer) -> None:
         codec_mels: Path | None = typer.Option(
             None, help="Folder of <utterance id>.npy codec-decoded mels to fine-tune on."
         ),
+        codec: Path | None = typer.Option(
+            None, help="Codec part: train on its decoded mels, computed on the fly (recorded in a vocos part)."
+        ),
         codec_mel_prob: float = typer.Option(1.0, help="Share of segments using the codec's mel."),
         init: Path | None = typer.Option(None, help="Start the generator from a released part."),
         eval_utts: int = typer.Option(8),
     ):
-        """Train a HiFi-GAN vocoder (checkpoints, --resume, audio samples, JSONL/TensorBoard logs)."""
+        """Train a HiFi-GAN or Vocos vocoder (checkpoints, --resume, audio samples, JSONL/TensorBoard logs)."""
         try:
             period_list = tuple(int(p) for p in periods.split(",") if p.strip())
         except ValueError:
             raise ConfigError(f"--periods must be comma-separated integers, got {periods!r}") from None
         rc = VocoderRecipeConfig(
             preset=preset,
+            arch=arch,
             mel_preset=mel,
             segment_frames=segment_frames,
             batch_size=opts.batch_size,
@@ -412,6 +456,7 @@ def register(app: typer.Typer) -> None:
             disc_width=disc_width,
             eval_utts=eval_utts,
             codec_mels=str(codec_mels) if codec_mels else None,
+            codec=str(codec) if codec else None,
             codec_mel_prob=codec_mel_prob,
             init=str(init) if init else None,
             seed=opts.seed,

@@ -1,9 +1,10 @@
-"""Vocoders: log-mel -> waveform behind one `Vocoder` contract (Griffin-Lim needs no training; HiFi-GAN does).
+"""Vocoders: log-mel -> waveform behind one `Vocoder` contract (Griffin-Lim needs no training; HiFi-GAN
+and Vocos do).
 
 `load_vocoder(spec, root)` rebuilds a vocoder from the JSON a voice stores; `VocoderStream` turns
 any of them into a chunked, streaming one.
 """
-from codectts.vocoders.base import Vocoder, check_mel, default_vocoder, load_vocoder
+from codectts.vocoders.base import Vocoder, check_mel, check_vocoder_codec, default_vocoder, load_vocoder
 from codectts.vocoders.griffinlim import GriffinLim
 from codectts.vocoders.hifigan import HiFiGAN, HiFiGANConfig
 from codectts.vocoders.streaming import (
@@ -12,6 +13,7 @@ from codectts.vocoders.streaming import (
            stream_config_for,
            vocode_chunked,
 )
+from codectts.vocoders.vocos import Vocos, VocosConfig
 
 __all__ = [
            "GriffinLim",
@@ -20,9 +22,13 @@ __all__ = [
            "StreamConfig",
            "Vocoder",
            "VocoderStream",
+           "Vocos",
+           "VocosConfig",
            "check_mel",
+           "check_vocoder_codec",
            "default_vocoder",
            "load_vocoder",
            "stream_config_for",
            "vocode_chunked",
+           "vocos_preset",
 ]

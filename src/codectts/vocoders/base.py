@@ -76,7 +76,18 @@ def load_vocoder(spec: dict, root: str | Path | None = None, device: str | torch
         from codectts.vocoders.hifigan import HiFiGAN
 
         return HiFiGAN.from_spec(spec, root=root, device=device)
-    raise ConfigError(f"unknown vocoder type {kind!r} (known: griffinlim, hifigan)")
+    if kind == "vocos":
+        from codectts.vocoders.vocos import Vocos
+
+        return Vocos.from_spec(spec, root=root, device=device)
+    raise ConfigError(f"unknown vocoder type {kind!r} (known: griffinlim, hifigan, vocos)")
+
+
+def check_vocoder_codec(vocoder, codec, what: str) -> None:
+    """A vocoder trained on one codec's decoded mels (Vocos records it) refuses any other codec."""
+    check = getattr(vocoder, "check_codec", None)
+    if check is not None:
+        check(codec, what)
 
 
 def shipped_vocoder_dirs() -> list[Path]:

@@ -1,0 +1,79 @@
+"""Markdown table of `codectts eval roundtrip` results (issue 14): one row per sound chain, plus the
+ground-truth row (the inputs' own WER and DNSMOS, from a run made with --reference).
+
+The runs behind docs/codecs.md and docs/vocoders.md (100 dev utterances of the corpus, one thread):
+
+    R="codectts eval roundtrip --manifest CORPUS --split dev --quiet"
+    $R --vocoder griffinlim --out rt/gl                        # teacher mel -> Griffin-Lim, + ground truth
+    $R --voice joe --out rt/joe-codec --no-reference           # the shipped voice's codec + Griffin-Lim
+    $R --codec runs/codec-k8x1024-spec/best --vocoder griffinlim --out rt/k8x1024-spec --no-reference
+    $R --vocoder runs/vocos-small/best --out rt/vocos-small --no-reference
+    python benchmarks/roundtrip_table.py rt/gl rt/joe-codec rt/k8x1024-spec rt/vocos-small [--n 50]
+
+Every figure is recomputed from the per-utterance records, so `--n` compares runs on one subset.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+KEYS = ("ovrl", "sig", "bak", "p808")
+
+
+def fmt(v, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def mean(vals: list) -> float | None:
+    vals = [v for v in vals if v is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+def scores(utts: list[dict], hyp_key: str, mos_key: str) -> dict:
+    """WER/CER (corpus level) and DNSMOS means over these utterance records."""
+    from codectts.eval.asr import wer_cer
+
+    out: dict = {}
+    with_text = [u for u in utts if hyp_key in u]
+    if with_text:
+        out.update(wer_cer([u["text"] for u in with_text], [u[hyp_key] for u in with_text]))
+    for k in KEYS:
+        out[k] = mean([u[mos_key][k] for u in utts if u.get(mos_key)])
+    return out
+
+
+def row(name: str, sc: dict, utts: list[dict], summary: dict | None) -> str:
+    s = summary or {}
+    cells = [name, fmt(sc.get("wer"), ".1%"), fmt(sc.get("cer"), ".1%"), *(fmt(sc.get(k), ".2f") for k in KEYS)]
+    if summary is None:
+        cells += ["-"] * 7
+    else:
+        cells += [fmt(mean([u.get("pesq_wb") for u in utts]), ".2f"), fmt(mean([u.get("stoi") for u in utts]), ".3f"),
+                  fmt(mean([u.get("mel_l1") for u in utts]), ".3f"), fmt(s.get("bits_per_second"), ".0f"),
+                  fmt(s.get("frame_rate"), ".1f"), fmt(s.get("n_codebooks"), "d"), fmt(s.get("rtf"), ".3f")]
+    return "| " + " | ".join(c.replace("%", " %") for c in cells) + " |"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("runs", nargs="+", type=Path, help="roundtrip --out folders (or their roundtrip.json)")
+    ap.add_argument("--n", type=int, default=None, help="only the first N utterances of every run (common subset)")
+    args = ap.parse_args()
+    print("| audio | WER | CER | OVRL | SIG | BAK | P808 | PESQ-wb | STOI | mel L1 | bits/s | frames/s | "
+          "codebooks | RTF |")
+    print("|---|" + "---:|" * 13)
+    gt_done = False
+    for path in args.runs:
+        f = path / "roundtrip.json" if path.is_dir() else path
+        data = json.loads(f.read_text())
+        utts = [u for u in data["utterances"][: args.n] if "output" in u]
+        s = data["summary"]
+        if "dnsmos_input" in s and not gt_done:
+            print(row("ground truth (teacher audio)", scores(utts, "hypothesis_input", "dnsmos_input"), utts, None))
+            gt_done = True
+        print(row(s["name"], scores(utts, "hypothesis", "dnsmos"), utts, s))
+
+
+if __name__ == "__main__":
+    main()
