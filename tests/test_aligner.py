@@ -75,7 +75,7 @@ def test_even_durations():
         assert d.sum() == t and d.min() >= 1 and d.max() - d.min() <= 1
 
 
-def planted_corpus(n: int, seed: int = 0, n_mels: int = 80):
+def planted_corpus(n: int, seed: int = 0, n_mels: int = 80, min_frames: int = 1):
     """Utterances of 5-12 phonemes (no phoneme twice in a row), each phoneme a constant noisy spectrum."""
     rng = np.random.default_rng(seed)
     spectra = rng.normal(-4, 2, size=(10, n_mels)).astype(np.float32)
@@ -85,7 +85,7 @@ def planted_corpus(n: int, seed: int = 0, n_mels: int = 80):
         while len(ids) < rng.integers(5, 13):
             if (x := int(rng.integers(3, 13))) != ids[-1]:
                 ids.append(x)
-        d = rng.integers(1, 9, size=len(ids))
+        d = rng.integers(min_frames, 9, size=len(ids))
         mel = np.concatenate([np.repeat(spectra[i - 3][:, None], n_f, 1) for i, n_f in zip(ids, d, strict=True)], 1)
         mel = mel + rng.normal(0, 0.3, mel.shape).astype(np.float32)
         items.append(AlignItem(Utterance(id=f"u{k}", audio="x.wav", text="x"), "train", ids, torch.from_numpy(mel)))
@@ -111,7 +111,7 @@ def test_align_corpus_writes_teacher_form_and_flags_mismatch(tmp_path, monkeypat
     """`align` on mels made from planted durations: teacher-form durations, a wrong transcript excluded."""
     from codectts.train import aligner as al
 
-    items, truth = planted_corpus(24, seed=1)
+    items, truth = planted_corpus(24, seed=1, min_frames=2)
     mels = {it.utt.id: it.mel for it in items}
     swapped = items[-1]
     utts = []
@@ -130,8 +130,8 @@ def test_align_corpus_writes_teacher_form_and_flags_mismatch(tmp_path, monkeypat
         return [AlignItem(u, split, [int(p[1:]) for p in u.phonemes], mels[u.id]) for u, split in records], []
 
     monkeypatch.setattr(al, "load_items", fake_load)
-    monkeypatch.setattr(al, "AlignerConfig", lambda **kw: AlignerConfig(**{**kw, "vocab_size": 16, "dim": 32,
-                                                                            "layers": 2}))
+    small = {"vocab_size": 16, "dim": 32, "layers": 2, "kernel": 1}  # context-free, like the planted spectra
+    monkeypatch.setattr(al, "AlignerConfig", lambda **kw: AlignerConfig(**{**kw, **small}))
     report = al.align_corpus(tmp_path, max_minutes=None, max_steps=150, progress=False)
     assert report["excluded"] == 1 and report["excluded_list"][0]["id"] == swapped.utt.id, report["excluded_list"]
     got = {u.id: u for n in ("manifest.jsonl", "dev.jsonl") for u in read_jsonl(tmp_path / n)}
@@ -142,8 +142,10 @@ def test_align_corpus_writes_teacher_form_and_flags_mismatch(tmp_path, monkeypat
         assert np.abs(np.cumsum(u.durations) - np.cumsum(d)).max() <= 1
     excluded = [json.loads(x) for x in (tmp_path / "excluded.jsonl").read_text().splitlines()]
     assert [e["id"] for e in excluded] == [swapped.utt.id] and "alignment score" in excluded[0]["excluded_because"]
-    again = al.align_corpus(tmp_path, aligner=tmp_path / "aligner" / "best", progress=False)  # idempotent rerun
+    assert (tmp_path / "aligner" / "log.jsonl").exists() and not list(tmp_path.glob(".aligner-run-*"))
+    again = al.align_corpus(tmp_path, aligner=tmp_path / "aligner", progress=False)  # idempotent rerun
     assert again["utterances"] == 24 and again["excluded"] == 1
+    assert al.align_corpus(tmp_path, max_minutes=None, max_steps=5, progress=False)["utterances"] == 24  # retrain
 
 
 @given(st.lists(matrices(), min_size=1, max_size=4))

@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import logging
 import random
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -214,8 +216,18 @@ def align_corpus(data: str | Path, aligner: str | Path | None = None, max_minute
     if not items:
         raise DataError(f"{data}: no utterance can be aligned ({len(rejects)} rejected)")
     t_mels = time.time() - t0
-    run = data / "aligner"
-    model = load_aligner(aligner) if aligner else train_aligner(items, run, max_minutes, max_steps, progress=progress)
+    if aligner:
+        model = load_aligner(aligner)
+    else:  # a fresh run folder each time (the loop refuses one holding checkpoints); the part and its log stay
+        from codectts.parts import save_part
+
+        run = Path(tempfile.mkdtemp(dir=data, prefix=".aligner-run-"))
+        try:
+            model = train_aligner(items, run, max_minutes, max_steps, progress=progress)
+            logs = {"log.jsonl": (run / "log.jsonl").read_bytes()} if (run / "log.jsonl").exists() else {}
+            save_part(data / "aligner", model.state_dict(), model.cfg, MODEL_TYPE, files=logs)
+        finally:
+            shutil.rmtree(run, ignore_errors=True)
     t_train = time.time() - t0 - t_mels
     model.eval()
     scores = np.zeros(len(items))
@@ -245,7 +257,7 @@ def align_corpus(data: str | Path, aligner: str | Path | None = None, max_minute
     report = {"utterances": len(items) + len(rejects), "aligned": {s: len(v) for s, v in kept.items()},
               "excluded": len(excluded), "score_threshold": round(threshold, 4),
               "score_percentiles": {p: round(float(np.percentile(scores, p)), 4) for p in (1, 5, 50, 95)},
-              "aligner": str(aligner or run / "best"),
+              "aligner": str(aligner or data / "aligner"),
               "mel_s": round(t_mels, 1), "train_s": round(t_train, 1), "total_s": round(time.time() - t0, 1),
               "excluded_list": [{k: e[k] for k in ("id", "split", "reason")} for e in excluded]}
     atomic_write_bytes(data / "align_scores.tsv", ("id\tsplit\tscore\n" + "".join(
