@@ -31,6 +31,7 @@ class AlignerConfig(PartConfig):
     dim: int = 128  # text encoder width
     layers: int = 3
     kernel: int = 5
+    deltas: bool = True  # model each frame's slope (x[t+1] - x[t-1]) / 2 too: sharper boundaries
     min_log_std: float = -3.0  # floor of the predicted log standard deviation (normalised mel units)
     sample_rate: int = 22050  # the mel frames durations are counted in
     hop: int = 256
@@ -62,7 +63,8 @@ class Aligner(PartModel, nn.Module):
         self.cfg = cfg
         self.embed = nn.Embedding(cfg.vocab_size, cfg.dim, padding_idx=0)
         self.blocks = nn.ModuleList(ConvBlock(cfg.dim, cfg.kernel) for _ in range(cfg.layers))
-        self.out = nn.Conv1d(cfg.dim, 2 * cfg.n_mels, 1)
+        self.n_feat = cfg.n_mels * (2 if cfg.deltas else 1)
+        self.out = nn.Conv1d(cfg.dim, 2 * self.n_feat, 1)
         # log-mel statistics of the training set, saved with the weights so a reloaded aligner normalises alike
         self.register_buffer("mel_mean", torch.zeros(cfg.n_mels))
         self.register_buffer("mel_std", torch.ones(cfg.n_mels))
@@ -73,11 +75,15 @@ class Aligner(PartModel, nn.Module):
         self.mel_std.copy_(x.std(0).clamp_min(1e-3))
 
     def normalise(self, mel: torch.Tensor) -> torch.Tensor:
-        """[B, n_mels, T] log-mel -> [B, T, n_mels] in training-set units."""
-        return ((mel - self.mel_mean[None, :, None]) / self.mel_std[None, :, None]).transpose(1, 2)
+        """[B, n_mels, T] log-mel -> [B, T, n_feat] frame features in training-set units (+ slopes)."""
+        x = ((mel - self.mel_mean[None, :, None]) / self.mel_std[None, :, None]).transpose(1, 2)
+        if not self.cfg.deltas:
+            return x
+        pad = torch.cat([x[:, :1], x, x[:, -1:]], dim=1)
+        return torch.cat([x, 0.5 * (pad[:, 2:] - pad[:, :-2])], dim=-1)
 
     def token_gaussians(self, text: torch.Tensor, text_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """text [B, P] -> (mean, log std), each [B, P, n_mels]."""
+        """text [B, P] -> (mean, log std), each [B, P, n_feat]."""
         mask = (torch.arange(text.shape[1], device=text.device)[None] < text_lengths[:, None])[:, None].float()
         x = self.embed(text).transpose(1, 2)
         for blk in self.blocks:
@@ -85,16 +91,20 @@ class Aligner(PartModel, nn.Module):
         mu, log_std = self.out(x * mask).transpose(1, 2).chunk(2, dim=-1)
         return mu, log_std.clamp_min(self.cfg.min_log_std)
 
-    def log_likelihood(self, text, text_lengths, mel, mel_lengths) -> torch.Tensor:
-        """[B, T, P]: log N(frame t; phoneme p's Gaussian) per mel channel; -inf on padded phonemes."""
+    def log_likelihood(self, text, text_lengths, mel, mel_lengths, static: bool = False) -> torch.Tensor:
+        """[B, T, P]: log N(frame t; phoneme p's Gaussian) per feature; -inf on padded phonemes.
+
+        `static`: of the log-mel channels alone (without the slopes)."""
         mu, log_std = self.token_gaussians(text, text_lengths)
         x = self.normalise(mel)
+        if static:
+            mu, log_std, x = mu[..., :self.cfg.n_mels], log_std[..., :self.cfg.n_mels], x[..., :self.cfg.n_mels]
         inv = torch.exp(-2 * log_std)  # [B, P, M]
         quad = (x.pow(2) @ inv.transpose(1, 2) - 2 * x @ (mu * inv).transpose(1, 2)
                 + (mu.pow(2) * inv).sum(-1)[:, None, :])
-        ll = -0.5 * quad - log_std.sum(-1)[:, None, :] - 0.5 * self.cfg.n_mels * math.log(2 * math.pi)
+        ll = -0.5 * quad - log_std.sum(-1)[:, None, :] - 0.5 * x.shape[-1] * math.log(2 * math.pi)
         tmask = torch.arange(text.shape[1], device=text.device)[None] < text_lengths[:, None]
-        return (ll / self.cfg.n_mels).masked_fill(~tmask[:, None, :], float("-inf"))
+        return (ll / x.shape[-1]).masked_fill(~tmask[:, None, :], float("-inf"))
 
     def nll(self, text, text_lengths, mel, mel_lengths, durations: torch.Tensor) -> torch.Tensor:
         """Mean negative log-likelihood per frame and channel of the mels under a hard alignment [B, P]."""
@@ -121,13 +131,15 @@ class Aligner(PartModel, nn.Module):
     def align(self, text: list[int], mel: torch.Tensor) -> tuple[np.ndarray, float]:
         """One utterance: phoneme ids, log-mel [n_mels, T] -> (durations [P] summing to T, score).
 
-        The score is the mean log-likelihood per frame and channel along the hard path. A transcript
-        that does not match the audio forces frames onto phonemes whose Gaussians do not fit them
-        and scores far below the corpus median (comparing with the frame's best phoneme of the same
-        transcript instead misses a transcript that is wrong throughout).
+        The score is the mean log-likelihood per frame and log-mel channel along the hard path. A
+        transcript that does not match the audio forces frames onto phonemes whose Gaussians do not
+        fit them and scores far below the corpus median (comparing with the frame's best phoneme of
+        the same transcript instead misses a transcript that is wrong throughout; the slopes, alike
+        for most frames, would dilute it).
         """
-        ll = self.log_likelihood(torch.tensor([text]), torch.tensor([len(text)]), mel[None],
-                                 torch.tensor([mel.shape[1]]))[0].T.double().cpu().numpy()  # [P, T]
+        args = torch.tensor([text]), torch.tensor([len(text)]), mel[None], torch.tensor([mel.shape[1]])
+        ll = self.log_likelihood(*args)[0].T.double().cpu().numpy()  # [P, T]
         dur = monotonic_alignment_search(ll)
         idx = np.repeat(np.arange(len(text)), dur)
-        return dur, float(ll[idx, np.arange(mel.shape[1])].mean())
+        static = self.log_likelihood(*args, static=True)[0].T.double().cpu().numpy()
+        return dur, float(static[idx, np.arange(mel.shape[1])].mean())
