@@ -219,13 +219,11 @@ def align_corpus(data: str | Path, aligner: str | Path | None = None, max_minute
     if aligner:
         model = load_aligner(aligner)
     else:  # a fresh run folder each time (the loop refuses one holding checkpoints); the part and its log stay
-        from codectts.parts import save_part
-
         run = Path(tempfile.mkdtemp(dir=data, prefix=".aligner-run-"))
         try:
             model = train_aligner(items, run, max_minutes, max_steps, progress=progress)
             logs = {"log.jsonl": (run / "log.jsonl").read_bytes()} if (run / "log.jsonl").exists() else {}
-            save_part(data / "aligner", model.state_dict(), model.cfg, MODEL_TYPE, files=logs)
+            model.save(data / "aligner", files=logs)
         finally:
             shutil.rmtree(run, ignore_errors=True)
     t_train = time.time() - t0 - t_mels
