@@ -1,14 +1,13 @@
 """Markdown table of `codectts eval roundtrip` results (issue 14): one row per sound chain, plus the
 ground-truth row (the inputs' own WER and DNSMOS, from a run made with --reference).
 
-The runs behind docs/codecs.md and docs/vocoders.md (100 dev utterances of the corpus, one thread):
+The runs behind docs/codecs.md and docs/vocoders.md (dev utterances of the corpus, one thread):
 
     R="codectts eval roundtrip --manifest CORPUS --split dev --quiet"
     $R --vocoder griffinlim --out rt/gl                        # teacher mel -> Griffin-Lim, + ground truth
-    $R --voice joe --out rt/joe-codec --no-reference           # the shipped voice's codec + Griffin-Lim
-    $R --codec runs/codec-k8x1024-spec/best --vocoder griffinlim --out rt/k8x1024-spec --no-reference
-    $R --vocoder runs/vocos-small/best --out rt/vocos-small --no-reference
-    python benchmarks/roundtrip_table.py rt/gl rt/joe-codec rt/k8x1024-spec rt/vocos-small [--n 50]
+    $R --codec runs/codec-k8x1024-spec/best --vocoder griffinlim --out rt/k8x1024-spec-30 --no-reference --limit 30
+    $R --vocoder runs/vocos-small/best --out rt/vocos-small-10 --no-reference --no-asr --limit 10
+    python benchmarks/roundtrip_table.py rt/gl rt/k8x1024-spec-30 --n 30
 
 Every figure is recomputed from the per-utterance records, so `--n` compares runs on one subset.
 """
