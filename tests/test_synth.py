@@ -390,3 +390,52 @@ def test_cli_prints_bad_options_as_one_line(tiny_voice):
     r = subprocess.run([sys.executable, "-m", "codectts.cli", "say", "Hi.", "--voice", str(tiny_voice), "-o", "-",
                         "--temperature", "nan"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "temperature" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_bfloat16_weights_option(tiny_voice, tmp_path):
+    """weights='bfloat16' (argument or voice.json) casts only the Talker; same length, finite audio;
+    anything but float32/bfloat16 is refused at load."""
+    from codectts.infer import Synthesizer
+    from codectts.infer.packaging import build_voice
+
+    s, plain = Synthesizer.load(tiny_voice, weights="bfloat16"), Synthesizer.load(tiny_voice)
+    assert {p.dtype for p in s.engine.model.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in s.engine.duration.parameters()} == {torch.float32}
+    wav, _ = s.synthesize("Hello world. Second sentence here!", seed=1)
+    ref, _ = plain.synthesize("Hello world. Second sentence here!", seed=1)
+    assert len(wav) == len(ref) and np.isfinite(wav).all()  # durations come from the float32 duration model
+    out = build_voice(tmp_path / "bf", name="bf", talker=tiny_voice / "talker", codec=tiny_voice / "codec",
+                      duration=tiny_voice / "duration")
+    meta = json.loads((out / "voice.json").read_text())
+    (out / "voice.json").write_text(json.dumps({**meta, "weights": "bfloat16"}))
+    assert Synthesizer.load(out).engine.model.text_emb.weight.dtype == torch.bfloat16
+    assert Synthesizer.load(out, weights="float32").engine.model.text_emb.weight.dtype == torch.float32
+    (out / "voice.json").write_text(json.dumps({**meta, "weights": "int8"}))
+    with pytest.raises(ConfigError, match="weights"):
+        Synthesizer.load(out)
+    with pytest.raises(ConfigError, match="weights"):
+        Synthesizer.load(tiny_voice, weights="float16")
+
+
+def test_bfloat16_talker_close_to_float32():
+    """The cast model's teacher-forced logits stay within bfloat16 rounding of the float32 ones."""
+    import copy
+
+    from codectts.infer.precision import with_weights
+    from codectts.models.talker import Talker, preset
+
+    torch.manual_seed(0)
+    model = Talker(preset("tiny")).eval()
+    for p in model.parameters():  # larger than the init's std 0.02, so logits are not all ~0
+        p.data.normal_(0, 0.2)
+    half = with_weights(copy.deepcopy(model), "bfloat16")
+    codes = torch.randint(0, 16, (2, 2, 12))
+    text, durations = torch.randint(1, 151, (2, 5)), torch.full((2, 5), 3)
+    lengths = torch.full((2,), 5)
+    with torch.no_grad():
+        a = model(codes, text=text, text_lengths=lengths, durations=durations).logits
+        b = half(codes, text=text, text_lengths=lengths, durations=durations).logits
+    for x, y in zip(a, b, strict=True):
+        assert y.dtype == torch.bfloat16
+        rel = float((x - y.float()).norm() / x.norm())
+        assert 0 < rel < 0.05

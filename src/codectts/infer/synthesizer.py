@@ -27,6 +27,7 @@ from codectts.codecs.base import MelCodec
 from codectts.errors import CodecTTSError, ConfigError, GenerationError, TextError
 from codectts.infer.engines import SentencePlan, TooLong
 from codectts.infer.options import Options, check_options
+from codectts.infer.precision import check_weights, with_weights
 from codectts.infer.voice import VoiceSpec, inside, load_codec_and_vocoder, read_voice, resolve_voice, voice_part
 from codectts.models.sampling import SamplingConfig
 from codectts.text.normalize import has_speakable, normalize_text
@@ -101,12 +102,19 @@ class Synthesizer:
     # ---- loading ------------------------------------------------------------------------------
     @classmethod
     def load(cls, voice: str | os.PathLike | None = None, device: str = "cpu",
-             limits: Limits | None = None) -> Synthesizer:
-        """Load a voice by name or folder. Anything wrong in it is a ConfigError/CheckpointError naming it."""
+             limits: Limits | None = None, weights: str | None = None) -> Synthesizer:
+        """Load a voice by name or folder. Anything wrong in it is a ConfigError/CheckpointError naming it.
+
+        `weights` ('float32' or 'bfloat16'; default: voice.json "weights", float32 when absent) is the
+        precision of a Talker's weights (infer/precision.py; speed and quality in docs/speed.md)."""
         root = resolve_voice(voice)
         meta, spec = read_voice(root)
+        if weights is not None:
+            check_weights(weights, f"voice {spec.name!r}: weights")
+            if weights != "float32" and spec.model.type != "talker":
+                raise ConfigError(f"voice {spec.name!r}: weights={weights!r} is for talker voices only")
         try:
-            return cls._load(root, meta, spec, device, limits)
+            return cls._load(root, meta, spec, device, limits, weights or spec.weights)
         except CodecTTSError:
             raise
         except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError, IndexError, RuntimeError) as e:
@@ -114,7 +122,8 @@ class Synthesizer:
             raise ConfigError(f"voice {spec.name!r} ({root}): cannot load ({type(e).__name__}: {e})") from e
 
     @classmethod
-    def _load(cls, root: Path, meta: dict, spec: VoiceSpec, device: str, limits: Limits | None) -> Synthesizer:
+    def _load(cls, root: Path, meta: dict, spec: VoiceSpec, device: str, limits: Limits | None,
+              weights: str = "float32") -> Synthesizer:
         name = spec.name
 
         def part(key: str) -> Path:
@@ -134,7 +143,8 @@ class Synthesizer:
                 raise ConfigError(f"voice {name!r}: missing tokenizer file {tok_file}")
             duration = DurationModel.load(part("duration"), device) if spec.duration else None
             context = {k: v for k, v in vars(spec.context).items() if v is not None} if spec.context else None
-            engine = TalkerEngine(Talker.load(model_path, device), duration, load_tokenizer(tok_file), device, context)
+            talker = with_weights(Talker.load(model_path, device), weights)
+            engine = TalkerEngine(talker, duration, load_tokenizer(tok_file), device, context)
         elif kind == "trm":
             from codectts.infer.engines import TRMEngine
             from codectts.infer.trm import TRMGenerator

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Literal
 
 from codectts.errors import ConfigError
+from codectts.infer.precision import check_weights
 from codectts.models.sampling import SamplingConfig
 from codectts.schema import from_dict
 
@@ -104,8 +105,12 @@ class VoiceSpec:
     sentence_pause_s: float = 0.2
     context: ContextSpec | None = None
     reference: ReferenceSpec | None = None
+    weights: str = "float32"  # a Talker's weight precision at load (infer/precision.py)
 
     def __post_init__(self):
+        check_weights(self.weights, "'weights'")
+        if self.weights != "float32" and self.model.type != "talker":
+            raise ConfigError(f"'weights' {self.weights!r} is for talker voices only")
         if not self.name.strip():
             raise ConfigError("'name' must not be empty")
         if self.model.type == "talker" and self.tokenizer is None:
