@@ -10,6 +10,7 @@ With CUDA present the voice is measured on the GPU too (the teacher always runs 
 Run by hand, e.g.:
     nice -n 10 python benchmarks/bench_speed.py --voice default --sentences 20 --out bench.json
     python benchmarks/bench_speed.py --teacher-only --sentences 5
+    python benchmarks/bench_speed.py --voice joe --weights float32 --weights bfloat16 --threads 1
 """
 from __future__ import annotations
 
@@ -96,9 +97,11 @@ def load_systems(args) -> list[tuple[object, SystemTimes]]:
         devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
         voice = None if args.voice in (None, "default") else args.voice
         for device in devices:
-            t0 = time.perf_counter()
-            synth = Synthesizer.load(voice, device=device)
-            systems.append((synth, SystemTimes(synth.name, device, time.perf_counter() - t0)))
+            for weights in args.weights or [None]:
+                t0 = time.perf_counter()
+                synth = Synthesizer.load(voice, device=device, weights=weights)
+                name = synth.name if weights is None else f"{synth.name}:{weights}"
+                systems.append((synth, SystemTimes(name, device, time.perf_counter() - t0)))
     t0 = time.perf_counter()
     teacher = TeacherVoice()
     systems.append((teacher, SystemTimes(teacher.name, "cpu", time.perf_counter() - t0)))
@@ -142,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--device", action="append", help="Device(s) for the voice (repeatable; default cpu, + cuda if present)."
     )
+    p.add_argument("--weights", action="append",
+                   help="Talker weight precision (float32, bfloat16; repeatable: one system each, measured in turn).")
     p.add_argument("--sentences", type=int, default=20, help="How many dev texts (from the start of the set).")
     p.add_argument("--set", default="sentences", choices=["sentences", "paragraphs"], help="Shipped text set.")
     p.add_argument("--warmup", type=int, default=1, help="Untimed texts per system before measuring.")
