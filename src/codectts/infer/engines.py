@@ -32,6 +32,15 @@ PREFIX_FRAMES_PER_PHONEME = 8  # generation bound for models that must emit EOS 
 CSM_BOUND_SECONDS_PER_CHAR = 0.25  # about twice a normal speaking rate: the bound only stops runaways
 
 
+def _encode_or_skip(tokenizer, sentence: str) -> list[int] | None:
+    """Token ids of a sentence, or None (with a warning) for a piece with nothing speakable."""
+    try:
+        return tokenizer.encode(sentence)
+    except TextError:
+        log.warning("skipping a piece with nothing speakable: %r", sentence[:40])
+        return None
+
+
 @dataclass
 class SentencePlan:
     text: str
@@ -97,10 +106,8 @@ class TalkerEngine:
                                   f"frames, codec runs at {codec.frame_rate} Hz")
 
     def plan(self, sentence: str, speed: float) -> SentencePlan | None:
-        try:
-            ids = self.tokenizer.encode(sentence)
-        except TextError:
-            log.warning("skipping a piece with nothing speakable: %r", sentence[:40])
+        ids = _encode_or_skip(self.tokenizer, sentence)
+        if ids is None:
             return None
         if len(ids) > self.max_units:
             raise TooLong(f"{len(ids)} phonemes; this talker takes at most {self.max_units} at once")
@@ -135,10 +142,8 @@ class _TextEngine:
     tokenizer = None
 
     def plan(self, sentence: str, speed: float) -> SentencePlan | None:
-        try:
-            ids = self.tokenizer.encode(sentence)
-        except TextError:
-            log.warning("skipping a piece with nothing speakable: %r", sentence[:40])
+        ids = _encode_or_skip(self.tokenizer, sentence)
+        if ids is None:
             return None
         self.check_length(sentence, len(ids), speed)
         return SentencePlan(sentence, speed=speed)

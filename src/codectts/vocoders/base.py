@@ -110,6 +110,21 @@ def default_vocoder(mel: MelConfig, device: str | torch.device = "cpu") -> Vocod
     return GriffinLim(mel).to(device)
 
 
+def load_trained_vocoder(cls, spec: dict, root: str | Path | None, device: str | torch.device):
+    """A trained vocoder part (HiFi-GAN, Vocos) from its spec: `path` relative to `root` unless absolute,
+    and the spec's `mel`, when it names one, must match the mel the part was trained with."""
+    kind = cls.model_type
+    if "path" not in spec:
+        raise ConfigError(f"{kind} spec lacks 'path': {spec}")
+    path = Path(spec["path"])
+    if not path.is_absolute() and root is not None:
+        path = Path(root) / path
+    voc = cls.load(path, device=device)
+    if "mel" in spec:
+        mel_from_spec(spec, str(path)).check_compatible(voc.mel, f"{kind} {path} (voice spec vs trained)")
+    return voc
+
+
 def mel_from_spec(spec: dict, where: str) -> MelConfig:
     try:
         return MelConfig.from_dict(spec["mel"])

@@ -22,7 +22,7 @@ from torch.nn.utils.parametrizations import weight_norm
 from codectts.audio.mel import MelConfig, mel_preset
 from codectts.errors import ConfigError
 from codectts.parts import PartConfig, PartModel, from_dict, make_preset
-from codectts.vocoders.base import check_mel, mel_from_spec
+from codectts.vocoders.base import check_mel, load_trained_vocoder
 
 LRELU_SLOPE = 0.1
 POST_LRELU_SLOPE = 0.01  # the reference implementation's default slope before conv_post
@@ -266,12 +266,4 @@ class HiFiGAN(PartModel, nn.Module):
     @classmethod
     def from_spec(cls, spec: dict, root: str | Path | None = None,
                   device: str | torch.device = "cpu") -> HiFiGAN:
-        if "path" not in spec:
-            raise ConfigError(f"hifigan spec lacks 'path': {spec}")
-        path = Path(spec["path"])
-        if not path.is_absolute() and root is not None:
-            path = Path(root) / path
-        voc = cls.load(path, device=device)
-        if "mel" in spec:
-            mel_from_spec(spec, str(path)).check_compatible(voc.mel, f"hifigan {path} (voice spec vs trained)")
-        return voc
+        return load_trained_vocoder(cls, spec, root, device)

@@ -31,7 +31,7 @@ from torch import nn
 from codectts.audio.mel import MelConfig, mel_preset
 from codectts.errors import ConfigError
 from codectts.parts import PartConfig, PartModel, from_dict, make_preset
-from codectts.vocoders.base import check_mel, mel_from_spec
+from codectts.vocoders.base import check_mel, load_trained_vocoder
 
 MAX_LOG_MAG = 4.6  # exp(4.6) = 100: Vocos caps the magnitude so an early spike cannot blow up the iSTFT
 LAYER_SCALE_INIT = 1e-2  # a smaller init than Vocos' 1 / n_layers: near-identity blocks, stable from step 0
@@ -206,15 +206,7 @@ class Vocos(PartModel, nn.Module):
 
     @classmethod
     def from_spec(cls, spec: dict, root: str | Path | None = None, device: str | torch.device = "cpu") -> Vocos:
-        if "path" not in spec:
-            raise ConfigError(f"vocos spec lacks 'path': {spec}")
-        path = Path(spec["path"])
-        if not path.is_absolute() and root is not None:
-            path = Path(root) / path
-        voc = cls.load(path, device=device)
-        if "mel" in spec:
-            mel_from_spec(spec, str(path)).check_compatible(voc.mel, f"vocos {path} (spec vs trained)")
-        return voc
+        return load_trained_vocoder(cls, spec, root, device)
 
 
 def _codec_label(ident: dict) -> str:
