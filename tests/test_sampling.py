@@ -83,3 +83,11 @@ def test_non_finite_logits_are_a_generation_error():
 
     with pytest.raises(GenerationError, match="non-finite"):
         sample_logits(torch.tensor([[0.0, float("nan"), 1.0]]), SamplingConfig(temperature=1.0, top_k=None))
+
+
+def test_a_top_p_below_float32_resolution_keeps_the_most_likely_token():
+    # 1e-300 is 0.0 in float32: every token used to be dropped and sampling failed on NaN probabilities.
+    logits = torch.tensor([[0.1, 2.0, -1.0], [3.0, 3.0, 0.0]])
+    kept = filter_logits(logits, top_p=1e-300)
+    assert torch.isfinite(kept).sum(-1).tolist() == [1, 1]
+    assert sample_logits(logits, SamplingConfig(temperature=1.0, top_k=None, top_p=1e-300)).tolist()[0] == 1

@@ -64,6 +64,8 @@ def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float |
         sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
         probs = sorted_logits.softmax(-1)
         drop_sorted = (probs.cumsum(-1) - probs) >= top_p  # mass strictly before this token already reaches top_p
+        # The most likely token always stays, even when top_p rounds to 0 in the logits' dtype (1e-300 in fp32).
+        drop_sorted[..., 0] = False
         drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
         logits = logits.masked_fill(drop, float("-inf"))
     return logits
