@@ -207,6 +207,17 @@ def test_good_options_and_per_sentence_seeds():
     assert check_options(SamplingConfig(), seed=None).sentence_seed(5) == 0
 
 
+def test_tiny_top_p_keeps_the_best_token(synth):
+    """top_p = 1e-300 rounds to 0 in float32: the nucleus must still hold the most likely token (was a
+    GenerationError: every logit -inf, NaN probabilities; the server answered 500)."""
+    from codectts.models.sampling import filter_logits
+
+    logits = torch.tensor([[0.1, 2.0, -1.0]])
+    assert torch.isfinite(filter_logits(logits, top_p=1e-300)).tolist() == [[False, True, False]]
+    wav, _ = synth.synthesize("Hello.", top_p=1e-300, seed=0)
+    assert np.isfinite(wav).all() and len(wav) > 0
+
+
 def test_options_are_checked_before_any_work(synth):
     with pytest.raises(ConfigError, match="temperature"):
         synth.synthesize("Hello.", temperature=math.nan)
