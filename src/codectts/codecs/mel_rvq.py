@@ -36,6 +36,8 @@ class MelRVQConfig(PartConfig):
     hidden: int = 256  # conv arch only
     n_res_blocks: int = 2  # conv arch only
     kernel: int = 5  # conv arch only
+    decoder_hidden: int = 0  # conv decoder width; 0 = `hidden` (a wider decoder can be trained on frozen codes)
+    decoder_res_blocks: int = 0  # conv decoder depth; 0 = `n_res_blocks`
     commitment: float = 0.25
     quantizer_dropout: float = 0.0  # probability of training with a random prefix of codebooks
 
@@ -48,6 +50,13 @@ class MelRVQConfig(PartConfig):
             raise ConfigError("stack must be >= 1")
         if self.arch == "conv" and self.kernel % 2 == 0:
             raise ConfigError("kernel must be odd")
+        if self.decoder_hidden < 0 or self.decoder_res_blocks < 0:
+            raise ConfigError("decoder_hidden and decoder_res_blocks must be >= 0 (0 = as the encoder)")
+
+    @property
+    def decoder_shape(self) -> tuple[int, int]:
+        """(width, residual blocks) of the conv decoder."""
+        return self.decoder_hidden or self.hidden, self.decoder_res_blocks or self.n_res_blocks
 
     @property
     def frame_dim(self) -> int:
@@ -93,10 +102,10 @@ class ResBlock1d(nn.Module):
         return x + self.c2(F.gelu(self.c1(F.gelu(x))))
 
 
-def conv_stack(c_in: int, c_out: int, cfg: MelRVQConfig) -> nn.Sequential:
-    return nn.Sequential(nn.Conv1d(c_in, cfg.hidden, cfg.kernel, padding=cfg.kernel // 2),
-                         *[ResBlock1d(cfg.hidden, cfg.kernel) for _ in range(cfg.n_res_blocks)],
-                         nn.GELU(), nn.Conv1d(cfg.hidden, c_out, 1))
+def conv_stack(c_in: int, c_out: int, hidden: int, n_blocks: int, kernel: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv1d(c_in, hidden, kernel, padding=kernel // 2),
+                         *[ResBlock1d(hidden, kernel) for _ in range(n_blocks)],
+                         nn.GELU(), nn.Conv1d(hidden, c_out, 1))
 
 
 @dataclass
@@ -121,8 +130,8 @@ class MelRVQCodec(PartModel, nn.Module):
             self.proj_in = nn.Linear(fd, d, bias=False)
             self.proj_out = nn.Linear(d, fd, bias=False)
         else:
-            self.proj_in = conv_stack(fd, d, cfg)
-            self.proj_out = conv_stack(d, fd, cfg)
+            self.proj_in = conv_stack(fd, d, cfg.hidden, cfg.n_res_blocks, cfg.kernel)
+            self.proj_out = conv_stack(d, fd, *cfg.decoder_shape, cfg.kernel)
         self.rvq = ResidualVQ(n_codebooks=cfg.n_codebooks, codebook_size=cfg.codebook_size, dim=d)
         self.register_buffer("mel_mean", torch.zeros(cfg.mel.n_mels))
         self.register_buffer("mel_std", torch.ones(cfg.mel.n_mels))
@@ -146,7 +155,7 @@ class MelRVQCodec(PartModel, nn.Module):
         """Codec frames on each side that one decoded frame depends on (its decoder's receptive half-width)."""
         if self.cfg.arch == "linear":
             return 0
-        return (self.cfg.kernel // 2) * (1 + self.cfg.n_res_blocks)
+        return (self.cfg.kernel // 2) * (1 + self.cfg.decoder_shape[1])
 
     @torch.no_grad()
     def set_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
