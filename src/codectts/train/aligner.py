@@ -26,6 +26,7 @@ import torch
 
 from codectts.audio.mel import MelConfig, mel_preset
 from codectts.data.manifest import Utterance, read_jsonl, write_jsonl
+from codectts.data.sampler import DynamicBatchSampler
 from codectts.errors import DataError
 from codectts.fileio import atomic_write_bytes
 from codectts.models.aligner import Aligner, AlignerConfig, even_durations
@@ -107,23 +108,6 @@ def batch_of(items: list[AlignItem], cfg: AlignerConfig):
     return text, torch.tensor(tl), mel, torch.tensor(ml)
 
 
-def length_buckets(items: list[AlignItem], max_frames: int, seed: int) -> list[list[int]]:
-    """Batches of similar length, at most `max_frames` padded frames each, in a seeded random order."""
-    order = sorted(range(len(items)), key=lambda i: items[i].mel.shape[1])
-    batches, cur, longest = [], [], 0
-    for i in order:
-        t = items[i].mel.shape[1]
-        if cur and max(longest, t) * (len(cur) + 1) > max_frames:
-            batches.append(cur)
-            cur, longest = [], 0
-        cur.append(i)
-        longest = max(longest, t)
-    if cur:
-        batches.append(cur)
-    random.Random(seed).shuffle(batches)
-    return batches
-
-
 class AlignTask(Task):
     """Viterbi training: each batch is aligned by MAS under the current model (an even split for the
     first `flat_steps` steps), then the loss fits the phonemes' Gaussians to the frames they got."""
@@ -134,8 +118,15 @@ class AlignTask(Task):
         self.max_frames, self.seed, self.flat_steps = max_frames, seed, flat_steps
         self.steps = 0
 
+    def _batches(self, items: list[AlignItem], seed: int, epoch: int, shuffle: bool) -> list[list[int]]:
+        """Length-sorted batches of at most `max_frames` padded frames (one bucket: the whole set); an
+        utterance longer than that is left out of training only: the alignment pass still aligns it."""
+        lengths = [it.mel.shape[1] for it in items]
+        return DynamicBatchSampler(lengths, max_samples=len(items), max_tokens=self.max_frames, seed=seed,
+                                   shuffle=shuffle, bucket_size=len(items)).batches(epoch)
+
     def train_batches(self, epoch: int):
-        for b in length_buckets(self.train, self.max_frames, self.seed * 1000 + epoch):
+        for b in self._batches(self.train, self.seed, epoch, shuffle=True):
             yield batch_of([self.train[i] for i in b], self.model.cfg)
 
     def loss(self, batch):
@@ -155,7 +146,7 @@ class AlignTask(Task):
 
     def evaluate(self) -> dict[str, float]:
         total, n = 0.0, 0
-        for b in length_buckets(self.dev, self.max_frames, 0):
+        for b in self._batches(self.dev, 0, 0, shuffle=False):
             loss, _ = self.loss(batch_of([self.dev[i] for i in b], self.model.cfg))
             total, n = total + float(loss) * len(b), n + len(b)
         return {"score": total / max(1, n), "nll": total / max(1, n)}
