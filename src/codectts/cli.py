@@ -46,6 +46,20 @@ def corpus_build(out: Path = typer.Option(..., "--out", help="Corpus folder to w
     typer.echo(json.dumps(info, indent=1))
 
 
+@corpus_app.command("festival")
+def corpus_festival(out: Path = typer.Option(..., "--out", help="LJSpeech folder to write (resumable)."),
+                    voice: str = typer.Option("cmu_us_slt_arctic_hts", help="Festival voice (Debian festvox-*)."),
+                    hours: float = typer.Option(1.0, help="Hours of audio to synthesize."),
+                    seed: int = typer.Option(0, help="Seed for the sentence order."),
+                    workers: int = typer.Option(1, help="Parallel festival processes."),
+                    text_file: Path | None = typer.Option(None, help="Sentences, one a line (default: fortunes).")):
+    """Speak the text source with a Festival voice: wavs/ + metadata.csv and Festival's segment timings."""
+    from codectts.data.festival import build_festival_corpus
+
+    typer.echo(json.dumps(build_festival_corpus(out, voice=voice, hours=hours, seed=seed, workers=workers,
+                                                text_file=text_file), indent=1))
+
+
 @corpus_app.command("stats")
 def corpus_stats_cmd(folder: Path = typer.Argument(..., help="Corpus folder.")):
     """Hours, utterances, speakers, length percentiles and phoneme rates."""
