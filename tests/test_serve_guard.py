@@ -158,3 +158,24 @@ def test_cli_options_and_alias_parsing():
     assert UVICORN_LIMITS["timeout_keep_alive"] > 0 and UVICORN_LIMITS["h11_max_incomplete_event_size"] > 0
     bad = CliRunner().invoke(app, ["serve", "--voice-alias", "nova"])  # refused before any voice loads
     assert isinstance(bad.exception, ConfigError) and "NAME=VOICE" in str(bad.exception)
+
+
+def test_serve_max_audio_s_refuses_long_plans_before_generating(monkeypatch):
+    """`serve --max-audio-s` bounds what one request may plan: a text planned past it is a 400 at once,
+    instead of a worker busy until the request timeout."""
+    import uvicorn
+    from fastapi.testclient import TestClient
+    from typer.testing import CliRunner
+
+    from codectts.cli import app
+
+    served = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app_, **kw: served.update(app=app_))
+    out = CliRunner().invoke(app, ["serve", "--max-audio-s", "3"])
+    assert out.exit_code == 0, out.output
+    client = TestClient(served["app"], base_url="http://localhost")
+    long = client.post("/v1/audio/speech", json={"input": "This sentence is long enough to need more than "
+                                                          "three seconds of speech to say aloud.",
+                                                 "response_format": "wav"})
+    assert long.status_code == 400 and "max_audio_s" in long.json()["error"]["message"]
+    assert client.post("/v1/audio/speech", json={"input": "Yes.", "response_format": "wav"}).status_code == 200

@@ -56,6 +56,10 @@ def register(app: typer.Typer) -> None:
         max_input_chars: Annotated[int, typer.Option(
             "--max-input-chars", min=1, help="Longest input accepted (413 beyond).")] = 4096,
         timeout: Annotated[float, typer.Option("--timeout", min=0.001, help="Seconds a request may take.")] = 120.0,
+        max_audio_s: Annotated[float, typer.Option(
+            "--max-audio-s", min=0.001, help="Longest speech one request may plan, in seconds (400 beyond, "
+                                             "before any generation; keep it within what --timeout allows).")
+        ] = 300.0,
         device: Annotated[str, typer.Option(help="Torch device for the voices (cpu, cuda).")] = "cpu",
         threads: Annotated[int, typer.Option(min=1, help="CPU threads per generation (concurrent requests "
                                                           "already use the cores).")] = 1,
@@ -75,13 +79,14 @@ def register(app: typer.Typer) -> None:
         torch.set_num_threads(threads)
 
         from codectts.infer import Synthesizer
+        from codectts.infer.synthesizer import Limits
         from codectts.serve.app import create_app
         from codectts.serve.service import ServeConfig
 
         log = logging.getLogger("codectts.serve")
         synthesizers = {}
         for spec in voice or [None]:
-            synth = Synthesizer.load(spec, device=device)
+            synth = Synthesizer.load(spec, device=device, limits=Limits(max_audio_s=max_audio_s))
             if synth.name in synthesizers:
                 raise ConfigError(f"--voice {spec}: a voice named {synth.name!r} is already loaded")
             synthesizers[synth.name] = synth
