@@ -151,15 +151,9 @@ class Task:
         opt = trainer.optimizers[0]
         with trainer.accelerator.autocast():
             loss, metrics = self.loss(batch)
-        if not trainer.all_finite(loss):
-            return {"loss": float("nan")}
-        opt.zero_grad(set_to_none=True)
-        trainer.accelerator.backward(loss)
-        norm = trainer.clip_and_check(self.model.parameters())
+        norm = trainer.optimize(opt, loss, self.model.parameters())
         if norm is None:
-            opt.zero_grad(set_to_none=True)
             return {"loss": float("nan"), "grad_norm": float("nan")}
-        opt.step()
         return {"loss": float(loss.detach()), "grad_norm": norm, **metrics}
 
     def evaluate(self) -> dict[str, float]:
@@ -341,6 +335,21 @@ class Trainer:
             return ok
         flag = torch.tensor([1.0 if ok else 0.0], device=self.accelerator.device)
         return bool(self.accelerator.reduce(flag, "sum").item() == self.world)
+
+    def optimize(self, opt: torch.optim.Optimizer, loss: torch.Tensor,
+                 params: Iterable[torch.nn.Parameter]) -> float | None:
+        """One optimizer step on `loss`: the gradient norm, or None (and no step) when the loss or the
+        gradients are not finite, which the loop counts as a skipped step."""
+        if not self.all_finite(loss):
+            return None
+        opt.zero_grad(set_to_none=True)
+        self.accelerator.backward(loss)
+        norm = self.clip_and_check(params)
+        if norm is None:
+            opt.zero_grad(set_to_none=True)
+            return None
+        opt.step()
+        return norm
 
     def clip_and_check(self, params: Iterable[torch.nn.Parameter]) -> float | None:
         """Clip the (already averaged) gradients to grad_clip; None when their norm is not finite and no fp16

@@ -253,16 +253,10 @@ class VocoderTask(Task):
             b = real.shape[0]
             real_scores = [s[:b].float() for s in scores]
             loss_d = discriminator_loss(real_scores, [s[b:].float() for s in scores])
-            if not torch.isfinite(loss_d):
-                return {"loss": float("nan")}
-            opt_d.zero_grad(set_to_none=True)
-            acc.backward(loss_d)
-            norm_d = trainer.clip_and_check(gan.discriminators.parameters())
+            norm_d = trainer.optimize(opt_d, loss_d, gan.discriminators.parameters())
             if norm_d is None:
-                opt_d.zero_grad(set_to_none=True)
                 return {"loss": float("nan")}
             metrics["grad_norm_d"] = norm_d
-            opt_d.step()
             # Real features from the pass above (targets are detached), generated ones through the updated D.
             real_fmaps = [[f[:b].detach().float() for f in fm] for fm in fmaps]
             with acc.autocast():
@@ -275,16 +269,10 @@ class VocoderTask(Task):
             stft = multi_resolution_stft(fake, wav).total
             loss_g = rc.lambda_mel * loss_mel + rc.lambda_stft * stft
             metrics["mrstft"] = float(stft.detach())
-        if not torch.isfinite(loss_g):
-            return {"loss": float("nan")}
-        opt_g.zero_grad(set_to_none=True)
-        acc.backward(loss_g)
-        norm_g = trainer.clip_and_check(gan.generator.parameters())
+        norm_g = trainer.optimize(opt_g, loss_g, gan.generator.parameters())
         if norm_g is None:
-            opt_g.zero_grad(set_to_none=True)
             return {"loss": float("nan")}
         metrics["grad_norm_g"] = norm_g
-        opt_g.step()
         return {"loss": float(loss_g.detach()), **metrics}
 
     # ---- evaluation, samples, export -------------------------------------------------------
