@@ -11,6 +11,7 @@ Run by hand, e.g.:
     nice -n 10 python benchmarks/bench_speed.py --voice default --sentences 20 --out bench.json
     python benchmarks/bench_speed.py --teacher-only --sentences 5
     python benchmarks/bench_speed.py --voice joe --weights float32 --weights bfloat16 --threads 1
+    python benchmarks/bench_speed.py --voice joe --backend torch --backend onnx --threads 1
 """
 from __future__ import annotations
 
@@ -98,10 +99,13 @@ def load_systems(args) -> list[tuple[object, SystemTimes]]:
         voice = None if args.voice in (None, "default") else args.voice
         for device in devices:
             for weights in args.weights or [None]:
-                t0 = time.perf_counter()
-                synth = Synthesizer.load(voice, device=device, weights=weights)
-                name = synth.name if weights is None else f"{synth.name}:{weights}"
-                systems.append((synth, SystemTimes(name, device, time.perf_counter() - t0)))
+                for backend in args.backend or ["torch"]:
+                    if backend != "torch" and device != "cpu":
+                        continue
+                    t0 = time.perf_counter()  # load_s includes an ONNX export when the cache lacks it
+                    synth = Synthesizer.load(voice, device=device, weights=weights, backend=backend)
+                    name = synth.name + "".join(f":{x}" for x in (weights, backend if args.backend else None) if x)
+                    systems.append((synth, SystemTimes(name, device, time.perf_counter() - t0)))
     t0 = time.perf_counter()
     teacher = TeacherVoice()
     systems.append((teacher, SystemTimes(teacher.name, "cpu", time.perf_counter() - t0)))
@@ -147,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--weights", action="append",
                    help="Talker weight precision (float32, bfloat16; repeatable: one system each, measured in turn).")
+    p.add_argument("--backend", action="append",
+                   help="Talker backend (torch, onnx; repeatable: one system each, measured in turn).")
     p.add_argument("--sentences", type=int, default=20, help="How many dev texts (from the start of the set).")
     p.add_argument("--set", default="sentences", choices=["sentences", "paragraphs"], help="Shipped text set.")
     p.add_argument("--warmup", type=int, default=1, help="Untimed texts per system before measuring.")

@@ -450,3 +450,24 @@ def test_bfloat16_talker_close_to_float32():
         assert y.dtype == torch.bfloat16
         rel = float((x - y.float()).norm() / x.norm())
         assert 0 < rel < 0.05
+
+
+def test_onnx_backend_speaks_like_torch(tiny_voice, tmp_path, monkeypatch):
+    """backend='onnx' gives the torch backend's audio for the same seed, exporting into $CODECTTS_CACHE;
+    unknown backends and non-float32 weights are refused at load."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from codectts.infer import Synthesizer
+
+    monkeypatch.setenv("CODECTTS_CACHE", str(tmp_path))
+    s, plain = Synthesizer.load(tiny_voice, backend="onnx"), Synthesizer.load(tiny_voice)
+    assert len(list((tmp_path / "onnx").glob("talker-*-step.onnx"))) == 1
+    text = "Hello world. Second sentence here!"
+    greedy = [x.synthesize(text, seed=1, temperature=0)[0] for x in (s, plain)]
+    assert np.array_equal(*greedy)
+    assert np.array_equal(np.concatenate(list(s.stream(text, seed=2, chunk_frames=3))),
+                          np.concatenate(list(plain.stream(text, seed=2, chunk_frames=3))))
+    with pytest.raises(ConfigError, match="backend"):
+        Synthesizer.load(tiny_voice, backend="tensorrt")
+    with pytest.raises(ConfigError, match="float32"):
+        Synthesizer.load(tiny_voice, backend="onnx", weights="bfloat16")

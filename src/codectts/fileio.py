@@ -33,6 +33,14 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
+def cache_root() -> Path:
+    """`$CODECTTS_CACHE`, else `$XDG_CACHE_HOME/codectts`, else `~/.cache/codectts`."""
+    if env := os.environ.get("CODECTTS_CACHE"):
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "codectts"
+
+
 def fsync_dir(path: str | os.PathLike) -> None:
     """Flush a directory's entries (a rename inside it) to disk; a no-op where directories cannot be opened."""
     try:

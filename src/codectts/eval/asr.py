@@ -26,6 +26,7 @@ import numpy as np
 
 from codectts.audio.io import resample
 from codectts.errors import AudioError, CheckpointError, ConfigError, TextError
+from codectts.fileio import cache_root
 from codectts.text.normalize import normalize_for_wer
 
 log = logging.getLogger(__name__)
@@ -40,14 +41,6 @@ INSTALL_HINT = "pip install 'codectts[eval]'"
 # Peak below this (about -80 dBFS) counts as silence: Whisper invents words for silence, so we don't ask it.
 SILENCE_PEAK = 1e-4
 COPY_CHUNK = 8 << 20
-
-
-def cache_root() -> Path:
-    """`$CODECTTS_CACHE`, else `$XDG_CACHE_HOME/codectts`, else `~/.cache/codectts`."""
-    if env := os.environ.get("CODECTTS_CACHE"):
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "codectts"
 
 
 def _package_data(module: str) -> Path:

@@ -40,6 +40,8 @@ MAX_SENTENCE_CHARS = 250
 # its neighbour (docs/talker.md, "Sentence starts": a lone "Hello!" was heard as "oh wow" or "alone").
 MIN_SENTENCE_WORDS = 5
 STREAM_CHUNK_FRAMES = 8  # codec frames per generated chunk (8 x 46 ms at 21.5 Hz)
+# how a Talker's decode steps run: eager torch, or ONNX Runtime (infer/onnx_talker.py; speed in docs/speed.md)
+BACKENDS = ("torch", "onnx")
 
 
 @dataclass(frozen=True)
@@ -102,19 +104,25 @@ class Synthesizer:
     # ---- loading ------------------------------------------------------------------------------
     @classmethod
     def load(cls, voice: str | os.PathLike | None = None, device: str = "cpu",
-             limits: Limits | None = None, weights: str | None = None) -> Synthesizer:
+             limits: Limits | None = None, weights: str | None = None, backend: str = "torch") -> Synthesizer:
         """Load a voice by name or folder. Anything wrong in it is a ConfigError/CheckpointError naming it.
 
         `weights` ('float32' or 'bfloat16'; default: voice.json "weights", float32 when absent) is the
-        precision of a Talker's weights (infer/precision.py; speed and quality in docs/speed.md)."""
+        precision of a Talker's weights (infer/precision.py; speed and quality in docs/speed.md).
+        `backend` 'onnx' runs an aligned Talker's decode steps on ONNX Runtime (CPU, float32 weights; the
+        same codes as 'torch'; exported on first use into the cache folder, infer/onnx_talker.py)."""
+        if backend not in BACKENDS:
+            raise ConfigError(f"backend: {backend!r} is not one of {list(BACKENDS)}")
         root = resolve_voice(voice)
         meta, spec = read_voice(root)
         if weights is not None:
             check_weights(weights, f"voice {spec.name!r}: weights")
             if weights != "float32" and spec.model.type != "talker":
                 raise ConfigError(f"voice {spec.name!r}: weights={weights!r} is for talker voices only")
+        if backend != "torch" and (spec.model.type != "talker" or str(device) != "cpu"):
+            raise ConfigError(f"voice {spec.name!r}: backend {backend!r} is for talker voices on cpu only")
         try:
-            return cls._load(root, meta, spec, device, limits, weights or spec.weights)
+            return cls._load(root, meta, spec, device, limits, weights or spec.weights, backend)
         except CodecTTSError:
             raise
         except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError, IndexError, RuntimeError) as e:
@@ -123,7 +131,7 @@ class Synthesizer:
 
     @classmethod
     def _load(cls, root: Path, meta: dict, spec: VoiceSpec, device: str, limits: Limits | None,
-              weights: str = "float32") -> Synthesizer:
+              weights: str = "float32", backend: str = "torch") -> Synthesizer:
         name = spec.name
 
         def part(key: str) -> Path:
@@ -144,6 +152,10 @@ class Synthesizer:
             duration = DurationModel.load(part("duration"), device) if spec.duration else None
             context = {k: v for k, v in vars(spec.context).items() if v is not None} if spec.context else None
             talker = with_weights(Talker.load(model_path, device), weights)
+            if backend == "onnx":
+                from codectts.infer.onnx_talker import OnnxTalker
+
+                talker = OnnxTalker(talker)
             engine = TalkerEngine(talker, duration, load_tokenizer(tok_file), device, context)
         elif kind == "trm":
             from codectts.infer.engines import TRMEngine
