@@ -46,12 +46,12 @@ def test_sigkill_then_resume(tmp_path):
            "--save-every", "10", "--eval-every", "10", "--log-every", "1", "--keep-last", "2", "--threads", "1",
            "--no-progress"]
     env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
-    first = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    first = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.time() + 60
     while len(steps_saved(run)) < 2 and first.poll() is None and time.time() < deadline:
         time.sleep(0.01)
-    os.kill(first.pid, signal.SIGKILL)
-    _, err = first.communicate(timeout=30)
+    os.killpg(first.pid, signal.SIGKILL)  # the whole group: no helper process may keep stderr open
+    _, err = first.communicate(timeout=60)
     assert first.returncode == -signal.SIGKILL, err.decode()[-2000:]  # killed mid-run, not finished
     saved = steps_saved(run)
     assert saved and saved[-1] < MAX_STEPS
