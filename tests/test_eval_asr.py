@@ -76,3 +76,27 @@ def test_cache_rebuilds_a_truncated_model_once(tmp_path):
     stamp = model.stat().st_mtime_ns
     asr.whisper_base_dir(folder)
     assert model.stat().st_mtime_ns == stamp  # ready cache is reused, not rewritten
+
+
+def test_a_looping_transcript_is_decoded_again_and_others_are_not():
+    """Greedy Whisper sometimes loops on odd audio; that clip alone must not decide a corpus WER."""
+    from types import SimpleNamespace
+
+    loop = "The citizens" + " of the city" * 60
+    calls = []
+
+    class FakeWhisper:
+        def transcribe(self, wav, **options):
+            calls.append(options)
+            text = loop if options["temperature"] == 0.0 and wav.size > 16000 else "The citizens of the city."
+            return [SimpleNamespace(text=text)], None
+
+    t = object.__new__(Transcriber)
+    t.cfg, t.model = TranscriberConfig(), FakeWhisper()
+    assert asr.compression_ratio(loop) > asr.LOOP_COMPRESSION_RATIO > asr.compression_ratio(SENTENCE)
+    tone = np.sin(np.arange(32000) / 5).astype(np.float32)
+    assert t.transcribe(tone, 16000) == "The citizens of the city."
+    assert len(calls) == 2 and calls[1]["temperature"] == asr.FALLBACK_TEMPERATURES
+    assert calls[1]["compression_ratio_threshold"] == asr.LOOP_COMPRESSION_RATIO
+    calls.clear()
+    assert t.transcribe(tone[:8000], 16000) == "The citizens of the city." and len(calls) == 1  # greedy kept
