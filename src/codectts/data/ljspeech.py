@@ -75,6 +75,16 @@ def parse_metadata(path: Path) -> tuple[list[tuple[int, str, str, str]], list[tu
     return rows, rejects
 
 
+def trim_span(wav: np.ndarray, cfg: ImportConfig) -> tuple[int, int]:
+    """The samples [a, b) an import keeps of `wav` (at cfg.sample_rate): sound plus a short margin.
+    `a` is also how far the imported clip's times sit from the source's (benchmarks/festival_boundaries.py)."""
+    import librosa
+
+    _, (start, end) = librosa.effects.trim(wav, top_db=cfg.top_db, frame_length=1024, hop_length=256)
+    margin = int(cfg.margin_seconds * cfg.sample_rate)
+    return max(0, int(start) - margin), min(len(wav), int(end) + margin)
+
+
 def prepare_audio(path: Path, cfg: ImportConfig) -> tuple[np.ndarray, list[str]]:
     """Read, downmix, resample, trim and frame-pad one clip: (wav, warnings); Rejected when unusable."""
     import librosa
@@ -103,9 +113,8 @@ def prepare_audio(path: Path, cfg: ImportConfig) -> tuple[np.ndarray, list[str]]
     peak = float(np.abs(wav).max())
     if peak < 1e-4:
         raise Rejected("silent audio")
-    _, (start, end) = librosa.effects.trim(wav, top_db=cfg.top_db, frame_length=1024, hop_length=256)
-    margin = int(cfg.margin_seconds * cfg.sample_rate)
-    wav = wav[max(0, start - margin):min(len(wav), end + margin)]
+    a, b = trim_span(wav, cfg)
+    wav = wav[a:b]
     seconds = len(wav) / cfg.sample_rate
     if seconds < cfg.min_seconds:
         raise Rejected(f"only {seconds:.2f} s of sound after trimming silence (non-speech?)")
