@@ -52,6 +52,23 @@ def test_rvq_output_equals_chosen_codewords_and_decode():
     assert torch.allclose(q.decode(out.codes), manual, atol=1e-6)
 
 
+def test_soft_decode_of_one_hot_probs_is_decode_of_those_codes_and_linear():
+    """decode_mel_soft (a TRM's expected latent): one-hot distributions give exactly decode_mel of the codes,
+    and a mixture decodes to the mixture of the latents (the decoder sees the expected codeword sum)."""
+    torch.manual_seed(0)
+    m = MelRVQCodec(preset("tiny")).eval()
+    codes = torch.randint(0, 64, (2, 4, 7))
+    one_hot = torch.nn.functional.one_hot(codes, 64).float()  # [B, K, F, N]
+    assert torch.allclose(m.decode_mel_soft(one_hot), m.decode_mel(codes), atol=1e-5)
+    other = torch.randint(0, 64, (2, 4, 7))
+    half = 0.5 * one_hot + 0.5 * torch.nn.functional.one_hot(other, 64).float()
+    assert torch.allclose(m.rvq.decode_soft(half), 0.5 * (m.rvq.decode(codes) + m.rvq.decode(other)), atol=1e-5)
+    with pytest.raises(ConfigError, match="expected probs"):
+        m.decode_mel_soft(one_hot[:, :3])
+    with pytest.raises(ConfigError, match="NaN"):
+        m.decode_mel_soft(torch.full_like(one_hot, float("nan")))
+
+
 def test_rvq_straight_through_gradient_flows():
     q = ResidualVQ(n_codebooks=2, codebook_size=8, dim=4, kmeans_init=False)
     x = torch.randn(1, 6, 4, requires_grad=True)

@@ -56,6 +56,73 @@ def test_trm_voice_speaks_streams_and_keeps_its_length(trm_voice):
         s.reference(__file__, "x")
 
 
+def test_soft_decoding_trm_voice_decodes_distributions(trm_voice, tmp_path):
+    """"decode": "soft": the engine yields each frame's distributions and the Synthesizer decodes the expected
+    codec latent; no sampling, so every seed gives the same audio, and streaming matches the whole."""
+    import shutil
+
+    from codectts.infer import Synthesizer
+
+    soft = tmp_path / "soft"
+    shutil.copytree(trm_voice, soft)
+    meta = json.loads((soft / "voice.json").read_text())
+    meta["model"]["decode"] = "soft"
+    (soft / "voice.json").write_text(json.dumps(meta))
+    s = Synthesizer.load(soft)
+    probs = s.sentence_codes("hello world", seed=0)
+    n = s.engine.generator.length.n_frames("hello world")
+    assert probs.shape == (1, 4, n, 64) and probs.is_floating_point()
+    assert torch.allclose(probs.sum(-1), torch.ones(1, 4, n))
+    text = "Hello world. A second sentence!"
+    wav, _ = s.synthesize(text, seed=3)
+    assert np.isfinite(wav).all() and wav.std() > 0
+    assert np.array_equal(wav, s.synthesize(text, seed=4)[0])  # nothing drawn
+    chunks = list(s.stream(text, seed=3, chunk_frames=4))
+    assert len(chunks) > 2 and sum(len(c) for c in chunks) == len(wav)
+    # the same voice decoding drawn codes sounds different (and depends on the seed)
+    assert not np.array_equal(wav, Synthesizer.load(trm_voice).synthesize(text, seed=3)[0])
+    meta["model"] = {"type": "talker", "path": "trm", "decode": "soft"}
+    (soft / "voice.json").write_text(json.dumps({**meta, "tokenizer": "tok.json"}))
+    with pytest.raises(ConfigError, match="for trm models only"):
+        Synthesizer.load(soft)
+
+
+def test_make_voice_builds_a_trm_voice_with_a_duration_model(trm_voice, tmp_path):
+    """make-voice --trm: the TRM part (fp16, with its tokenizer), the codec, Griffin-Lim and the duration model
+    as the TRM's length source (inside the part, so the voice moves); --decode soft reaches the engine."""
+    from click.testing import CliRunner
+    from safetensors import safe_open
+
+    from codectts.cli import command
+    from codectts.infer import Synthesizer
+    from codectts.models.duration import DurationModel, preset
+    from codectts.models.length import DurationLength
+    from codectts.text import PhonemeTokenizer
+
+    torch.manual_seed(0)
+    codec_rate = Synthesizer.load(trm_voice).codec.frame_rate
+    dur = DurationModel(preset("tiny", text_vocab=PhonemeTokenizer().vocab_size, frame_rate=codec_rate))
+    dur_part = dur.save(tmp_path / "duration")
+    out = tmp_path / "voice"
+    args = ["make-voice", "--out", out, "--name", "t", "--trm", trm_voice / "trm", "--codec", trm_voice / "codec",
+            "--duration", dur_part, "--decode", "soft"]
+    r = CliRunner().invoke(command(), [str(a) for a in args])
+    assert r.exit_code == 0, r.output
+    dur_part.rename(tmp_path / "gone")  # the voice must not need the original
+    s = Synthesizer.load(out)
+    assert s.engine.kind == "trm" and s.engine.decode == "soft"
+    assert isinstance(s.engine.generator.length, DurationLength)
+    n = s.engine.generator.length.n_frames("hello world")
+    assert s.sentence_codes("hello world").shape[2] == n
+    assert np.isfinite(s.synthesize("Hello world.")[0]).all()
+    with safe_open(str(out / "trm" / "model.safetensors"), "pt") as f:
+        assert all(f.get_tensor(k).dtype == torch.float16 for k in f.keys() if "init" in k)
+    assert not (out / "tokenizer.json").exists()  # the part carries its own
+    r = CliRunner().invoke(command(), [str(a) for a in ["make-voice", "--out", tmp_path / "x", "--name", "x",
+                                                        "--codec", trm_voice / "codec"]])
+    assert isinstance(r.exception, ConfigError) and "exactly one acoustic model" in str(r.exception)
+
+
 def test_trm_voice_with_mismatched_codec_is_refused(trm_voice, tmp_path, tiny_mel_codec):
     import shutil
 

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from codectts.data.codecache import CacheEntry, write_cache_meta, write_codes, write_index
 from codectts.errors import DataError
+from codectts.models.trm import positions_from_durations
 from codectts.text import PhonemeTokenizer
 from codectts.train.trm import read_prompts, register, resolve_speaker
 
@@ -179,6 +180,38 @@ def test_length_from_a_duration_model_travels_inside_the_released_trm(tmp_path):
     expected = round(sum(src.durations("the cat sat")) * RATE / 40.0)  # 40 Hz durations -> 20 Hz codes
     assert src.n_frames("the cat sat") == max(1, expected)
     assert pipe.generate("the cat sat", seed=0).shape == (K, src.n_frames("the cat sat"))
+
+
+def test_a_duration_aligned_trm_speaks_on_the_length_models_durations(tmp_path):
+    """A TRM trained with --align durations never saw uniform positions: as a voice it places frames on the
+    duration model's per-phoneme durations (re-timed to the codes' rate, total kept), not a uniform rate."""
+    from codectts.infer.trm import TRMGenerator
+    from codectts.models.duration import DurationModel
+    from codectts.models.duration import preset as dur_preset
+    from codectts.models.length import DurationLength
+    from codectts.models.trm import TTSTRM
+    from codectts.models.trm import preset as trm_preset
+
+    torch.manual_seed(0)
+    tok = PhonemeTokenizer()
+    dur = DurationModel(dur_preset("tiny", text_vocab=tok.vocab_size, frame_rate=40.0))
+    part = dur.save(tmp_path / "duration")
+    model = TTSTRM(trm_preset("tiny", vocab_size=tok.vocab_size, n_codebooks=K, codebook_size=N,
+                              alignment="durations"))
+    gen = TRMGenerator(model, tok, DurationLength(part, frame_rate=RATE), frame_rate=RATE)
+    text = "the cat sat on the mat"
+    d40 = gen.length.durations(text)
+    plan = gen.plan_durations(text)
+    assert len(plan) == len(tok.encode(text)) and sum(plan) == round(sum(d40) * RATE / 40.0)
+    assert all(abs(sum(plan[:i]) - sum(d40[:i]) * RATE / 40.0) <= 0.5 for i in range(len(plan) + 1))
+    logits_on = torch.softmax(model.predict(torch.tensor([tok.encode(text)]), torch.tensor([len(plan)]),
+                                            torch.zeros(1, dtype=torch.long), torch.tensor([sum(plan)]),
+                                            positions_from_durations(plan)[None])[0], -1)
+    probs = gen.generate(text, decode="soft")
+    assert gen.n_frames(text) == sum(plan) and torch.allclose(probs, logits_on, atol=1e-6)
+    uniform = gen.generate(text, n_frames=sum(plan), decode="soft")
+    assert (probs - uniform).abs().max() > 1e-5  # the durations place the frames (random weights: small)
+    assert torch.equal(gen.generate(text, seed=0), gen.generate(text, seed=0, durations=plan))
 
 
 def test_duration_length_source_speed_and_errors(tmp_path):

@@ -229,6 +229,22 @@ class MelRVQCodec(PartModel, nn.Module):
         return self.denormalize(self._unstack(self._dec(self.rvq.decode(codes))))
 
     @torch.no_grad()
+    def decode_mel_soft(self, probs: torch.Tensor) -> torch.Tensor:
+        """probs [B, K, F, N] (each frame's distribution over every codebook's entries) -> log-mel
+        [B, M, F * stack], decoded from the expected latent (`ResidualVQ.decode_soft`) instead of one
+        drawn code per codebook: a model that predicts codebooks independently (the TRM) need not pick
+        residual codes that fit its codebook-0 code. One-hot probs give `decode_mel` of those codes."""
+        if probs.dim() != 4 or probs.shape[1:2] != (self.cfg.n_codebooks,) \
+                or probs.shape[-1] != self.cfg.codebook_size:
+            raise ConfigError(f"expected probs [B, {self.cfg.n_codebooks}, F, {self.cfg.codebook_size}], "
+                              f"got {tuple(probs.shape)}")
+        if probs.shape[2] == 0:
+            raise ConfigError("probs hold no frames")
+        if not torch.isfinite(probs).all():
+            raise ConfigError("probs hold NaN or Inf")
+        return self.denormalize(self._unstack(self._dec(self.rvq.decode_soft(probs.to(self.mel_mean.device)))))
+
+    @torch.no_grad()
     def encode(self, wav: torch.Tensor) -> torch.Tensor:
         """wav [B, T] at `sample_rate` -> codes [B, K, F]."""
         if wav.dim() == 1:

@@ -131,3 +131,14 @@ class ResidualVQ(nn.Module):
         for k in range(codes.shape[1]):
             out = out + F.embedding(codes[:, k], self.codebooks[k])
         return out
+
+    def decode_soft(self, probs: torch.Tensor) -> torch.Tensor:
+        """probs [B, K', T, N] (a distribution over each codebook's entries, K' <= K a prefix) -> [B, T, D]:
+        sum_k sum_c p_k(c) codebook_k[c], the expected sum of codewords. It is linear, so it is the
+        minimum-squared-error latent under per-codebook marginals however the codebooks depend on each
+        other; one-hot probs give `decode` of those codes."""
+        if probs.dim() != 4 or probs.shape[1] > self.n_codebooks or probs.shape[-1] != self.codebook_size:
+            raise ValueError(f"expected probs [B, <= {self.n_codebooks}, T, {self.codebook_size}], "
+                             f"got {tuple(probs.shape)}")
+        k = probs.shape[1]
+        return torch.einsum("bktn,knd->btd", probs.to(self.codebooks.dtype), self.codebooks[:k])

@@ -113,9 +113,13 @@ def register(app: typer.Typer) -> None:
     def make_voice(
         out: Path = typer.Option(..., help="Voice folder to write."),
         name: str = typer.Option(..., help="Voice name."),
-        talker: Path = typer.Option(..., help="Talker part (a run's best/ folder)."),
         codec: Path = typer.Option(..., help="Codec part folder."),
-        duration: Path | None = typer.Option(None, help="Duration model part (aligned talkers)."),
+        talker: Path | None = typer.Option(None, help="Talker part (a run's best/ folder); or --trm."),
+        trm: Path | None = typer.Option(None, help="TTS TRM part (`codectts train trm`'s best/ folder)."),
+        decode: str = typer.Option("codes", help="TRM voices: decode drawn 'codes', or 'soft' (the expected "
+                                                 "codec latent of the model's distributions; mel codecs)."),
+        duration: Path | None = typer.Option(None, help="Duration model part (aligned talkers; a TRM's length "
+                                                        "source, replacing the part's own)."),
         vocoder: str = typer.Option("griffinlim", help="'griffinlim' or a HiFi-GAN part folder."),
         description: str = typer.Option(""),
         temperature: float = typer.Option(DEFAULT_SAMPLING.temperature, help="The voice's default temperature."),
@@ -139,6 +143,8 @@ def register(app: typer.Typer) -> None:
             out,
             name=name,
             talker=talker,
+            trm=trm,
+            decode=decode,
             codec=codec,
             duration=duration,
             vocoder=vocoder,

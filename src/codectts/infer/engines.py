@@ -6,7 +6,9 @@ and yields its codes [1, K, n]. One engine per model family:
 - `TalkerEngine` (seeds 000/001, the default voice): autoregressive; aligned (duration model gives the
   length) or prefix (the model emits end-of-speech);
 - `TRMEngine` (seed 003): non-autoregressive; the whole sentence at once, length from the part's
-  length source (a character rate or a duration model);
+  length source (a character rate or a duration model); with `decode="soft"` it yields each frame's
+  distributions [1, K, F, N] (float) instead of codes, which the Synthesizer decodes to the expected
+  codec latent (`MelRVQCodec.decode_mel_soft`);
 - `CSMEngine` (seed 004): backbone + depth decoder, stops on its EOS code; can speak in the voice of a
   reference clip (cloning).
 
@@ -61,10 +63,10 @@ def seed_from(gen: torch.Generator) -> int:
 
 
 def chunked(codes: torch.Tensor, chunk: int) -> Iterator[torch.Tensor]:
-    """[1, K, F] -> pieces of `chunk` frames (all at once when chunk is 0)."""
-    step = chunk or max(1, codes.shape[-1])
-    for a in range(0, codes.shape[-1], step):
-        yield codes[..., a:a + step]
+    """[1, K, F] codes (or [1, K, F, N] soft codes) -> pieces of `chunk` frames (all at once when chunk is 0)."""
+    step = chunk or max(1, codes.shape[2])
+    for a in range(0, codes.shape[2], step):
+        yield codes[:, :, a:a + step]
 
 
 def _no_reference(kind: str, reference) -> None:
@@ -162,12 +164,19 @@ class _TextEngine:
 class TRMEngine(_TextEngine):
     kind = "trm"
 
-    def __init__(self, generator, device: str = "cpu"):
-        self.generator, self.tokenizer, self.device = generator, generator.tokenizer, device
+    def __init__(self, generator, device: str = "cpu", decode: str = "codes"):
+        from codectts.infer.trm import DECODES
+
+        if decode not in DECODES:
+            raise ConfigError(f"decode must be one of {DECODES}, got {decode!r}")
+        self.generator, self.tokenizer, self.device, self.decode = generator, generator.tokenizer, device, decode
 
     def check(self, codec, name: str) -> None:
         cfg = self.generator.model.cfg
         self.check_codes(cfg.n_codebooks, cfg.codebook_size, codec, name)
+        if self.decode == "soft" and not hasattr(codec, "decode_mel_soft"):
+            raise ConfigError(f"voice {name!r}: soft decoding needs a codec that decodes distributions "
+                              f"(mel_rvq), not {type(codec).__name__}")
         rate = self.generator.frame_rate
         if rate is not None and abs(rate - codec.frame_rate) > 1e-3:
             raise ConfigError(
@@ -178,14 +187,15 @@ class TRMEngine(_TextEngine):
         cfg = self.generator.model.cfg
         if n_ids > cfg.max_text_len:
             raise TooLong(f"{n_ids} text tokens; this TRM takes at most {cfg.max_text_len} at once")
-        if self.generator.length.n_frames(sentence, speed) > cfg.max_frames:
+        if self.generator.n_frames(sentence, speed) > cfg.max_frames:
             raise TooLong(f"more frames than this TRM makes at once ({cfg.max_frames})")
 
     def code_chunks(
         self, plan: SentencePlan, sampling: SamplingConfig, gen: torch.Generator, chunk: int, reference=None
     ) -> Iterator[torch.Tensor]:
         _no_reference(self.kind, reference)
-        codes = self.generator.generate(plan.text, speed=plan.speed, sampling=sampling, seed=seed_from(gen))
+        codes = self.generator.generate(plan.text, speed=plan.speed, sampling=sampling, seed=seed_from(gen),
+                                        decode=self.decode)  # [K, F], or [K, F, N] distributions when soft
         yield from chunked(codes[None].to(self.device), chunk)  # non-autoregressive: all frames at once
 
 

@@ -1,4 +1,5 @@
-"""Assemble a voice folder from trained parts; the result is verified by loading it."""
+"""Assemble a voice folder from trained parts (a Talker or a TTS TRM, a codec, a vocoder, a duration
+model); the result is verified by loading it."""
 from __future__ import annotations
 
 import json
@@ -7,14 +8,40 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
+from codectts.errors import ConfigError
+from codectts.models.length import LENGTH_MODEL_DIR
 from codectts.models.sampling import SamplingConfig
-from codectts.parts import replace_dir
+from codectts.parts import read_part_config, replace_dir
+
+TRM_RUN_KEYS = ("codes", "codec")  # where the training codes lived: the voice's codec replaces them
 
 
-def build_voice(out: Path, *, name: str, talker: Path, codec: Path, vocoder: str = "griffinlim",
-                duration: Path | None = None, description: str = "", sampling: dict | None = None,
-                half: bool = True, model_card: Path | None = None, sentence_pause_s: float = 0.2,
-                context: dict | None = None) -> Path:
+def save_trm(src: Path, dst: Path, *, half: bool, duration: Path | None, frame_rate: float) -> None:
+    """A TRM release part -> `dst`, with its tokenizer, speakers and length source; its duration model
+    (`duration`, else the part's own) travels inside as `length_model/` at the codec's frame rate."""
+    from codectts.models.trm import TTSTRM
+
+    model = TTSTRM.load(src)
+    meta = read_part_config(src, TTSTRM.model_type)
+    extra = {k: v for k, v in meta.items() if k not in ("model_type", "format_version", "config", *TRM_RUN_KEYS)}
+    length = dict(extra.get("length") or {})
+    if duration is None and length.get("kind") == "duration_model":
+        duration = Path(length["path"]) if Path(length["path"]).is_absolute() else Path(src) / length["path"]
+    files = None
+    if duration is not None:
+        files = {f"{LENGTH_MODEL_DIR}/{f.name}": f.read_bytes() for f in Path(duration).iterdir() if f.is_file()}
+        extra["length"] = {"kind": "duration_model", "path": LENGTH_MODEL_DIR, "frame_rate": frame_rate,
+                           "min_frames": 1, "max_frames": model.cfg.max_frames}
+    model.save(dst, half=half, extra=extra, files=files)
+
+
+def build_voice(out: Path, *, name: str, codec: Path, talker: Path | None = None, trm: Path | None = None,
+                decode: str = "codes", vocoder: str = "griffinlim", duration: Path | None = None,
+                description: str = "", sampling: dict | None = None, half: bool = True,
+                model_card: Path | None = None, sentence_pause_s: float = 0.2, context: dict | None = None) -> Path:
+    """Exactly one of `talker` and `trm`. A TRM part carries its tokenizer and length source; `duration`
+    replaces that source for a TRM, and is the aligned Talker's duration part otherwise. `decode`
+    ('codes' | 'soft') is how a TRM voice decodes (infer/engines.py)."""
     from codectts.codecs.mel_rvq import MelRVQCodec
     from codectts.infer.synthesizer import Synthesizer
     from codectts.infer.voice import VOICE_FORMAT
@@ -23,21 +50,30 @@ def build_voice(out: Path, *, name: str, talker: Path, codec: Path, vocoder: str
     from codectts.text.tokenizers import PhonemeTokenizer
     from codectts.vocoders import GriffinLim, load_vocoder
 
+    if (talker is None) == (trm is None):
+        raise ConfigError("give exactly one acoustic model: a talker or a trm part")
+    if decode != "codes" and trm is None:
+        raise ConfigError(f"decode {decode!r} is for trm voices only")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp"))
     try:
         codec_model = MelRVQCodec.load(codec)
         codec_model.save(tmp / "codec", half=False)  # codebooks stay fp32: nearest-neighbour needs precision
-        Talker.load(talker).save(tmp / "talker", half=half)
         meta = {"format_version": VOICE_FORMAT, "name": name, "description": description,
                 "sample_rate": codec_model.sample_rate, "model": {"type": "talker", "path": "talker"},
                 "codec": {"type": "mel_rvq", "path": "codec"}, "tokenizer": "tokenizer.json",
                 "sampling": asdict(SamplingConfig.from_dict(sampling or {})),
                 "sentence_pause_s": sentence_pause_s}
+        if trm is not None:
+            save_trm(Path(trm), tmp / "trm", half=half, duration=duration, frame_rate=codec_model.frame_rate)
+            meta["model"] = {"type": "trm", "path": "trm", **({"decode": decode} if decode != "codes" else {})}
+            del meta["tokenizer"]  # the TRM part carries its own
+        else:
+            Talker.load(talker).save(tmp / "talker", half=half)
         if context:
             meta["context"] = {k: int(v) for k, v in context.items() if v}
-        if duration is not None:
+        if duration is not None and talker is not None:
             DurationModel.load(duration).save(tmp / "duration", half=False)
             meta["duration"] = {"path": "duration"}
         if vocoder == "griffinlim":
@@ -46,7 +82,8 @@ def build_voice(out: Path, *, name: str, talker: Path, codec: Path, vocoder: str
             src = Path(vocoder)
             shutil.copytree(src, tmp / "vocoder")
             meta["vocoder"] = load_vocoder({"type": "hifigan", "path": "vocoder"}, root=tmp).spec(root=tmp)
-        PhonemeTokenizer().save(tmp / "tokenizer.json")
+        if talker is not None:
+            PhonemeTokenizer().save(tmp / "tokenizer.json")
         if model_card is not None:
             shutil.copy(model_card, tmp / "MODEL_CARD.md")
         (tmp / "voice.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")

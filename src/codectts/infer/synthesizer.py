@@ -61,9 +61,15 @@ class Limits:
             raise ConfigError(f"max_audio_s must be a positive number of seconds, got {self.max_audio_s!r}")
 
 
+def codes_to_mel(codec: MelCodec, codes: torch.Tensor) -> torch.Tensor:
+    """[1, K, F] codes, or [1, K, F, N] soft codes (a TRM's distributions), -> log-mel [1, M, F * stack]."""
+    return codec.decode_mel_soft(codes) if codes.is_floating_point() else codec.decode_mel(codes)
+
+
 class CodecMelStream:
     """Incremental codes -> log-mel through a non-causal codec decoder: a frame is final once
-    `context` frames after it exist; decoding windows carry `context` frames on both sides."""
+    `context` frames after it exist; decoding windows carry `context` frames on both sides.
+    Codes are [1, K, F] or soft [1, K, F, N]: frames are on axis 2 either way."""
 
     def __init__(self, codec: MelCodec):
         self.codec = codec
@@ -71,14 +77,15 @@ class CodecMelStream:
         self.codes: torch.Tensor | None = None
         self.done = 0
 
-    def push(self, codes: torch.Tensor, final: bool = False) -> torch.Tensor | None:
-        self.codes = codes if self.codes is None else torch.cat([self.codes, codes], dim=-1)
-        total = self.codes.shape[-1]
+    def push(self, codes: torch.Tensor | None, final: bool = False) -> torch.Tensor | None:
+        if codes is not None:
+            self.codes = codes if self.codes is None else torch.cat([self.codes, codes], dim=2)
+        total = self.codes.shape[2]
         end = total if final else total - self.ctx
         if end <= self.done:
             return None
         a = max(0, self.done - self.ctx)
-        mel = self.codec.decode_mel(self.codes[..., a:total])
+        mel = codes_to_mel(self.codec, self.codes[:, :, a:total])
         s = self.codec.mel_frames_per_code
         out = mel[..., (self.done - a) * s:(end - a) * s]
         self.done = end
@@ -161,7 +168,7 @@ class Synthesizer:
             from codectts.infer.engines import TRMEngine
             from codectts.infer.trm import TRMGenerator
 
-            engine = TRMEngine(TRMGenerator.load(model_path, device=device), device)
+            engine = TRMEngine(TRMGenerator.load(model_path, device=device), device, spec.model.decode)
         else:
             from codectts.infer.csm import CSMGenerator
             from codectts.infer.engines import CSMEngine
@@ -251,9 +258,10 @@ class Synthesizer:
                 yield plan
 
     def decode_codes(self, codes: torch.Tensor) -> np.ndarray:
-        """codes [1, K, F] -> waveform [T] (mel codec + vocoder, or a waveform codec)."""
+        """codes [1, K, F] (or a TRM's soft codes [1, K, F, N]) -> waveform [T] (mel codec + vocoder, or a
+        waveform codec)."""
         if self.vocoder is not None:
-            return self.vocoder(self.codec.decode_mel(codes))[0].float().cpu().numpy()
+            return self.vocoder(codes_to_mel(self.codec, codes))[0].float().cpu().numpy()
         return self.codec.decode(codes)[0].float().cpu().numpy()
 
     # ---- synthesis ----------------------------------------------------------------------------
@@ -264,7 +272,8 @@ class Synthesizer:
     @torch.no_grad()
     def sentence_codes(self, sentence: str, speed: float = 1.0, temperature=None, top_k=None, top_p=None,
                        seed: int | None = None, reference=None) -> torch.Tensor:
-        """Codes [1, K, F] for one piece of text in one pass (not split; TextError if the model cannot take it)."""
+        """Codes [1, K, F] for one piece of text in one pass (not split; TextError if the model cannot take it);
+        a soft-decoding TRM voice gives its distributions [1, K, F, N] (float) instead."""
         opts = self.options(speed, temperature, top_k, top_p, seed, reference)
         if not isinstance(sentence, str):
             raise TextError(f"text must be a string, got {type(sentence).__name__}")
@@ -272,7 +281,7 @@ class Synthesizer:
         chunks = [] if plan is None else list(self._codes(plan, opts, 0, 0, reference))
         if not chunks:
             return torch.zeros(1, self.codec.n_codebooks, 0, dtype=torch.long)
-        return torch.cat(chunks, dim=-1)
+        return torch.cat(chunks, dim=2)
 
     @torch.no_grad()
     def synthesize(self, text: str, *, speed: float = 1.0, temperature: float | None = None, top_k: int | None = None,
@@ -291,8 +300,8 @@ class Synthesizer:
             if should_stop is not None and should_stop():
                 raise GenerationError(f"generation stopped before sentence {i + 1}")
             chunks = list(self._codes(plan, opts, i, 0, reference))
-            codes = torch.cat(chunks, dim=-1) if chunks else None
-            if codes is None or codes.shape[-1] == 0:
+            codes = torch.cat(chunks, dim=2) if chunks else None
+            if codes is None or codes.shape[2] == 0:
                 continue
             if pieces:
                 pieces.append(np.zeros(int(self.pause_s * self.sample_rate), dtype=np.float32))
@@ -344,7 +353,7 @@ class Synthesizer:
                     yield wav[0].cpu().numpy()
         if mels.codes is None:
             return
-        mel = mels.push(torch.zeros(1, self.codec.n_codebooks, 0, dtype=torch.long, device=self.device), final=True)
+        mel = mels.push(None, final=True)
         tail = [voc.push(mel)] if mel is not None and mel.shape[-1] else []
         tail.append(voc.flush())
         wav = torch.cat(tail, dim=-1)
@@ -355,7 +364,7 @@ class Synthesizer:
         """A waveform codec (Mimi) is decoded once the sentence's codes are complete."""
         codes = list(chunks)
         if codes:
-            yield self.decode_codes(torch.cat(codes, dim=-1))
+            yield self.decode_codes(torch.cat(codes, dim=2))
 
 
 def _finish(wav: np.ndarray) -> np.ndarray:

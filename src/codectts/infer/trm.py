@@ -3,9 +3,11 @@
 Non-autoregressive, so there is no loop: the text is tokenized, the length comes from a length source
 (or is given), `TTSTRM.predict` runs every refinement cycle once, and the shared sampler draws every
 code at once. `generate(model, text, speaker, n_frames=... | length_source=... | durations=...)` is
-the low-level call (model and tokenizer passed in); `TRMGenerator.load(part_dir)` bundles what a
-trained part needs at run time (model, tokenizer, speaker names, length source, codec spec), as
-CSMGenerator and TalkerGenerator do for theirs.
+the low-level call (model and tokenizer passed in); `decode="soft"` returns each frame's distribution
+over every codebook instead of drawn codes, for `MelRVQCodec.decode_mel_soft` (the expected codec
+latent; docs/trm.md "Soft decoding"). `TRMGenerator.load(part_dir)` bundles what a trained part needs
+at run time (model, tokenizer, speaker names, length source, codec spec), as CSMGenerator and
+TalkerGenerator do for theirs; a part trained on durations speaks on its duration model's durations.
 """
 from __future__ import annotations
 
@@ -23,13 +25,16 @@ from codectts.models.trm import TTSTRM, positions_from_durations
 from codectts.parts import read_part_config
 from codectts.text.tokenizers import Tokenizer, tokenizer_from_dict
 
+DECODES = ("codes", "soft")  # drawn codes per codebook | per-codebook distributions (a codec's expected latent)
+
 
 @torch.inference_mode()
 def generate(model: TTSTRM, text: str | Sequence[int], speaker: int = 0, n_frames: int | None = None,
              length_source: LengthSource | None = None, *, tokenizer: Tokenizer | None = None, speed: float = 1.0,
              sampling: SamplingConfig | None = None, seed: int | None = None,
-             durations: Sequence[int] | None = None) -> torch.Tensor:
-    """Codes [K, F] for one utterance, F = n_frames, length_source.n_frames(text, speed) or sum(durations).
+             durations: Sequence[int] | None = None, decode: str = "codes") -> torch.Tensor:
+    """Codes [K, F] for one utterance, F = n_frames, length_source.n_frames(text, speed) or sum(durations);
+    with `decode="soft"`, probabilities [K, F, N] (softmax of the logits; `sampling` and `seed` unused).
 
     `text` is a string (needs `tokenizer`) or already-encoded ids (with BOS/EOS). Exactly one of
     `n_frames`, `length_source` and `durations` (frames per text token, e.g. from a duration model;
@@ -37,6 +42,8 @@ def generate(model: TTSTRM, text: str | Sequence[int], speaker: int = 0, n_frame
     nothing to speak.
     """
     speed = check_speed(speed)
+    if decode not in DECODES:
+        raise ConfigError(f"decode must be one of {DECODES}, got {decode!r}")
     if sum(x is not None for x in (n_frames, length_source, durations)) != 1:
         raise ConfigError("give exactly one of n_frames, length_source and durations")
     positions = None
@@ -65,6 +72,8 @@ def generate(model: TTSTRM, text: str | Sequence[int], speaker: int = 0, n_frame
                            frame_positions=None if positions is None else positions[None].to(dev))
     if not torch.isfinite(logits).all():
         raise GenerationError("the TRM produced non-finite logits (NaN/Inf weights or activations)")
+    if decode == "soft":
+        return torch.softmax(logits[0].float(), dim=-1)  # [K, F, N]
     gen = torch.Generator(device=dev).manual_seed(seed) if seed is not None else None
     return sample_logits(logits[0], sampling, gen)  # [K, F]
 
@@ -95,6 +104,28 @@ class TRMGenerator:
             frame_rate=meta.get("frame_rate"),
         )
 
+    def plan_durations(self, text: str, speed: float = 1.0) -> list[int] | None:
+        """Frames per token of `self.tokenizer.encode(text)` from the length source, for a model trained with
+        `--align durations` (it never saw uniform positions); None when the model or the source has none.
+        A duration model at another frame rate is re-timed by rounding its cumulative sum (total kept)."""
+        if self.model.cfg.alignment != "durations" or not hasattr(self.length, "durations"):
+            return None
+        d = self.length.durations(text, speed)
+        n_ids = len(self.tokenizer.encode(text))
+        if len(d) != n_ids:
+            raise ConfigError(f"the length source gives {len(d)} durations for {n_ids} text tokens (tokenizers differ)")
+        src_rate = getattr(getattr(self.length, "model", None), "cfg", None)
+        src_rate = getattr(src_rate, "frame_rate", None)
+        if src_rate and self.frame_rate and abs(src_rate - self.frame_rate) > 1e-3:
+            ends = torch.round(torch.cumsum(torch.tensor(d, dtype=torch.float64), 0) * self.frame_rate / src_rate)
+            d = torch.diff(ends.long(), prepend=torch.zeros(1, dtype=torch.long)).tolist()
+        return [int(x) for x in d] if sum(d) > 0 else None
+
+    def n_frames(self, text: str, speed: float = 1.0) -> int:
+        """Frames `generate` makes for `text` (the planned durations' sum, else the length source's count)."""
+        d = self.plan_durations(text, speed)
+        return sum(d) if d is not None else self.length.n_frames(text, speed)
+
     def speaker_id(self, speaker: int | str | None) -> int:
         """A speaker name from the corpus, or its index; None = the first speaker."""
         if speaker is None:
@@ -119,9 +150,13 @@ class TRMGenerator:
         sampling: SamplingConfig | None = None,
         seed: int | None = None,
         durations: Sequence[int] | None = None,
+        decode: str = "codes",
     ) -> torch.Tensor:
-        """Codes [K, F]; the length comes from the part's length source unless n_frames or durations
-        (frames per token of `self.tokenizer.encode(text)`, e.g. a duration model's) are given."""
+        """Codes [K, F] (probabilities [K, F, N] with decode="soft"). The length comes from the part's length
+        source unless n_frames or durations (frames per token of `self.tokenizer.encode(text)`) are given;
+        a model trained on durations gets the length source's per-token durations (`plan_durations`)."""
+        if n_frames is None and durations is None:
+            durations = self.plan_durations(text, speed)
         return generate(
             self.model,
             text,
@@ -133,4 +168,5 @@ class TRMGenerator:
             sampling=sampling,
             seed=seed,
             durations=durations,
+            decode=decode,
         )

@@ -2,7 +2,7 @@
 
     voice.json = {
       "format_version": 1, "name": "joe", "description": "...", "sample_rate": 22050,
-      "model": {"type": "talker", "path": "talker"},      # acoustic model part
+      "model": {"type": "talker", "path": "talker"},      # acoustic model part (trm: + "decode": "soft")
       "duration": {"path": "duration"},                    # length source (aligned models)
       "codec": {"type": "mel_rvq", "path": "codec"},
       "vocoder": {...vocoder.spec()...},                   # e.g. Griffin-Lim settings, or a HiFi-GAN part
@@ -51,6 +51,11 @@ class PartSpec:
 class ModelSpec:
     type: Literal["talker", "trm", "csm"]
     path: str
+    decode: Literal["codes", "soft"] = "codes"  # trm: decode drawn codes, or the expected codec latent
+
+    def __post_init__(self):
+        if self.decode != "codes" and self.type != "trm":
+            raise ConfigError(f"'decode' {self.decode!r} is for trm models only")
 
 
 @dataclass(frozen=True)

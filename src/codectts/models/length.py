@@ -97,6 +97,9 @@ class CharRateLength:
         return {"kind": self.kind, **asdict(self)}
 
 
+LENGTH_MODEL_DIR = "length_model"  # a duration model part inside a TRM release (train trm, make-voice)
+
+
 class DurationLength:
     """A `LengthSource` backed by a trained duration model (issue 10): the utterance gets the sum of the
     predicted phoneme durations, re-timed from the duration model's frame rate to the consumer's

@@ -208,7 +208,6 @@ def _save_npy(path: Path, arr: np.ndarray) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-LENGTH_MODEL_DIR = "length_model"  # a duration model part inside a TRM release
 
 
 class TRMTask(Task):
@@ -292,6 +291,8 @@ class TRMTask(Task):
 
     def export(self, path: Path) -> None:
         """The TRM part; a duration-model length source travels inside it (`length_model/`)."""
+        from codectts.models.length import LENGTH_MODEL_DIR
+
         extra, files, length = self.extra, None, self.extra["length"]
         if length.get("kind") == "duration_model":
             src = Path(length["path"])
