@@ -6,18 +6,21 @@ Stages of `Synthesizer.synthesize` for each dev sentence (whole-sentence decode,
   duration  duration model
   talker    the Talker's frame loop, split into
               conditioning  phoneme encoder + length regulation (once per sentence)
-              backbone      the causal transformer steps (timed around `model.transformer`)
+              backbone      the causal transformer steps (timed around `model.transformer`; with
+                            --backend onnx the ONNX step, which includes the frame embedding and
+                            codebook 0's head)
               heads         the rest of each step: frame embedding, depth heads, top-k sampling
   codec     codes -> log-mel (codec decoder)
   vocoder   log-mel -> waveform
 The split of the Talker wraps its modules' `forward`, so it measures the same generation code the
 voice runs, whichever loop drives it. Each figure is the median over `--repeats` passes of the sentence
-set; with several `--weights` the passes alternate between them (A, B, A, B, ...), so a change of machine
+set; with several `--weights` / `--backend` the passes alternate between them (A, B, A, B, ...), so a change of machine
 load hits every variant alike. Wall-clock time: on a shared machine, read it beside the load average.
 
 Run by hand, e.g.:
     nice -n 10 python benchmarks/profile_stages.py --voice joe --sentences 20 --out profile.json
     python benchmarks/profile_stages.py --voice joe --weights float32 --weights bfloat16 --repeats 5
+    python benchmarks/profile_stages.py --voice joe --backend torch --backend onnx --backend onnx-int8
 """
 from __future__ import annotations
 
@@ -40,9 +43,9 @@ class Clock:
     def __init__(self):
         self.s: dict[str, float] = defaultdict(float)
 
-    def wrap(self, module: torch.nn.Module, name: str) -> None:
-        """Time every call of `module` under `name` (instance attribute: the class is untouched)."""
-        inner = module.forward
+    def wrap(self, obj, name: str, method: str = "forward") -> None:
+        """Time every call of `obj.method` under `name` (instance attribute: the class is untouched)."""
+        inner = getattr(obj, method)
 
         def timed(*a, **k):
             t0 = time.perf_counter()
@@ -50,7 +53,7 @@ class Clock:
             self.s[name] += time.perf_counter() - t0
             return out
 
-        module.forward = timed
+        setattr(obj, method, timed)
 
 
 def profile_pass(synth, texts: list[str], clock: Clock, seed: int) -> float:
@@ -85,15 +88,19 @@ def profile_pass(synth, texts: list[str], clock: Clock, seed: int) -> float:
     return audio
 
 
-def load(voice: str | None, weights: str | None):
+def load(voice: str | None, weights: str | None, backend: str):
     from codectts.infer import Synthesizer
 
-    synth = Synthesizer.load(voice, weights=weights)
+    synth = Synthesizer.load(voice, weights=weights, backend=backend)
     if synth.engine.kind != "talker" or synth.engine.duration is None or synth.vocoder is None:
         raise SystemExit("profile_stages measures aligned Talker voices with a mel codec and a vocoder")
-    clock = Clock()
-    clock.wrap(synth.engine.model.text_encoder, "conditioning")
-    clock.wrap(synth.engine.model.transformer, "backbone")
+    clock, model = Clock(), synth.engine.model
+    if backend == "torch":
+        clock.wrap(model.text_encoder, "conditioning")
+        clock.wrap(model.transformer, "backbone")
+    else:  # infer.onnx_talker.OnnxTalker: the eager text encoder, the step graph
+        clock.wrap(model.talker.text_encoder, "conditioning")
+        clock.wrap(model, "backbone", "_run")
     return synth, clock
 
 
@@ -111,8 +118,8 @@ def run(args) -> dict:
 
     torch.set_num_threads(args.threads)
     info = machine_info()
-    variants = args.weights or [None]
-    systems = {w or "voice's": load(args.voice, w) for w in variants}
+    systems = {":".join(x for x in (w or "voice's", b) if x): load(args.voice, w, b or "torch")
+               for w in args.weights or [None] for b in args.backend or [None]}
     texts = dev_texts("sentences")[: args.sentences]
     passes: dict[str, list[dict]] = {k: [] for k in systems}
     with torch.inference_mode():
@@ -128,11 +135,11 @@ def run(args) -> dict:
     for name, ps in passes.items():
         per_s = {k: statistics.median(p[k] for p in ps) for k in STAGES}
         per_s["talker"] = per_s["conditioning"] + per_s["backbone"] + per_s["heads"]
-        print(f"== weights: {name}\n{table(per_s)}", file=sys.stderr)
+        print(f"== {name}\n{table(per_s)}", file=sys.stderr)
         results[name] = {"seconds_per_audio_second": per_s, "rtf": sum(per_s[k] for k in STAGES), "passes": ps}
     return {"benchmark": "profile_stages", "voice": next(iter(systems.values()))[0].name,
             "texts": "codectts dev sentences", "n_texts": len(texts), "audio_s": audio, "repeats": args.repeats,
-            "threads": args.threads, "weights": results, "_machine": info}
+            "threads": args.threads, "variants": results, "_machine": info}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads (the CLI's default is 1).")
     p.add_argument("--weights", action="append", help="Talker weight precision (float32, bfloat16; default: the "
                    "voice's); repeat it to compare, passes alternating between the variants.")
+    p.add_argument("--backend", action="append", help="Talker backend (torch, onnx, onnx-int8; default torch); "
+                   "repeatable like --weights.")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, help="Write the JSON here too.")
     args = p.parse_args(argv)

@@ -78,3 +78,22 @@ def test_refusals(talker, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(ConfigError, match="pip install"):
         OnnxTalker(talker, cache_dir=tmp_path)
+
+
+def test_int8_step_is_close_to_float32(talker, tmp_path):
+    """int8=True quantises the step's weight MatMuls (a file of its own); its state stays near the
+    float32 step's, and the depth heads are the float32 ones."""
+    import numpy as np
+    import onnx
+
+    fp, q = OnnxTalker(talker, cache_dir=tmp_path), OnnxTalker(talker, cache_dir=tmp_path, int8=True)
+    step8 = next(tmp_path.glob("talker-*-step-int8.onnx"))
+    assert {"MatMulInteger", "DynamicQuantizeLinear"} <= {n.op_type for n in onnx.load(step8).graph.node}
+    assert len(sorted(tmp_path.glob("talker-*.onnx"))) == 4  # the depth heads are shared
+    cond = torch.randn(1, 1, talker.cfg.dim)
+    frame = torch.tensor([[1, 2, 3]])
+    a_caches, b_caches = fp.make_caches(1, 8), q.make_caches(1, 8)
+    for _ in range(4):
+        a, b = fp.step(frame, a_caches, cond), q.step(frame, b_caches, cond)
+    assert not torch.equal(a, b) and float((a - b).norm() / a.norm()) < 0.06  # 0.022 when written
+    assert np.abs(b_caches["k"] - a_caches["k"]).max() < 0.1  # 0.028

@@ -454,7 +454,7 @@ def test_bfloat16_talker_close_to_float32():
 
 def test_onnx_backend_speaks_like_torch(tiny_voice, tmp_path, monkeypatch):
     """backend='onnx' gives the torch backend's audio for the same seed, exporting into $CODECTTS_CACHE;
-    unknown backends and non-float32 weights are refused at load."""
+    'onnx-int8' speaks; unknown backends and non-float32 weights are refused at load."""
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
     from codectts.infer import Synthesizer
@@ -467,6 +467,9 @@ def test_onnx_backend_speaks_like_torch(tiny_voice, tmp_path, monkeypatch):
     assert np.array_equal(*greedy)
     assert np.array_equal(np.concatenate(list(s.stream(text, seed=2, chunk_frames=3))),
                           np.concatenate(list(plain.stream(text, seed=2, chunk_frames=3))))
+    q = Synthesizer.load(tiny_voice, backend="onnx-int8")  # other codes, the same length (durations)
+    assert len(q.synthesize(text, seed=1)[0]) == len(greedy[0])
+    assert len(list((tmp_path / "onnx").glob("talker-*-step-int8.onnx"))) == 1
     with pytest.raises(ConfigError, match="backend"):
         Synthesizer.load(tiny_voice, backend="tensorrt")
     with pytest.raises(ConfigError, match="float32"):

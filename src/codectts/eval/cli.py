@@ -177,6 +177,7 @@ def tts_cmd(
     baseline: Annotated[str | None, typer.Option(help="Report beside a baseline on the same texts: 'teacher' "
                                                       "(run now) or a saved `eval tts --out` JSON.")] = None,
     device: Annotated[str, typer.Option(help="Device for the voice (cpu, cuda).")] = "cpu",
+    backend: Annotated[str, typer.Option(help="Talker backend: torch, onnx or onnx-int8 (docs/speed.md).")] = "torch",
     save_wavs: Annotated[Path | None, typer.Option(help="Also save each synthesized wav in this folder "
                                                         "(seed<S>/ sub-folders with several seeds).")] = None,
     asr_model: Annotated[Path | None, typer.Option(help=ASR_MODEL_HELP)] = None,
@@ -206,7 +207,7 @@ def tts_cmd(
     else:
         from codectts.infer import Synthesizer
 
-        synth = Synthesizer.load(voice, device=device)
+        synth = Synthesizer.load(voice, device=device, backend=backend)
         chosen = {"temperature": temperature, "top_k": top_k}
         synth.default_sampling = replace(synth.default_sampling, **{k: v for k, v in chosen.items() if v is not None})
     transcriber = _transcriber(asr_model, beam_size)

@@ -62,8 +62,8 @@ def register(app: typer.Typer) -> None:
         ),
         max_chars: int = typer.Option(20_000, help="Refuse text longer than this, before or after normalisation."),
         max_audio_s: float = typer.Option(1_200.0, help="Refuse text that plans more audio than this (seconds)."),
-        backend: str = typer.Option("torch", help="'torch', or 'onnx': a Talker's steps on ONNX Runtime (faster on "
-                                                  "CPU, same audio; exported on first use)."),
+        backend: str = typer.Option("torch", help="'torch'; 'onnx': a Talker's steps on ONNX Runtime (faster on CPU, "
+                                                  "same audio; exported on first use); 'onnx-int8': int8 weights."),
     ):
         """Speak text into a wav file."""
         import numpy as np

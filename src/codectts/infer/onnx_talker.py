@@ -134,6 +134,26 @@ def export_graphs(talker: Talker) -> dict[str, bytes]:
     return graphs
 
 
+def quantize_int8(graph: bytes) -> bytes:
+    """Dynamic int8 quantisation of a graph's weight MatMuls (onnxruntime.quantization: int8 weights,
+    activations quantised per call); attention's activation-by-activation MatMuls stay float32."""
+    import tempfile
+
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "q.onnx"
+        root, level = logging.getLogger(), logging.getLogger().level
+        root.setLevel(logging.ERROR)  # it logs a hint to the root logger on every call
+        try:
+            quantize_dynamic(onnx.load_from_string(graph), out, op_types_to_quantize=["MatMul"],
+                             weight_type=QuantType.QInt8)
+        finally:
+            root.setLevel(level)
+        return out.read_bytes()
+
+
 def _session(path: Path, threads: int):
     import onnxruntime as ort
 
@@ -155,7 +175,8 @@ class OnnxTalker:
     """Stands in for a Talker in `TalkerGenerator.aligned`: the same `frame_conditioning`, `make_caches`,
     `prefill`, `step` and `codebook_logits`, with the step and heads on ONNX Runtime."""
 
-    def __init__(self, talker: Talker, cache_dir: str | Path | None = None, threads: int | None = None):
+    def __init__(self, talker: Talker, cache_dir: str | Path | None = None, threads: int | None = None,
+                 int8: bool = False):
         _require("onnxruntime", "to run")
         if talker.cfg.conditioning != "aligned" or not talker.cfg.depth_heads or talker.cfg.n_codebooks < 2:
             raise ConfigError("backend 'onnx' runs aligned talkers with depth heads only")
@@ -165,19 +186,24 @@ class OnnxTalker:
         folder = Path(cache_dir) if cache_dir is not None else cache_root() / "onnx"
         key = weights_hash(talker)
         threads = threads or torch.get_num_threads()
+        self.int8 = int8  # the step's weight MatMuls in int8 (the depth heads stay float32)
         names = ["step"] + [f"depth{k}" for k in range(1, talker.cfg.n_codebooks)]
-        paths = {name: folder / f"talker-{key}-{name}.onnx" for name in names}
+        paths = {name: folder / f"talker-{key}-{name}{'-int8' if int8 and name == 'step' else ''}.onnx"
+                 for name in names}
         self.sessions = self._load_or_export(paths, threads)
 
     def _load_or_export(self, paths: dict[str, Path], threads: int) -> dict:
-        try:
-            return {name: _session(p, threads) for name, p in paths.items()}
-        except Exception as e:  # missing or unreadable (a half-copied or corrupt file): export again
-            if any(p.exists() for p in paths.values()):
-                log.warning("re-exporting the Talker's ONNX graphs: %s", str(e)[:120])
+        if all(p.exists() for p in paths.values()):
+            try:
+                return {name: _session(p, threads) for name, p in paths.items()}
+            except Exception as e:  # unreadable (a half-copied or corrupt file): export again
+                log.warning("exporting the Talker's ONNX graphs again: %s", str(e)[:120])
+        log.info("exporting the Talker's ONNX graphs to %s", next(iter(paths.values())).parent)
         _require("onnx", "to export the graphs")
         with torch.no_grad():
             graphs = export_graphs(self.talker)
+        if self.int8:
+            graphs["step"] = quantize_int8(graphs["step"])
         for name, p in paths.items():
             atomic_write_bytes(p, graphs[name])
         try:

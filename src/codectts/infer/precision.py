@@ -3,8 +3,9 @@
 `weights="bfloat16"` casts the Talker's parameters and buffers to bfloat16, so its activations and KV
 cache follow; sampling still runs in float32 (`sample_logits` casts). The duration model, codec and
 vocoder stay float32. Set by voice.json "weights" or `Synthesizer.load(weights=...)`; speed and dev WER
-against float32 are in docs/speed.md. int8 dynamic quantisation (torch.ao.quantize_dynamic) measured
-no faster than float32 for these batch-1 steps there, and torch deprecates it, so it is not offered.
+against float32 are in docs/speed.md. int8 dynamic quantisation in torch (torch.ao.quantize_dynamic)
+measured no faster than float32 for these batch-1 steps there, and torch deprecates it; int8 weights
+are offered through ONNX Runtime instead (`backend="onnx-int8"`, infer/onnx_talker.py).
 """
 from __future__ import annotations
 

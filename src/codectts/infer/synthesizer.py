@@ -41,7 +41,7 @@ MAX_SENTENCE_CHARS = 250
 MIN_SENTENCE_WORDS = 5
 STREAM_CHUNK_FRAMES = 8  # codec frames per generated chunk (8 x 46 ms at 21.5 Hz)
 # how a Talker's decode steps run: eager torch, or ONNX Runtime (infer/onnx_talker.py; speed in docs/speed.md)
-BACKENDS = ("torch", "onnx")
+BACKENDS = ("torch", "onnx", "onnx-int8")
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,8 @@ class Synthesizer:
         `weights` ('float32' or 'bfloat16'; default: voice.json "weights", float32 when absent) is the
         precision of a Talker's weights (infer/precision.py; speed and quality in docs/speed.md).
         `backend` 'onnx' runs an aligned Talker's decode steps on ONNX Runtime (CPU, float32 weights; the
-        same codes as 'torch'; exported on first use into the cache folder, infer/onnx_talker.py)."""
+        same codes as 'torch'; exported on first use into the cache folder, infer/onnx_talker.py);
+        'onnx-int8' with the step's weights quantised to int8 (other codes; dev WER in docs/speed.md)."""
         if backend not in BACKENDS:
             raise ConfigError(f"backend: {backend!r} is not one of {list(BACKENDS)}")
         root = resolve_voice(voice)
@@ -159,10 +160,10 @@ class Synthesizer:
             duration = DurationModel.load(part("duration"), device) if spec.duration else None
             context = {k: v for k, v in vars(spec.context).items() if v is not None} if spec.context else None
             talker = with_weights(Talker.load(model_path, device), weights)
-            if backend == "onnx":
+            if backend != "torch":
                 from codectts.infer.onnx_talker import OnnxTalker
 
-                talker = OnnxTalker(talker)
+                talker = OnnxTalker(talker, int8=backend == "onnx-int8")
             engine = TalkerEngine(talker, duration, load_tokenizer(tok_file), device, context)
         elif kind == "trm":
             from codectts.infer.engines import TRMEngine

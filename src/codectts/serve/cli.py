@@ -61,8 +61,8 @@ def register(app: typer.Typer) -> None:
                                              "before any generation; keep it within what --timeout allows).")
         ] = 300.0,
         device: Annotated[str, typer.Option(help="Torch device for the voices (cpu, cuda).")] = "cpu",
-        backend: Annotated[str, typer.Option(help="'torch', or 'onnx': Talker voices' steps on ONNX Runtime "
-                                                  "(faster on CPU, same audio).")] = "torch",
+        backend: Annotated[str, typer.Option(help="'torch'; 'onnx': Talker voices' steps on ONNX Runtime "
+                                                  "(faster on CPU, same audio); 'onnx-int8': int8 weights.")] = "torch",
         threads: Annotated[int, typer.Option(min=1, help="CPU threads per generation (concurrent requests "
                                                           "already use the cores).")] = 1,
         allow_host: Annotated[list[str] | None, typer.Option(
