@@ -118,7 +118,7 @@ def run(args) -> dict:
 
     torch.set_num_threads(args.threads)
     info = machine_info()
-    systems = {":".join(x for x in (w or "voice's", b) if x): load(args.voice, w, b or "torch")
+    systems = {":".join(x for x in (w, b) if x) or "voice's": load(args.voice, w, b or "torch")
                for w in args.weights or [None] for b in args.backend or [None]}
     texts = dev_texts("sentences")[: args.sentences]
     passes: dict[str, list[dict]] = {k: [] for k in systems}
