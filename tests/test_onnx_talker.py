@@ -78,6 +78,11 @@ def test_refusals(talker, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(ConfigError, match="pip install"):
         OnnxTalker(talker, cache_dir=tmp_path)
+    monkeypatch.undo()
+    blocker = tmp_path / "file"  # a cache folder that cannot be made
+    blocker.write_text("not a folder")
+    with pytest.raises(ConfigError, match="CODECTTS_CACHE"):
+        OnnxTalker(talker, cache_dir=blocker / "onnx")
 
 
 def test_int8_step_is_close_to_float32(talker, tmp_path):

@@ -204,8 +204,12 @@ class OnnxTalker:
             graphs = export_graphs(self.talker)
         if self.int8:
             graphs["step"] = quantize_int8(graphs["step"])
-        for name, p in paths.items():
-            atomic_write_bytes(p, graphs[name])
+        try:
+            for name, p in paths.items():
+                atomic_write_bytes(p, graphs[name])
+        except OSError as e:
+            raise ConfigError(f"cannot write the exported Talker graphs to {p.parent} ({e}); "
+                              "set CODECTTS_CACHE to a writable folder") from e
         try:
             return {name: _session(p, threads) for name, p in paths.items()}
         except Exception as e:
