@@ -8,7 +8,7 @@ per wall second (all audio finished in the window / the window), requests done, 
 p90, and time to the first encoded piece (median, p90) when streaming.
 
     nice -n 10 python benchmarks/serve_throughput.py --clients 1 2 4 8 --seconds 30 --out tp.json
-    nice -n 10 python benchmarks/serve_throughput.py --clients 4 --stream
+    nice -n 10 python benchmarks/serve_throughput.py --clients 4 --stream --batch 8
 
 A request still running when the window closes is waited for but not counted (its audio is not in the
 figure; the wall time is the window), so short windows undercount slightly at high client counts.
@@ -84,6 +84,8 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=30.0, help="window per client count")
     p.add_argument("--stream", action="store_true", help="streamed requests (measures the first piece)")
     p.add_argument("--format", default="pcm", help="response_format")
+    p.add_argument("--batch", type=int, default=0,
+                   help="batched decoding with at most this many sentences per step (0: off, as before)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads (the server's default is 1)")
     p.add_argument("--out", help="also write the JSON here")
@@ -98,7 +100,10 @@ def main() -> None:
 
     machine = machine_info()
     t0 = time.perf_counter()
-    synth = Synthesizer.load(args.voice, backend=args.backend)
+    load = {"backend": args.backend}
+    if args.batch:
+        load["batch"] = args.batch
+    synth = Synthesizer.load(args.voice, **load)
     load_s = time.perf_counter() - t0
     texts = dev_texts("sentences")
     synth.synthesize(texts[0], seed=args.seed)  # warm-up
@@ -111,7 +116,7 @@ def main() -> None:
             service.close()
         print(row, file=sys.stderr, flush=True)
         rows.append(row)
-    report({"benchmark": "serve_throughput", "voice": synth.name, "backend": args.backend,
+    report({"benchmark": "serve_throughput", "voice": synth.name, "backend": args.backend, "batch": args.batch,
             "stream": args.stream, "format": args.format, "seconds_per_count": args.seconds,
             "load_s": round(load_s, 1), "rows": rows}, args.out, machine)
 

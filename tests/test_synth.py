@@ -63,8 +63,9 @@ def test_stream_first_chunk_arrives_before_the_end(tiny_voice):
     assert 0 < len(first) < rest
 
 
-def test_synthesize_stops_between_sentences_when_asked(tiny_voice):
-    """The server's cancellation hook: asked before each sentence; True ends generation early."""
+def test_synthesize_stops_when_asked(tiny_voice):
+    """The server's cancellation hook: asked before each sentence and each chunk of frames; True ends
+    generation early."""
     from codectts.errors import GenerationError
     from codectts.infer import Synthesizer
 
@@ -72,16 +73,56 @@ def test_synthesize_stops_between_sentences_when_asked(tiny_voice):
     text = "This is the first sentence here. This is the second sentence here. And this is the third one."
     asked = []
 
-    def stop_after_first() -> bool:
+    def stop_at_third_question() -> bool:
         asked.append(1)
-        return len(asked) > 1
+        return len(asked) > 2
 
-    with pytest.raises(GenerationError, match="sentence 2"):
-        s.synthesize(text, seed=1, should_stop=stop_after_first)
-    assert len(asked) == 2
+    with pytest.raises(GenerationError, match="sentence 1"):
+        s.synthesize(text, seed=1, should_stop=stop_at_third_question)
+    assert len(asked) == 3
     a, _ = s.synthesize(text, seed=1, should_stop=lambda: False)
     b, _ = s.synthesize(text, seed=1)
     assert np.array_equal(a, b)
+
+
+def test_batched_voice_gives_the_same_audio_and_stops(tiny_voice):
+    """batch=N (the server's shared decode steps): concurrent requests get the audio they get alone,
+    whole and streamed; a stopped request leaves without disturbing the others."""
+    import threading
+
+    from codectts.errors import GenerationError
+    from codectts.infer import Synthesizer
+
+    alone, shared = Synthesizer.load(tiny_voice), Synthesizer.load(tiny_voice, batch=4)
+    texts = ["This is the first sentence here. And a second one follows it.", "Testing one two three four five.",
+             "Another request with other words in it, said at the same time."]
+    want = [alone.synthesize(t, seed=i)[0] for i, t in enumerate(texts)]
+    want[1] = np.concatenate(list(alone.stream(texts[1], seed=1, chunk_frames=4)))  # streamed vocoding differs
+    got: dict = {}
+
+    def whole(i):
+        got[i] = shared.synthesize(texts[i], seed=i)[0]
+
+    def streamed(i):
+        got[i] = np.concatenate(list(shared.stream(texts[i], seed=i, chunk_frames=4)))
+
+    def stopped():
+        try:
+            shared.synthesize(texts[0] * 3, seed=9, should_stop=lambda: bool(got))
+        except GenerationError as e:
+            got["stopped"] = e
+
+    threads = [threading.Thread(target=f, args=a) for f, a in ((whole, (0,)), (streamed, (1,)), (whole, (2,)))]
+    threads.append(threading.Thread(target=stopped))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for i in range(3):
+        assert np.array_equal(got[i], want[i]), i
+    assert isinstance(got["stopped"], GenerationError)
+    assert shared.engine.batcher.steps < shared.engine.batcher.rows_stepped  # steps were shared
+    assert Synthesizer.load(tiny_voice, batch=0).engine.batcher is None
 
 
 def test_same_seed_same_audio_and_speed(tiny_voice):

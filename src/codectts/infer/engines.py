@@ -80,6 +80,7 @@ class TalkerEngine:
     def __init__(self, model, duration, tokenizer, device: str = "cpu", context: dict | None = None):
         self.model, self.duration, self.tokenizer, self.device = model, duration, tokenizer, device
         self.generator = TalkerGenerator(model)
+        self.batcher = None  # an infer.batch.BatchedTalker: aligned sentences share decode steps (servers)
         context = context or {}  # voice.json "context": attention spans for text longer than in training
         self.window, self.text_window = context.get("frames"), context.get("phonemes")
         m = model.cfg
@@ -123,8 +124,9 @@ class TalkerEngine:
                     reference=None) -> Iterator[torch.Tensor]:
         _no_reference(self.kind, reference)
         if self.model.cfg.conditioning == "aligned":
-            yield from self.generator.aligned(plan.ids, plan.durations, sampling, chunk_frames=chunk, generator=gen,
-                                              window=self.window, text_window=self.text_window)
+            source = self.batcher or self.generator
+            yield from source.aligned(plan.ids, plan.durations, sampling, chunk_frames=chunk, generator=gen,
+                                      window=self.window, text_window=self.text_window)
             return
         bound = PREFIX_FRAMES_PER_PHONEME * plan.ids.shape[1] + 10
         n = 0

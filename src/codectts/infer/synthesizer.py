@@ -111,14 +111,17 @@ class Synthesizer:
     # ---- loading ------------------------------------------------------------------------------
     @classmethod
     def load(cls, voice: str | os.PathLike | None = None, device: str = "cpu",
-             limits: Limits | None = None, weights: str | None = None, backend: str = "torch") -> Synthesizer:
+             limits: Limits | None = None, weights: str | None = None, backend: str = "torch",
+             batch: int = 0) -> Synthesizer:
         """Load a voice by name or folder. Anything wrong in it is a ConfigError/CheckpointError naming it.
 
         `weights` ('float32' or 'bfloat16'; default: voice.json "weights", float32 when absent) is the
         precision of a Talker's weights (infer/precision.py; speed and quality in docs/speed.md).
         `backend` 'onnx' runs an aligned Talker's decode steps on ONNX Runtime (CPU, float32 weights; the
         same codes as 'torch'; exported on first use into the cache folder, infer/onnx_talker.py);
-        'onnx-int8' with the step's weights quantised to int8 (other codes; dev WER in docs/speed.md)."""
+        'onnx-int8' with the step's weights quantised to int8 (other codes; dev WER in docs/speed.md).
+        `batch` > 0: concurrent calls' sentences share decode steps, up to that many per step
+        (infer/batch.py; for servers: aligned Talker voices on the torch backend, others decode alone)."""
         if backend not in BACKENDS:
             raise ConfigError(f"backend: {backend!r} is not one of {list(BACKENDS)}")
         root = resolve_voice(voice)
@@ -130,12 +133,15 @@ class Synthesizer:
         if backend != "torch" and (spec.model.type != "talker" or str(device) != "cpu"):
             raise ConfigError(f"voice {spec.name!r}: backend {backend!r} is for talker voices on cpu only")
         try:
-            return cls._load(root, meta, spec, device, limits, weights or spec.weights, backend)
+            synth = cls._load(root, meta, spec, device, limits, weights or spec.weights, backend)
         except CodecTTSError:
             raise
         except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError, IndexError, RuntimeError) as e:
             # a part or spec field that passed the checks but does not work together with the rest
             raise ConfigError(f"voice {spec.name!r} ({root}): cannot load ({type(e).__name__}: {e})") from e
+        if batch:
+            synth.batch(batch)
+        return synth
 
     @classmethod
     def _load(cls, root: Path, meta: dict, spec: VoiceSpec, device: str, limits: Limits | None,
@@ -180,6 +186,19 @@ class Synthesizer:
                 engine.default_reference = cls._reference(gen, inside(root, spec.reference.audio, "reference audio"),
                                                           spec.reference.text)
         return cls(name, root, meta, engine, codec, vocoder, device, limits)
+
+    def batch(self, max_batch: int) -> bool:
+        """Let concurrent calls' sentences share decode steps, up to `max_batch` per step (infer/batch.py).
+        True when it applies: an aligned Talker on the torch backend; other voices decode alone."""
+        from codectts.models.talker import Talker
+
+        model = getattr(self.engine, "model", None)
+        if not isinstance(model, Talker) or model.cfg.conditioning != "aligned":
+            return False
+        from codectts.infer.batch import BatchedTalker
+
+        self.engine.batcher = BatchedTalker(model, max_batch) if max_batch > 0 else None
+        return max_batch > 0
 
     @staticmethod
     def _reference(generator, audio: str | os.PathLike, transcript: str):
@@ -292,7 +311,7 @@ class Synthesizer:
 
         Every sentence is planned before any audio is made, so a request over the limits fails at once.
         `reference` (from `self.reference(clip, transcript)`, csm voices) speaks in the clip's voice.
-        `should_stop` is asked before each sentence; when it says True, generation ends with
+        `should_stop` is asked before each sentence and chunk of frames; when it says True, generation ends with
         GenerationError (the server's way to free a worker whose client left or timed out)."""
         opts = self.options(speed, temperature, top_k, top_p, seed, reference)
         plans = list(self._plans(self.sentences(text), opts.speed))
@@ -300,7 +319,11 @@ class Synthesizer:
         for i, plan in enumerate(plans):
             if should_stop is not None and should_stop():
                 raise GenerationError(f"generation stopped before sentence {i + 1}")
-            chunks = list(self._codes(plan, opts, i, 0, reference))
+            chunks = []
+            for chunk in self._codes(plan, opts, i, STREAM_CHUNK_FRAMES, reference):
+                if should_stop is not None and should_stop():  # a batched sentence leaves the batch at once
+                    raise GenerationError(f"generation stopped in sentence {i + 1}")
+                chunks.append(chunk)
             codes = torch.cat(chunks, dim=2) if chunks else None
             if codes is None or codes.shape[2] == 0:
                 continue

@@ -63,6 +63,9 @@ def register(app: typer.Typer) -> None:
         device: Annotated[str, typer.Option(help="Torch device for the voices (cpu, cuda).")] = "cpu",
         backend: Annotated[str, typer.Option(help="'torch'; 'onnx': Talker voices' steps on ONNX Runtime "
                                                   "(faster on CPU, same audio); 'onnx-int8': int8 weights.")] = "torch",
+        batch: Annotated[bool, typer.Option(
+            "--batch/--no-batch", help="Concurrent requests' sentences share decode steps (aligned Talker "
+                                       "voices on the torch backend; same audio, more throughput).")] = True,
         threads: Annotated[int, typer.Option(min=1, help="CPU threads per generation (concurrent requests "
                                                           "already use the cores).")] = 1,
         allow_host: Annotated[list[str] | None, typer.Option(
@@ -88,7 +91,8 @@ def register(app: typer.Typer) -> None:
         log = logging.getLogger("codectts.serve")
         synthesizers = {}
         for spec in voice or [None]:
-            synth = Synthesizer.load(spec, device=device, limits=Limits(max_audio_s=max_audio_s), backend=backend)
+            synth = Synthesizer.load(spec, device=device, limits=Limits(max_audio_s=max_audio_s), backend=backend,
+                                     batch=max_concurrent if batch else 0)
             if synth.name in synthesizers:
                 raise ConfigError(f"--voice {spec}: a voice named {synth.name!r} is already loaded")
             synthesizers[synth.name] = synth
