@@ -3,8 +3,10 @@
 On a CPU a Talker frame at batch 1 is ~1,700 small torch ops, most of them per-op overhead
 (docs/speed.md); stepping B sentences as one batch pays that overhead once per frame instead of B
 times. `BatchedTalker.aligned` has `TalkerGenerator.aligned`'s signature and yields the same chunks:
-the calling (worker) thread computes the sentence's conditioning, hands the sentence to the batcher
-thread and receives its frames through a queue; the batcher thread alone runs the model's steps.
+the calling (worker) thread computes the sentence's conditioning and adds the sentence to the batch;
+whenever a caller needs a frame and no step is running, it runs the next step for all sentences and
+puts each its frame (a queue per sentence). A sentence alone is thus stepped in its own thread, as
+without batching; several share their steps while their threads also decode audio.
 
 Each sentence keeps its own position, attention window, conditioning, sampling options and
 torch.Generator (codes are drawn row by row with `sample_logits`, so each generator sees the same
@@ -38,7 +40,6 @@ from codectts.models.talker import Talker
 log = logging.getLogger(__name__)
 
 _DONE = object()
-IDLE_EXIT_S = 10.0  # the batcher thread ends after this long without work
 
 
 @dataclass(eq=False)
@@ -58,18 +59,20 @@ class _Sentence:
 
 
 class BatchedTalker:
-    """One batcher thread per (aligned, torch) Talker; at most `max_batch` sentences per step, the rest wait."""
+    """Shared decode steps for one (aligned, torch) Talker; at most `max_batch` sentences per step, the rest
+    wait. No thread of its own: a caller that needs a frame while no step runs runs the next step for
+    everyone (so a sentence alone runs in its caller's thread, as unbatched), then wakes the others."""
 
     def __init__(self, model: Talker, max_batch: int):
         if model.cfg.conditioning != "aligned":
             raise CodecTTSError("batched decoding is for aligned talkers")
         self.model, self.max_batch = model.eval(), max(1, int(max_batch))
-        self._wake = threading.Condition()
+        self._wake = threading.Condition()  # guards _waiting and _stepping; notified after every step
+        self._stepping = False  # a caller is running a step
         self._waiting: list[_Sentence] = []
-        self._rows: list[_Sentence] = []  # the batcher thread's own; row r of the caches is _rows[r]
+        self._rows: list[_Sentence] = []  # the stepping caller's; row r of the caches is _rows[r]
         self._k: list[torch.Tensor] = []
         self._v: list[torch.Tensor] = []
-        self._thread: threading.Thread | None = None
         self.steps = 0  # batched steps run (for tests and benchmarks)
         self.rows_stepped = 0  # sentence-frames they made
 
@@ -90,14 +93,10 @@ class BatchedTalker:
             return
         with self._wake:
             self._waiting.append(s)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="codectts-batch", daemon=True)
-                self._thread.start()
-            self._wake.notify()
         buf: list[torch.Tensor] = []
         try:
             while True:
-                item = s.out.get()
+                item = self._next(s)
                 if item is _DONE:
                     break
                 if isinstance(item, BaseException):
@@ -111,23 +110,37 @@ class BatchedTalker:
         finally:
             s.gone = True  # closed early (cancelled, or the consumer failed): leave at the next step
 
-    # ---- the batcher thread ----------------------------------------------------------------------
-    def _loop(self) -> None:
-        with torch.no_grad():  # grad mode is per thread
-            while True:
+    def _next(self, s: _Sentence):
+        """The sentence's next item: one already made, else run a step (when none runs) or wait for one."""
+        while True:
+            with self._wake:
+                while True:
+                    if not s.out.empty():
+                        return s.out.get()
+                    if not self._stepping:
+                        self._stepping = True
+                        break
+                    self._wake.wait()
+            try:
+                with torch.no_grad():
+                    self._round()
+            finally:
                 with self._wake:
-                    while not self._waiting and not self._rows:
-                        self._k, self._v = [], []  # idle: free the caches
-                        if not self._wake.wait(IDLE_EXIT_S) and not self._waiting:
-                            self._thread = None  # the next sentence starts a new thread
-                            return
-                    while self._waiting and len(self._rows) < self.max_batch:
-                        self._join(self._waiting.pop(0))
-                for r in reversed(range(len(self._rows))):
-                    if self._rows[r].gone:
-                        self._leave(r)
-                if self._rows:
-                    self._step()
+                    self._stepping = False
+                    self._wake.notify_all()
+
+    def _round(self) -> None:
+        """Admit waiting sentences, drop the gone ones, run one step (by whichever caller holds _stepping)."""
+        with self._wake:
+            while self._waiting and len(self._rows) < self.max_batch:
+                self._join(self._waiting.pop(0))
+        for r in reversed(range(len(self._rows))):
+            if self._rows[r].gone:
+                self._leave(r)
+        if self._rows:
+            self._step()
+        else:
+            self._k, self._v = [], []  # idle: free the caches
 
     def _join(self, s: _Sentence) -> None:
         """A new row at the end; the caches grow (positions) to hold it."""
@@ -208,10 +221,15 @@ class BatchedTalker:
         frame = torch.stack([s.frame if s.frame is not None else bos for s in rows])  # [B, K]
         pos = torch.tensor([s.pos for s in rows], device=device)
         x = m.embed_frames(frame[:, :, None]) + torch.stack([s.cond[s.pos] for s in rows])[:, None]  # [B, 1, D]
-        span = int(pos.max()) + 1
-        slots = torch.arange(span, device=device)
-        lo = torch.tensor([s.pos + 1 - s.window if s.window else 0 for s in rows], device=device)
-        mask = ((slots[None] <= pos[:, None]) & (slots[None] >= lo[:, None]))[:, None, None, :]  # [B, 1, 1, S]
+        span = max(s.pos for s in rows) + 1
+        lows = [max(0, s.pos + 1 - s.window) if s.window else 0 for s in rows]
+        mask = None  # every row sees all `span` positions (one sentence, no window yet): as unbatched
+        if any(s.pos + 1 < span or lo > 0 for s, lo in zip(rows, lows, strict=True)):
+            slots = torch.arange(span, device=device)
+            lo = torch.tensor(lows, device=device)
+            seen = (slots[None] <= pos[:, None]) & (slots[None] >= lo[:, None])  # [B, S]
+            mask = torch.zeros(seen.shape, dtype=x.dtype, device=device).masked_fill_(~seen, float("-inf"))
+            mask = mask[:, None, None, :]  # additive, made once per step rather than by SDPA in every layer
         cos, sin = tr.cos[pos][:, None, None, :], tr.sin[pos][:, None, None, :]
         at = torch.arange(b, device=device)
         for i, layer in enumerate(tr.layers):
