@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import sys
 from typing import Annotated
 
 import typer
@@ -28,11 +29,24 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is when a record is emitted, not the one of the moment the server
+    started (a test runner or embedding app may have closed or replaced that one since)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def configure_access_log() -> None:
     """Access records are JSON already: print them bare, one a line, and only once."""
     logger = logging.getLogger("codectts.serve.access")
     if not any(getattr(h, "_codectts_access", False) for h in logger.handlers):
-        handler = logging.StreamHandler()
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         handler._codectts_access = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
