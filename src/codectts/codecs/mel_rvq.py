@@ -193,6 +193,10 @@ class MelRVQCodec(PartModel, nn.Module):
             return self.proj_out(z).transpose(1, 2)
         return self.proj_out(z.transpose(1, 2))
 
+    def decode_latent(self, z: torch.Tensor) -> torch.Tensor:
+        """Quantised latent [B, F, D] -> standardised mel [B, M, F * stack] (with gradients: training uses it)."""
+        return self._unstack(self._dec(z))
+
     def forward(self, mel: torch.Tensor) -> CodecOutput:
         """Training forward on log-mel [B, M, T]."""
         self._check_mel(mel)
@@ -201,7 +205,7 @@ class MelRVQCodec(PartModel, nn.Module):
         if self.training and self.cfg.quantizer_dropout > 0 and torch.rand(()) < self.cfg.quantizer_dropout:
             n_q = int(torch.randint(1, self.cfg.n_codebooks + 1, ()))
         q = self.rvq(self._enc(self._stack(target)), n_codebooks=n_q)
-        return CodecOutput(recon=self._unstack(self._dec(q.quantized)), target=target, rvq=q)
+        return CodecOutput(recon=self.decode_latent(q.quantized), target=target, rvq=q)
 
     def _check_mel(self, mel: torch.Tensor) -> None:
         if mel.dim() != 3 or mel.shape[1] != self.cfg.mel.n_mels:
@@ -226,7 +230,7 @@ class MelRVQCodec(PartModel, nn.Module):
     def decode_mel(self, codes: torch.Tensor) -> torch.Tensor:
         """codes [B, K, F] -> log-mel [B, M, F * stack]."""
         codes = check_codes(codes, self.cfg.n_codebooks, self.cfg.codebook_size)
-        return self.denormalize(self._unstack(self._dec(self.rvq.decode(codes))))
+        return self.denormalize(self.decode_latent(self.rvq.decode(codes)))
 
     @torch.no_grad()
     def decode_mel_soft(self, probs: torch.Tensor) -> torch.Tensor:
@@ -242,7 +246,7 @@ class MelRVQCodec(PartModel, nn.Module):
             raise ConfigError("probs hold no frames")
         if not torch.isfinite(probs).all():
             raise ConfigError("probs hold NaN or Inf")
-        return self.denormalize(self._unstack(self._dec(self.rvq.decode_soft(probs.to(self.mel_mean.device)))))
+        return self.denormalize(self.decode_latent(self.rvq.decode_soft(probs.to(self.mel_mean.device))))
 
     @torch.no_grad()
     def encode(self, wav: torch.Tensor) -> torch.Tensor:

@@ -78,9 +78,8 @@ class CodecTask(Task):
                        "perplexity_min": float(out.rvq.perplexity.min())}
         else:
             mel, codes = batch[0].to(dev), batch[1].to(dev)
-            m = self.model
-            recon_mel = m._unstack(m._dec(m.rvq.decode(codes)))
-            target = m.normalize(mel)
+            recon_mel = self.model.decode_latent(self.model.rvq.decode(codes))
+            target = self.model.normalize(mel)
             loss = F.mse_loss(recon_mel, target)
             metrics = {"recon_mse": float(loss.detach())}
         if self.spectral_weight:
