@@ -23,3 +23,13 @@ def test_help_lists_every_recipe_without_importing_them():
     assert r.returncode == 0, r.stderr[-2000:]
     for name in ("codec", "vocoder", "talker", "duration", "trm", "csm"):
         assert name in r.stdout
+
+
+def test_every_public_name_of_a_package_exists():
+    """`__all__` is a promise: a name listed but never imported breaks `from codectts.x import *`."""
+    import importlib
+
+    for pkg in ("audio", "codecs", "infer", "serve", "text", "vocoders"):
+        mod = importlib.import_module(f"codectts.{pkg}")
+        missing = [n for n in getattr(mod, "__all__", []) if not hasattr(mod, n)]
+        assert missing == [], f"codectts.{pkg}.__all__ names missing attributes: {missing}"

@@ -14,6 +14,7 @@ from codectts.vocoders.streaming import (
            vocode_chunked,
 )
 from codectts.vocoders.vocos import Vocos, VocosConfig
+from codectts.vocoders.vocos import preset as vocos_preset
 
 __all__ = [
            "GriffinLim",
