@@ -107,7 +107,7 @@ def test_make_voice_builds_a_trm_voice_with_a_duration_model(trm_voice, tmp_path
     args = ["make-voice", "--out", out, "--name", "t", "--trm", trm_voice / "trm", "--codec", trm_voice / "codec",
             "--duration", dur_part, "--decode", "soft"]
     r = CliRunner().invoke(command(), [str(a) for a in args])
-    assert r.exit_code == 0, r.output
+    assert r.exit_code == 0, str(r.exception)
     dur_part.rename(tmp_path / "gone")  # the voice must not need the original
     s = Synthesizer.load(out)
     assert s.engine.kind == "trm" and s.engine.decode == "soft"
@@ -187,3 +187,32 @@ def test_say_with_a_reference_clip(csm_voice, tmp_path):
     assert sr == 24_000 and len(wav) > 0
     r = subprocess.run([*say, "--reference", str(csm_voice / "ref.wav")], capture_output=True, text=True, timeout=300)
     assert r.returncode != 0 and "go together" in r.stderr
+
+
+def test_make_voice_ships_a_vocos_part_and_refuses_one_made_for_another_codec(trm_voice, tmp_path, tiny_mel_codec):
+    """--vocoder takes any trained vocoder part (its config says hifigan or vocos); a Vocos that learned another
+    codec's decoded mels is refused before anything is written."""
+    from click.testing import CliRunner
+
+    from codectts.cli import command
+    from codectts.codecs.mel_rvq import MelRVQCodec
+    from codectts.infer import Synthesizer
+    from codectts.vocoders import Vocos, vocos_preset
+    from codectts.vocoders.vocos import codec_identity
+
+    codec = MelRVQCodec.load(trm_voice / "codec")
+    torch.manual_seed(0)
+    Vocos(vocos_preset("tiny", mel=codec.cfg.mel, codec=codec_identity(codec))).save(tmp_path / "vocos")
+    base = ["make-voice", "--name", "t", "--trm", trm_voice / "trm", "--codec", trm_voice / "codec"]
+    r = CliRunner().invoke(command(), [str(a) for a in [*base, "--out", tmp_path / "v", "--vocoder", tmp_path / "vocos"]])
+    assert r.exit_code == 0, str(r.exception)
+    assert json.loads((tmp_path / "v" / "voice.json").read_text())["vocoder"]["type"] == "vocos"
+    s = Synthesizer.load(tmp_path / "v")
+    assert isinstance(s.vocoder, Vocos)
+    assert np.isfinite(s.synthesize("Hello world.")[0]).all()
+
+    other = tiny_mel_codec(codebook_size=32)
+    Vocos(vocos_preset("tiny", mel=codec.cfg.mel, codec=codec_identity(other))).save(tmp_path / "other")
+    r = CliRunner().invoke(command(), [str(a) for a in [*base, "--out", tmp_path / "w", "--vocoder", tmp_path / "other"]])
+    assert isinstance(r.exception, ConfigError) and "decoded mels" in str(r.exception)
+    assert not (tmp_path / "w").exists()

@@ -140,6 +140,12 @@ class MelRVQCodec(PartModel, nn.Module):
         if vocoder is not None:
             cfg.mel.check_compatible(vocoder.mel, "codec vs vocoder")
 
+    def __setattr__(self, name: str, value) -> None:
+        if name == "vocoder":  # the wav side is not the codec's: a trained vocoder's weights stay out of its state_dict
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
     # Codec protocol --------------------------------------------------------------------------
     sample_rate = property(lambda self: self.cfg.mel.sample_rate)
     frame_rate = property(lambda self: self.cfg.frame_rate)
