@@ -12,6 +12,7 @@ Run by hand, e.g.:
     python benchmarks/bench_speed.py --teacher-only --sentences 5
     python benchmarks/bench_speed.py --voice joe --weights float32 --weights bfloat16 --threads 1
     python benchmarks/bench_speed.py --voice joe --backend torch --backend onnx --threads 1
+    python benchmarks/bench_speed.py --voice joe --vocoder voice --vocoder griffinlim --threads 1
 """
 from __future__ import annotations
 
@@ -102,10 +103,13 @@ def load_systems(args) -> list[tuple[object, SystemTimes]]:
                 for backend in args.backend or ["torch"]:
                     if backend != "torch" and device != "cpu":
                         continue
-                    t0 = time.perf_counter()  # load_s includes an ONNX export when the cache lacks it
-                    synth = Synthesizer.load(voice, device=device, weights=weights, backend=backend)
-                    name = synth.name + "".join(f":{x}" for x in (weights, backend if args.backend else None) if x)
-                    systems.append((synth, SystemTimes(name, device, time.perf_counter() - t0)))
+                    for vocoder in args.vocoder or [None]:
+                        t0 = time.perf_counter()  # load_s includes an ONNX export when the cache lacks it
+                        synth = Synthesizer.load(voice, device=device, weights=weights, backend=backend,
+                                                 vocoder=None if vocoder == "voice" else vocoder)
+                        tags = (weights, backend if args.backend else None, vocoder)
+                        name = synth.name + "".join(f":{x}" for x in tags if x)
+                        systems.append((synth, SystemTimes(name, device, time.perf_counter() - t0)))
     t0 = time.perf_counter()
     teacher = TeacherVoice()
     systems.append((teacher, SystemTimes(teacher.name, "cpu", time.perf_counter() - t0)))
@@ -151,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--weights", action="append",
                    help="Talker weight precision (float32, bfloat16; repeatable: one system each, measured in turn).")
+    p.add_argument("--vocoder", action="append", choices=["voice", "griffinlim"],
+                   help="'voice' (its own vocoder) or 'griffinlim' (repeatable: one system each).")
     p.add_argument("--backend", action="append",
                    help="Talker backend (torch, onnx; repeatable: one system each, measured in turn).")
     p.add_argument("--sentences", type=int, default=20, help="How many dev texts (from the start of the set).")

@@ -209,7 +209,22 @@ def test_make_voice_ships_a_vocos_part_and_refuses_one_made_for_another_codec(tr
     assert json.loads((tmp_path / "v" / "voice.json").read_text())["vocoder"]["type"] == "vocos"
     s = Synthesizer.load(tmp_path / "v")
     assert isinstance(s.vocoder, Vocos)
-    assert np.isfinite(s.synthesize("Hello world.")[0]).all()
+    wav, sr = s.synthesize("Hello world.", seed=3)
+    assert np.isfinite(wav).all()
+
+    # Griffin-Lim in its place (the fallback and the A/B baseline): same mel, same codes, other audio.
+    from codectts.vocoders import GriffinLim
+
+    gl = Synthesizer.load(tmp_path / "v", vocoder="griffinlim")
+    assert isinstance(gl.vocoder, GriffinLim) and gl.vocoder.mel == s.vocoder.mel
+    assert torch.equal(gl.sentence_codes("hello world", seed=3), s.sentence_codes("hello world", seed=3))
+    assert len(gl.synthesize("Hello world.", seed=3)[0]) == len(wav)
+    with pytest.raises(ConfigError, match="not 'griffinlim'"):
+        Synthesizer.load(tmp_path / "v", vocoder=str(tmp_path / "vocos"))
+    r = CliRunner().invoke(command(), ["say", "Hello world.", "--voice", str(tmp_path / "v"), "--vocoder",
+                                       "griffinlim", "-o", str(tmp_path / "gl.wav")])
+    assert r.exit_code == 0, str(r.exception)
+    assert sf.info(str(tmp_path / "gl.wav")).frames == len(wav)
 
     other = tiny_mel_codec(codebook_size=32)
     Vocos(vocos_preset("tiny", mel=codec.cfg.mel, codec=codec_identity(other))).save(tmp_path / "other")

@@ -178,6 +178,8 @@ def tts_cmd(
                                                       "(run now) or a saved `eval tts --out` JSON.")] = None,
     device: Annotated[str, typer.Option(help="Device for the voice (cpu, cuda).")] = "cpu",
     backend: Annotated[str, typer.Option(help="Talker backend: torch, onnx or onnx-int8 (docs/speed.md).")] = "torch",
+    vocoder: Annotated[str | None, typer.Option(help="'griffinlim' instead of the voice's trained vocoder "
+                                                    "(the same codes: a vocoder A/B).")] = None,
     save_wavs: Annotated[Path | None, typer.Option(help="Also save each synthesized wav in this folder "
                                                         "(seed<S>/ sub-folders with several seeds).")] = None,
     asr_model: Annotated[Path | None, typer.Option(help=ASR_MODEL_HELP)] = None,
@@ -207,7 +209,7 @@ def tts_cmd(
     else:
         from codectts.infer import Synthesizer
 
-        synth = Synthesizer.load(voice, device=device, backend=backend)
+        synth = Synthesizer.load(voice, device=device, backend=backend, vocoder=vocoder)
         chosen = {"temperature": temperature, "top_k": top_k}
         synth.default_sampling = replace(synth.default_sampling, **{k: v for k, v in chosen.items() if v is not None})
     transcriber = _transcriber(asr_model, beam_size)

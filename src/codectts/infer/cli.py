@@ -64,6 +64,8 @@ def register(app: typer.Typer) -> None:
         max_audio_s: float = typer.Option(1_200.0, help="Refuse text that plans more audio than this (seconds)."),
         backend: str = typer.Option("torch", help="'torch'; 'onnx': a Talker's steps on ONNX Runtime (faster on CPU, "
                                                   "same audio; exported on first use); 'onnx-int8': int8 weights."),
+        vocoder: str | None = typer.Option(None, help="'griffinlim': use Griffin-Lim instead of the voice's trained "
+                                                      "vocoder (the fallback; slower, more metallic)."),
     ):
         """Speak text into a wav file."""
         import numpy as np
@@ -76,7 +78,8 @@ def register(app: typer.Typer) -> None:
         from codectts.infer.synthesizer import Limits
 
         content = _read_text(text, file)
-        synth = Synthesizer.load(voice, limits=Limits(max_chars=max_chars, max_audio_s=max_audio_s), backend=backend)
+        synth = Synthesizer.load(voice, limits=Limits(max_chars=max_chars, max_audio_s=max_audio_s), backend=backend,
+                                 vocoder=vocoder)
         if (reference is None) != (reference_text is None):
             raise typer.BadParameter("--reference and --reference-text go together")
         ref = synth.reference(reference, reference_text) if reference is not None else None

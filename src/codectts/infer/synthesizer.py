@@ -112,7 +112,7 @@ class Synthesizer:
     @classmethod
     def load(cls, voice: str | os.PathLike | None = None, device: str = "cpu",
              limits: Limits | None = None, weights: str | None = None, backend: str = "torch",
-             batch: int = 0) -> Synthesizer:
+             batch: int = 0, vocoder: str | None = None) -> Synthesizer:
         """Load a voice by name or folder. Anything wrong in it is a ConfigError/CheckpointError naming it.
 
         `weights` ('float32' or 'bfloat16'; default: voice.json "weights", float32 when absent) is the
@@ -121,11 +121,15 @@ class Synthesizer:
         same codes as 'torch'; exported on first use into the cache folder, infer/onnx_talker.py);
         'onnx-int8' with the step's weights quantised to int8 (other codes; dev WER in docs/speed.md).
         `batch` > 0: concurrent calls' sentences share decode steps, up to that many per step
-        (infer/batch.py; for servers: aligned Talker voices on the torch backend, others decode alone)."""
+        (infer/batch.py; for servers: aligned Talker voices on the torch backend, others decode alone).
+        `vocoder` 'griffinlim' replaces a mel voice's trained vocoder with Griffin-Lim for the same mel (the
+        fallback, and the baseline a trained vocoder is measured against)."""
         if backend not in BACKENDS:
             raise ConfigError(f"backend: {backend!r} is not one of {list(BACKENDS)}")
         root = resolve_voice(voice)
         meta, spec = read_voice(root)
+        if vocoder is not None:
+            meta = with_vocoder(meta, vocoder, spec.name)
         if weights is not None:
             check_weights(weights, f"voice {spec.name!r}: weights")
             if weights != "float32" and spec.model.type != "talker":
@@ -364,11 +368,11 @@ class Synthesizer:
 
     def _stream_mel(self, chunks: Iterator[torch.Tensor], chunk_frames: int) -> Iterator[np.ndarray]:
         """Codes -> mel as frames become final -> chunked vocoder."""
-        from codectts.vocoders import StreamConfig, VocoderStream
+        from codectts.vocoders import VocoderStream, stream_config_for
 
         mels = CodecMelStream(self.codec)
         chunk_mels = max(4, chunk_frames * self.codec.mel_frames_per_code // 2)
-        voc = VocoderStream(self.vocoder, StreamConfig(chunk_frames=chunk_mels))
+        voc = VocoderStream(self.vocoder, stream_config_for(self.vocoder, chunk_mels))
         for codes in chunks:
             mel = mels.push(codes)
             if mel is not None and mel.shape[-1]:
@@ -406,3 +410,14 @@ def _halve(piece: str) -> tuple[str, str] | None:
     spaces = [i for i in (left, right) if 0 < i < len(piece) - 1]
     cut = min(spaces, key=lambda i: abs(i - mid)) if spaces else mid
     return piece[:cut].strip(), piece[cut:].strip()
+
+
+def with_vocoder(meta: dict, vocoder: str, name: str) -> dict:
+    """voice.json with its vocoder replaced by Griffin-Lim for the same mel (only 'griffinlim' is offered:
+    a trained vocoder is made for one codec's mels, so it comes with the voice that was built for it)."""
+    if vocoder != "griffinlim":
+        raise ConfigError(f"vocoder: {vocoder!r} is not 'griffinlim' (a trained vocoder is part of its voice)")
+    spec = meta.get("vocoder")
+    if not isinstance(spec, dict) or "mel" not in spec:
+        raise ConfigError(f"voice {name!r}: has no mel vocoder to replace (a waveform codec decodes its own audio)")
+    return {**meta, "vocoder": {"type": "griffinlim", "mel": spec["mel"]}}

@@ -46,11 +46,16 @@ class StreamConfig:
 
 
 def stream_config_for(vocoder: Vocoder, chunk_frames: int = DEFAULT_CHUNK_FRAMES) -> StreamConfig:
-    """Context that makes chunks seamless for this vocoder: its receptive field when it has one."""
+    """Context that makes chunks seamless for this vocoder: its receptive field when it has one, on both sides.
+
+    A vocoder may declare a shorter look-ahead, `stream_right_frames`, measured to be enough (the future
+    context is streaming latency; the past costs only compute); chunks then overlap by a crossfade."""
     rf = getattr(vocoder, "context_frames", None)
-    if rf is not None:
-        return StreamConfig(chunk_frames, left=rf, right=rf, crossfade_frames=0)
-    return StreamConfig(chunk_frames)
+    if rf is None:
+        return StreamConfig(chunk_frames)
+    right = min(rf, getattr(vocoder, "stream_right_frames", rf))
+    return StreamConfig(chunk_frames, left=rf, right=right,
+                        crossfade_frames=0 if right == rf else min(GL_CROSSFADE_FRAMES, right))
 
 
 class VocoderStream:
