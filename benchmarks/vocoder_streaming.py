@@ -76,10 +76,10 @@ def main() -> None:
                                 "snr_db_vs_full": 10 * np.log10(full.pow(2).sum().item() / max(noise, 1e-12))})
     result = {"vocoder": args.vocoder, "codec": str(args.codec) if args.codec else None, "chunk": args.chunk,
               "exact_context": exact.left, "utterances": min(args.n, len(utts)),
-              "by_right": {r: {"latency_ms": 1000 * r * voc.mel.hop_length / voc.sample_rate,
+              "by_right": {r: {"lookahead_audio_ms": 1000 * r * voc.mel.hop_length / voc.sample_rate,
                                **{k: float(np.mean([x[k] for x in v])) for k in v[0]}} for r, v in rows.items()}}
     for r, m in result["by_right"].items():
-        print(f"right {r:3d} ({m['latency_ms']:.0f} ms): log-mel L1 vs full {m['mel_l1_vs_full']:.4f}, "
+        print(f"right {r:3d} ({m['lookahead_audio_ms']:.0f} ms of audio): log-mel L1 vs full {m['mel_l1_vs_full']:.4f}, "
               f"near seams {m['seam_mel_l1_vs_full']:.4f}, SNR {m['snr_db_vs_full']:.1f} dB")
     report(result, args.out, machine)
 

@@ -211,6 +211,8 @@ def test_make_voice_ships_a_vocos_part_and_refuses_one_made_for_another_codec(tr
     assert isinstance(s.vocoder, Vocos)
     wav, sr = s.synthesize("Hello world.", seed=3)
     assert np.isfinite(wav).all()
+    streamed = np.concatenate(list(s.stream("Hello world.", seed=3, chunk_frames=2)))
+    np.testing.assert_allclose(streamed, wav, atol=1e-4)  # a Vocos streams with its whole receptive field: exact
 
     # Griffin-Lim in its place (the fallback and the A/B baseline): same mel, same codes, other audio.
     from codectts.vocoders import GriffinLim

@@ -48,14 +48,14 @@ class StreamConfig:
 def stream_config_for(vocoder: Vocoder, chunk_frames: int = DEFAULT_CHUNK_FRAMES) -> StreamConfig:
     """Context that makes chunks seamless for this vocoder: its receptive field when it has one, on both sides.
 
-    A vocoder may declare a shorter look-ahead, `stream_right_frames`, measured to be enough (the future
-    context is streaming latency; the past costs only compute); chunks then overlap by a crossfade."""
+    A shorter look-ahead was measured for the shipped Vocos and rejected: with 16 of its 30 frames the
+    chunked output is 0.045 log-mel L1 from the whole one (0.12 near seams), with 24 still 0.001
+    (benchmarks/vocoder_streaming.py, docs/vocoders.md). The look-ahead costs the time to generate those
+    frames, not their duration."""
     rf = getattr(vocoder, "context_frames", None)
-    if rf is None:
-        return StreamConfig(chunk_frames)
-    right = min(rf, getattr(vocoder, "stream_right_frames", rf))
-    return StreamConfig(chunk_frames, left=rf, right=right,
-                        crossfade_frames=0 if right == rf else min(GL_CROSSFADE_FRAMES, right))
+    if rf is not None:
+        return StreamConfig(chunk_frames, left=rf, right=rf, crossfade_frames=0)
+    return StreamConfig(chunk_frames)
 
 
 class VocoderStream:

@@ -36,7 +36,6 @@ from codectts.vocoders.base import check_mel, load_trained_vocoder
 MAX_LOG_MAG = 4.6  # exp(4.6) = 100: Vocos caps the magnitude so an early spike cannot blow up the iSTFT
 LAYER_SCALE_INIT = 1e-2  # a smaller init than Vocos' 1 / n_layers: near-identity blocks, stable from step 0
 EMBED_KERNEL = 7
-STREAM_RIGHT_FRAMES = 8  # measured: see Vocos.__init__
 
 
 @dataclass
@@ -163,10 +162,6 @@ class Vocos(PartModel, nn.Module):
         self.sample_rate = cfg.mel.sample_rate
         self.codec = cfg.codec
         self.context_frames = cfg.context_frames
-        # Streaming look-ahead: the receptive field bound (30 frames for `base`, 348 ms) is far more than the
-        # output needs; with STREAM_RIGHT_FRAMES and a crossfade, chunked output stays within a small fraction
-        # of the vocoder's own error of the whole-utterance output (docs/vocoders.md, vocoder_streaming.py).
-        self.stream_right_frames = min(self.context_frames, STREAM_RIGHT_FRAMES)
         self.generator = VocosGenerator(cfg)
         self.source = Path(source) if source is not None else None
 
