@@ -112,3 +112,21 @@ def test_receptive_field_bound_is_safe_and_streaming_equals_full():
     short = vocode_chunked(voc, mel, StreamConfig(5, left=1, right=1, crossfade_frames=0))
     assert (short - base).abs().max() > 1e-3
 
+
+
+def test_stream_chunks_grow_after_the_first_and_stay_exact():
+    """First chunk small (latency), then doubling up to max_chunk_frames: fewer windows of recomputed context."""
+    from codectts.vocoders import VocoderStream
+
+    voc = random_vocos()
+    cfg = stream_config_for(voc, 2)
+    assert cfg.max_chunk_frames == 4 * voc.context_frames
+    mel = torch.randn(1, 80, 120) - 4
+    stream = VocoderStream(voc, cfg)
+    pieces = [stream.push(mel[..., i:i + 1]) for i in range(120)]
+    sizes = [p.shape[-1] // HOP for p in pieces if p.shape[-1]]
+    pieces.append(stream.flush())
+    assert sizes[:4] == [2, 4, 8, 16] and max(sizes) <= cfg.max_chunk_frames
+    torch.testing.assert_close(torch.cat(pieces, -1), voc(mel), atol=1e-5, rtol=0)
+    with pytest.raises(ConfigError, match="max_chunk_frames"):
+        StreamConfig(8, max_chunk_frames=4)

@@ -34,10 +34,16 @@ class StreamConfig:
     left: int = GL_LEFT_FRAMES
     right: int = GL_RIGHT_FRAMES
     crossfade_frames: int = GL_CROSSFADE_FRAMES
+    # Chunks double after the first, up to this (None: all chunks are chunk_frames). The first chunk stays
+    # small for latency; later ones only need to arrive before the audio already sent has played, and a
+    # vocoder with a wide context recomputes left + right frames per chunk, so fewer chunks cost less.
+    max_chunk_frames: int | None = None
 
     def __post_init__(self):
         if self.chunk_frames < 1:
             raise ConfigError(f"chunk_frames must be >= 1, got {self.chunk_frames}")
+        if self.max_chunk_frames is not None and self.max_chunk_frames < self.chunk_frames:
+            raise ConfigError(f"max_chunk_frames {self.max_chunk_frames} is below chunk_frames {self.chunk_frames}")
         if min(self.left, self.right, self.crossfade_frames) < 0:
             raise ConfigError("context and crossfade frames must be >= 0")
         if self.crossfade_frames > self.right:
@@ -53,8 +59,9 @@ def stream_config_for(vocoder: Vocoder, chunk_frames: int = DEFAULT_CHUNK_FRAMES
     (benchmarks/vocoder_streaming.py, docs/vocoders.md). The look-ahead costs the time to generate those
     frames, not their duration."""
     rf = getattr(vocoder, "context_frames", None)
-    if rf is not None:
-        return StreamConfig(chunk_frames, left=rf, right=rf, crossfade_frames=0)
+    if rf is not None:  # exact for any chunking, so chunks may grow: up to 4 receptive fields
+        return StreamConfig(chunk_frames, left=rf, right=rf, crossfade_frames=0,
+                            max_chunk_frames=max(chunk_frames, 4 * rf))
     return StreamConfig(chunk_frames)
 
 
@@ -74,6 +81,7 @@ class VocoderStream:
         self.mel: torch.Tensor | None = None  # frames not yet discarded, [B, M, n]
         self.offset = 0  # absolute index of self.mel[..., 0]
         self.done = 0  # frames whose samples have been returned
+        self.chunk = self.cfg.chunk_frames  # size of the next chunk (grows up to max_chunk_frames)
         self.played: torch.Tensor | None = None  # last samples returned (prefix for Griffin-Lim)
         self.pending: torch.Tensor | None = None  # samples past `done` from the last chunk, to crossfade
         self.finished = False
@@ -90,8 +98,9 @@ class VocoderStream:
             raise AudioError(f"batch size changed mid-stream ({self.mel.shape[0]} -> {mel.shape[0]})")
         self.mel = mel if self.mel is None else torch.cat([self.mel, mel.to(self.mel)], dim=-1)
         out = []
-        while self.total - self.done >= self.cfg.chunk_frames + self.cfg.right:
-            out.append(self._emit(self.done + self.cfg.chunk_frames, final=False))
+        while self.total - self.done >= self.chunk + self.cfg.right:
+            out.append(self._emit(self.done + self.chunk, final=False))
+            self.chunk = min(2 * self.chunk, self.cfg.max_chunk_frames or self.cfg.chunk_frames)
         return self._cat(out, mel.shape[0])
 
     def flush(self) -> torch.Tensor:
@@ -99,7 +108,7 @@ class VocoderStream:
         out = []
         if self.mel is not None:
             while self.done < self.total:
-                out.append(self._emit(min(self.done + self.cfg.chunk_frames, self.total), final=True))
+                out.append(self._emit(min(self.done + self.chunk, self.total), final=True))
         self.finished = True
         return self._cat(out, self.mel.shape[0] if self.mel is not None else 1)
 
