@@ -79,7 +79,8 @@ def main() -> None:
               "by_right": {r: {"lookahead_audio_ms": 1000 * r * voc.mel.hop_length / voc.sample_rate,
                                **{k: float(np.mean([x[k] for x in v])) for k in v[0]}} for r, v in rows.items()}}
     for r, m in result["by_right"].items():
-        print(f"right {r:3d} ({m['lookahead_audio_ms']:.0f} ms of audio): log-mel L1 vs full {m['mel_l1_vs_full']:.4f}, "
+        print(f"right {r:3d} ({m['lookahead_audio_ms']:.0f} ms of audio): "
+              f"log-mel L1 vs full {m['mel_l1_vs_full']:.4f}, "
               f"near seams {m['seam_mel_l1_vs_full']:.4f}, SNR {m['snr_db_vs_full']:.1f} dB")
     report(result, args.out, machine)
 

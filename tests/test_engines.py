@@ -204,7 +204,8 @@ def test_make_voice_ships_a_vocos_part_and_refuses_one_made_for_another_codec(tr
     torch.manual_seed(0)
     Vocos(vocos_preset("tiny", mel=codec.cfg.mel, codec=codec_identity(codec))).save(tmp_path / "vocos")
     base = ["make-voice", "--name", "t", "--trm", trm_voice / "trm", "--codec", trm_voice / "codec"]
-    r = CliRunner().invoke(command(), [str(a) for a in [*base, "--out", tmp_path / "v", "--vocoder", tmp_path / "vocos"]])
+    make = [*base, "--out", tmp_path / "v", "--vocoder", tmp_path / "vocos"]
+    r = CliRunner().invoke(command(), [str(a) for a in make])
     assert r.exit_code == 0, str(r.exception)
     assert json.loads((tmp_path / "v" / "voice.json").read_text())["vocoder"]["type"] == "vocos"
     s = Synthesizer.load(tmp_path / "v")
@@ -230,6 +231,7 @@ def test_make_voice_ships_a_vocos_part_and_refuses_one_made_for_another_codec(tr
 
     other = tiny_mel_codec(codebook_size=32)
     Vocos(vocos_preset("tiny", mel=codec.cfg.mel, codec=codec_identity(other))).save(tmp_path / "other")
-    r = CliRunner().invoke(command(), [str(a) for a in [*base, "--out", tmp_path / "w", "--vocoder", tmp_path / "other"]])
+    make = [*base, "--out", tmp_path / "w", "--vocoder", tmp_path / "other"]
+    r = CliRunner().invoke(command(), [str(a) for a in make])
     assert isinstance(r.exception, ConfigError) and "decoded mels" in str(r.exception)
     assert not (tmp_path / "w").exists()

@@ -113,7 +113,6 @@ def test_receptive_field_bound_is_safe_and_streaming_equals_full():
     assert (short - base).abs().max() > 1e-3
 
 
-
 def test_stream_chunks_grow_after_the_first_and_stay_exact():
     """First chunk small (latency), then doubling up to max_chunk_frames: fewer windows of recomputed context."""
     from codectts.vocoders import VocoderStream

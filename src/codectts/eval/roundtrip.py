@@ -91,19 +91,13 @@ class SoundChain:
 
 def vocoder_from_arg(arg: str, mel: MelConfig | None = None, device: str = "cpu"):
     """"griffinlim" (for `mel`, default the vocoder-grade preset) or the folder of a trained vocoder part."""
-    from codectts.vocoders import load_vocoder
-
     if arg == "griffinlim":
         from codectts.vocoders import GriffinLim
 
         return GriffinLim(mel or mel_preset("vocoder")).to(device)
-    from codectts.parts import read_part_config
+    from codectts.vocoders import load_vocoder_part
 
-    meta = read_part_config(arg)
-    spec = {"type": meta.get("model_type"), "path": str(Path(arg).resolve())}
-    if mel is not None:
-        spec["mel"] = mel.to_dict()  # refused at load when the part was made for other mels
-    return load_vocoder(spec, device=device)
+    return load_vocoder_part(arg, mel, device)  # refused at load when the part was made for other mels
 
 
 def chain_from_voice(voice: str, device: str = "cpu") -> SoundChain:

@@ -123,7 +123,8 @@ def register(app: typer.Typer) -> None:
                                                  "codec latent of the model's distributions; mel codecs)."),
         duration: Path | None = typer.Option(None, help="Duration model part (aligned talkers; a TRM's length "
                                                         "source, replacing the part's own)."),
-        vocoder: str = typer.Option("griffinlim", help="'griffinlim' or a trained vocoder part folder (HiFi-GAN or Vocos)."),
+        vocoder: str = typer.Option("griffinlim",
+                                    help="'griffinlim' or a trained vocoder part folder (HiFi-GAN or Vocos)."),
         description: str = typer.Option(""),
         temperature: float = typer.Option(DEFAULT_SAMPLING.temperature, help="The voice's default temperature."),
         top_k: int = typer.Option(DEFAULT_SAMPLING.top_k, help="The voice's default top-k."),

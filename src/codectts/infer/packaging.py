@@ -47,9 +47,8 @@ def build_voice(out: Path, *, name: str, codec: Path, talker: Path | None = None
     from codectts.infer.voice import VOICE_FORMAT
     from codectts.models.duration import DurationModel
     from codectts.models.talker import Talker
-    from codectts.parts import read_part_config
     from codectts.text.tokenizers import PhonemeTokenizer
-    from codectts.vocoders import GriffinLim, load_vocoder
+    from codectts.vocoders import GriffinLim, load_vocoder_part
 
     if (talker is None) == (trm is None):
         raise ConfigError("give exactly one acoustic model: a talker or a trm part")
@@ -82,8 +81,7 @@ def build_voice(out: Path, *, name: str, codec: Path, talker: Path | None = None
         else:
             src = Path(vocoder)
             shutil.copytree(src, tmp / "vocoder")
-            kind = read_part_config(src).get("model_type")  # hifigan or vocos; load_vocoder refuses others
-            meta["vocoder"] = load_vocoder({"type": kind, "path": "vocoder"}, root=tmp).spec(root=tmp)
+            meta["vocoder"] = load_vocoder_part(tmp / "vocoder").spec(root=tmp)
         if talker is not None:
             PhonemeTokenizer().save(tmp / "tokenizer.json")
         if model_card is not None:

@@ -4,7 +4,14 @@ and Vocos do).
 `load_vocoder(spec, root)` rebuilds a vocoder from the JSON a voice stores; `VocoderStream` turns
 any of them into a chunked, streaming one.
 """
-from codectts.vocoders.base import Vocoder, check_mel, check_vocoder_codec, default_vocoder, load_vocoder
+from codectts.vocoders.base import (
+           Vocoder,
+           check_mel,
+           check_vocoder_codec,
+           default_vocoder,
+           load_vocoder,
+           load_vocoder_part,
+)
 from codectts.vocoders.griffinlim import GriffinLim
 from codectts.vocoders.hifigan import HiFiGAN, HiFiGANConfig
 from codectts.vocoders.streaming import (
@@ -29,6 +36,7 @@ __all__ = [
            "check_vocoder_codec",
            "default_vocoder",
            "load_vocoder",
+           "load_vocoder_part",
            "stream_config_for",
            "vocode_chunked",
            "vocos_preset",

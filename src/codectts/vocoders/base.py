@@ -83,6 +83,17 @@ def load_vocoder(spec: dict, root: str | Path | None = None, device: str | torch
     raise ConfigError(f"unknown vocoder type {kind!r} (known: griffinlim, hifigan, vocos)")
 
 
+def load_vocoder_part(path: str | Path, mel: MelConfig | None = None, device: str | torch.device = "cpu") -> Vocoder:
+    """A trained vocoder part folder (HiFi-GAN or Vocos: its config.json says which). With `mel`, a part
+    trained for other mels is refused at load."""
+    from codectts.parts import read_part_config
+
+    spec = {SPEC_TYPE_KEY: read_part_config(path).get("model_type"), "path": str(Path(path).resolve())}
+    if mel is not None:
+        spec["mel"] = mel.to_dict()
+    return load_vocoder(spec, device=device)
+
+
 def check_vocoder_codec(vocoder, codec, what: str) -> None:
     """A vocoder trained on one codec's decoded mels (Vocos records it) refuses any other codec."""
     check = getattr(vocoder, "check_codec", None)
