@@ -54,6 +54,7 @@ def test_duration_parameter_count_per_preset(name):
 def test_joe_presets_are_the_shipped_parts():
     for part, cls, name in [("talker", TalkerConfig, "joe"), ("duration", DurationConfig, "joe")]:
         cfg = json.loads((JOE / part / "config.json").read_text())["config"]
+        cfg.pop("length_scale", None)  # fitted by training (calibrate_length), not part of the architecture
         assert cls.from_dict(cfg) == (talker if part == "talker" else duration).preset(name)
 
 
@@ -189,6 +190,32 @@ def test_duration_model_rounding_and_speed():
     assert abs(m.n_frames(text, speed=2.0) - 8) <= 1
     with pytest.raises(ConfigError):
         m.predict(text, speed=10)
+
+
+def test_length_calibration_makes_predicted_totals_match(tmp_path):
+    """A model fitted in the log domain on spread-out durations predicts short totals; calibrate_length
+    fixes the total exactly (continuous) and the scale survives save/load and scales with speed."""
+    torch.manual_seed(0)
+    m = DurationModel(duration.preset("tiny"))
+    text = torch.tensor([[1, 5, 5, 5, 5, 5, 5, 2]] * 2)
+    dur = torch.tensor([[2, 1, 9, 1, 9, 1, 9, 2], [2, 9, 1, 9, 1, 9, 1, 2]])  # same phonemes, spread-out lengths
+    lengths = torch.tensor([8, 8])
+    opt = torch.optim.Adam(m.parameters(), lr=1e-2)
+    for _ in range(150):
+        loss = m.loss(text, lengths, dur)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    m.eval()
+    before = int(m.predict(text, lengths).sum())
+    assert before < 0.85 * int(dur.sum())  # the log-domain bias
+    scale = m.calibrate_length([(text, lengths, dur)])
+    assert scale > 1.15 and m.cfg.length_scale == scale
+    assert abs(int(m.predict(text, lengths).sum()) - int(dur.sum())) <= 2
+    again = DurationModel.load(m.save(tmp_path / "d")).eval()
+    assert again.cfg.length_scale == scale
+    assert torch.equal(again.predict(text, lengths), m.predict(text, lengths))
+    assert abs(again.n_frames(text[:1], speed=2.0) - int(dur[0].sum()) / 2) <= 2
 
 
 def test_attention_windows_wider_than_the_input_change_nothing():

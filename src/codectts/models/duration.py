@@ -1,8 +1,12 @@
 """Duration model: phonemes -> frames per phoneme (non-autoregressive, log-duration regression).
 
 A small bidirectional transformer over phoneme ids with a linear head predicting log(1 + d).
-At inference, continuous durations are divided by `speed` and turned into integers by rounding
-the cumulative boundaries (not each phoneme alone), so the total length carries no rounding drift.
+A regression in the log domain predicts a typical (geometric-mean-like) duration, which is shorter than
+the mean: summed over an utterance, speech comes out several per cent fast (8 % on Festival slt, 7 % on
+joe). So each evaluation in training fits `length_scale`, the ratio of true to predicted frames over the
+training set (`calibrate_length`), and every prediction is multiplied by it. At inference, continuous
+durations are divided by `speed` and turned into integers by rounding the cumulative boundaries (not
+each phoneme alone), so the total length carries no rounding drift.
 `models.length.DurationLength` makes it the length source of the non-autoregressive models.
 """
 from __future__ import annotations
@@ -28,6 +32,7 @@ class DurationConfig(PartConfig):
     dropout: float = 0.1
     frame_rate: float = 21.533203125  # frames the durations are counted in
     max_seq_len: int = 1024
+    length_scale: float = 1.0  # true / predicted frames over the training set (fitted by calibrate_length)
 
 
 PRESETS: dict[str, dict] = {
@@ -80,12 +85,29 @@ class DurationModel(PartModel, nn.Module):
         if lengths is None:
             lengths = (text != 0).sum(1)
         mask = padding_mask(lengths, text.shape[1])
-        cont = torch.expm1(self(text, lengths)).clamp(min=0) / speed
+        cont = torch.expm1(self(text, lengths)).clamp(min=0) * self.cfg.length_scale / speed
         d = round_durations(cont, mask)
         empty = d.sum(1) == 0
         if empty.any():
             d[empty, 0] = 1
         return d
+
+    @torch.no_grad()
+    def calibrate_length(self, batches) -> float:
+        """Fit `length_scale` so that predicted frames sum to the true ones over `batches` of (text [B, P],
+        lengths [B], durations [B, P]); returns it. Continuous predictions, so rounding plays no part."""
+        was_training = self.training
+        self.eval()
+        pred = true = 0.0
+        for text, lengths, dur in batches:
+            mask = padding_mask(lengths, text.shape[1])
+            pred += float((torch.expm1(self(text, lengths)).clamp(min=0) * mask).sum())
+            true += float((dur * mask).sum())
+        self.train(was_training)
+        if pred <= 0 or true <= 0:
+            raise ValueError("calibrate_length: no frames to fit the length scale on")
+        self.cfg.length_scale = true / pred
+        return self.cfg.length_scale
 
     def n_frames(self, text: torch.Tensor, speed: float = 1.0) -> int:
         """Total frames of one utterance [1, P] at this model's frame rate (for text: `DurationLength`)."""
