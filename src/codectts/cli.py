@@ -72,7 +72,9 @@ def corpus_stats_cmd(folder: Path = typer.Argument(..., help="Corpus folder.")):
 def corpus_import(ljspeech: Path = typer.Option(..., "--ljspeech", help="LJSpeech folder: metadata.csv + wavs/."),
                   out: Path = typer.Option(..., "--out", help="Corpus folder to write."),
                   max_seconds: float = typer.Option(20.0, help="Reject clips longer than this after trimming."),
-                  dev_size: int = typer.Option(100, help="Held-out utterances (at most 5 % of the rows).")):
+                  dev_size: int = typer.Option(
+                      100, help="About this many held-out utterances (each id by a fixed hash; on average 5 % of "
+                                "the rows at most).")):
     """Import your own recordings: resample, trim, phonemise; every rejected row listed in rejects.tsv."""
     from codectts.data.ljspeech import ImportConfig, import_ljspeech
 

@@ -41,7 +41,7 @@ class ImportConfig:
     top_db: float = 40.0  # trimming: quieter than peak - top_db is silence
     margin_seconds: float = 0.05  # silence kept before the first and after the last sound
     long_silence_seconds: float = 1.0  # internal pauses longer than this are reported (kept)
-    dev_size: int = 100  # at most; never more than 5 % of the rows
+    dev_size: int = 100  # expected count (each id held out by its hash); at most 5 % of the rows on average
 
 
 class Rejected(Exception):
