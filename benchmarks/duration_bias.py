@@ -20,18 +20,14 @@ import torch
 from codectts.data.codecache import CodeCache
 from codectts.models.duration import DurationModel
 from codectts.text.tokenizers import PhonemeTokenizer
-from codectts.train.duration import duration_items, pad_batch
-
-
-def batches(items, size: int = 64):
-    return (pad_batch(items[s:s + size]) for s in range(0, len(items), size))
+from codectts.train.duration import batches, duration_items, fit_length_scale
 
 
 @torch.no_grad()
 def length_ratios(model: DurationModel, items) -> dict[str, float]:
     pred = true = 0.0
     ratios = []
-    for text, lengths, dur in batches(items):
+    for text, lengths, dur in batches(items, 64):
         p = model.predict(text, lengths)
         for i in range(text.shape[0]):
             n = int(lengths[i])
@@ -54,7 +50,7 @@ def main() -> None:
     splits = {s: duration_items(CodeCache(args.codes, s), tok) for s in ("train", "dev")}
     report = {"duration": args.duration, "codes": args.codes, "length_scale_before": model.cfg.length_scale,
               "before": {s: length_ratios(model, items) for s, items in splits.items()}}
-    report["length_scale_after"] = round(model.calibrate_length(batches(splits["train"][:2000])), 5)
+    report["length_scale_after"] = round(fit_length_scale(model, splits["train"]), 5)
     report["after"] = {s: length_ratios(model, items) for s, items in splits.items()}
     print(json.dumps(report, indent=1))
     if args.out:

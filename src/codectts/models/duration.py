@@ -78,6 +78,10 @@ class DurationModel(PartModel, nn.Module):
         pred = self(text, lengths)
         return F.mse_loss(pred[mask], torch.log1p(durations.float())[mask])
 
+    def raw_frames(self, text: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Continuous frames per phoneme [B, P], before `length_scale` and speed."""
+        return torch.expm1(self(text, lengths)).clamp(min=0)
+
     @torch.no_grad()
     def predict(self, text: torch.Tensor, lengths: torch.Tensor | None = None, speed: float = 1.0) -> torch.Tensor:
         """Integer frames per phoneme [B, P]; every utterance gets at least one frame."""
@@ -85,7 +89,7 @@ class DurationModel(PartModel, nn.Module):
         if lengths is None:
             lengths = (text != 0).sum(1)
         mask = padding_mask(lengths, text.shape[1])
-        cont = torch.expm1(self(text, lengths)).clamp(min=0) * self.cfg.length_scale / speed
+        cont = self.raw_frames(text, lengths) * self.cfg.length_scale / speed
         d = round_durations(cont, mask)
         empty = d.sum(1) == 0
         if empty.any():
@@ -101,7 +105,7 @@ class DurationModel(PartModel, nn.Module):
         pred = true = 0.0
         for text, lengths, dur in batches:
             mask = padding_mask(lengths, text.shape[1])
-            pred += float((torch.expm1(self(text, lengths)).clamp(min=0) * mask).sum())
+            pred += float((self.raw_frames(text, lengths) * mask).sum())
             true += float((dur * mask).sum())
         self.train(was_training)
         if pred <= 0 or true <= 0:

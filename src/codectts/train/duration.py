@@ -42,6 +42,19 @@ def pad_batch(items):
     return text, lengths, dur
 
 
+def batches(items, size: int):
+    """Padded (text, lengths, durations) batches of `items` in order, the last one possibly smaller."""
+    return (pad_batch(items[s:s + size]) for s in range(0, len(items), size))
+
+
+CALIBRATION_UTTERANCES = 2000  # enough for a stable ratio of summed frames; a pass over them takes seconds
+
+
+def fit_length_scale(model, train_items) -> float:
+    """Fit the model's `length_scale` on (up to CALIBRATION_UTTERANCES of) its training utterances."""
+    return model.calibrate_length(batches(train_items[:CALIBRATION_UTTERANCES], 64))
+
+
 class DurationTask(Task):
     def __init__(self, model, train_items, dev_items, batch_size: int, seed: int):
         self.model, self.train_items, self.dev_items = model, train_items, dev_items
@@ -59,10 +72,9 @@ class DurationTask(Task):
         return self.model.loss(text, lengths, dur), {}
 
     def evaluate(self):
-        """Refits `length_scale` on (up to 2,000 of) the training utterances first (see models/duration), so
-        the held-out lengths and the exported part both carry the current weights' scale."""
-        items = self.train_items[:2000]
-        scale = self.model.calibrate_length(pad_batch(items[s:s + 64]) for s in range(0, len(items), 64))
+        """Refits `length_scale` on the training utterances first (see models/duration), so the held-out
+        lengths and the exported part both carry the current weights' scale."""
+        scale = fit_length_scale(self.model, self.train_items)
         return {**duration_metrics(self.model, self.dev_items), "length_scale": scale}
 
     def export(self, path: Path):
@@ -73,8 +85,7 @@ class DurationTask(Task):
 def duration_metrics(model, items) -> dict[str, float]:
     model.eval()
     abs_err, n_ph, rel, logmse = 0.0, 0, [], 0.0
-    for s in range(0, len(items), 32):
-        text, lengths, dur = pad_batch(items[s:s + 32])
+    for text, lengths, dur in batches(items, 32):
         pred = model.predict(text, lengths)
         for i in range(text.shape[0]):
             n = int(lengths[i])
