@@ -7,9 +7,10 @@ Stages of `Synthesizer.synthesize` for each dev sentence (whole-sentence decode,
   talker    the Talker's frame loop, split into
               conditioning  phoneme encoder + length regulation (once per sentence)
               backbone      the causal transformer steps (timed around `model.transformer`; with
-                            --backend onnx the ONNX step, which includes the frame embedding and
-                            codebook 0's head)
-              heads         the rest of each step: frame embedding, depth heads, top-k sampling
+                            --backend onnx the ONNX frame graph, which includes the frame embedding,
+                            the depth heads and the sampling)
+              heads         the rest of each step: frame embedding, depth heads, top-k sampling (with
+                            --backend onnx: the noise draws and the Python loop)
   codec     codes -> log-mel (codec decoder)
   vocoder   log-mel -> waveform
 The split of the Talker wraps its modules' `forward`, so it measures the same generation code the
@@ -98,9 +99,9 @@ def load(voice: str | None, weights: str | None, backend: str):
     if backend == "torch":
         clock.wrap(model.text_encoder, "conditioning")
         clock.wrap(model.transformer, "backbone")
-    else:  # infer.onnx_talker.OnnxTalker: the eager text encoder, the step graph
+    else:  # infer.onnx_talker.OnnxTalker: the eager text encoder, the frame graph
         clock.wrap(model.talker.text_encoder, "conditioning")
-        clock.wrap(model, "backbone", "_run")
+        clock.wrap(model.session, "backbone", "run")
     return synth, clock
 
 

@@ -1,9 +1,20 @@
-"""Fixtures shared by the test files: one torch thread, sine waves, tiny random codecs (mel RVQ, Mimi)."""
+"""Fixtures shared by the test files: one torch thread, a cache folder of the session's own, sine waves,
+tiny random codecs (mel RVQ, Mimi)."""
+import atexit
+import os
+import shutil
+import tempfile
+
 import numpy as np
 import pytest
 import torch
 
 torch.set_num_threads(1)  # module- and session-scoped fixtures are built before `one_thread` first runs
+# ONNX graphs the default backend exports (and anything else cached) go to a folder of the session's own,
+# not the user's ~/.cache; set before any test module imports codectts.
+if "CODECTTS_CACHE" not in os.environ:
+    os.environ["CODECTTS_CACHE"] = tempfile.mkdtemp(prefix="codectts-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["CODECTTS_CACHE"], True)
 
 
 @pytest.fixture(autouse=True)

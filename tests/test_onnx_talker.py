@@ -1,5 +1,5 @@
-"""The ONNX Runtime decode step (infer/onnx_talker.py) against the eager Talker: the same codes, and a
-cache folder that heals itself."""
+"""The ONNX Runtime frame graph (infer/onnx_talker.py: step, depth heads and sampling in one call)
+against the eager Talker and sampler: the same codes, and a cache folder that heals itself."""
 import sys
 
 import pytest
@@ -8,7 +8,7 @@ import torch
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
-from codectts.errors import ConfigError  # noqa: E402
+from codectts.errors import ConfigError, GenerationError  # noqa: E402
 from codectts.infer import onnx_talker  # noqa: E402
 from codectts.infer.onnx_talker import OnnxTalker  # noqa: E402
 from codectts.infer.talker import TalkerGenerator  # noqa: E402
@@ -25,47 +25,87 @@ def talker() -> Talker:
     return model
 
 
-def codes(model, text, durations, sampling, seed, window=None):
+def codes(model, text, durations, sampling, seed, window=None, after=None):
+    """The codes; `after` (a list) receives the generator's next draw, to compare where it was left."""
     g = torch.Generator().manual_seed(seed)
     gen = TalkerGenerator(model).aligned(text, durations, sampling, generator=g, window=window, chunk_frames=3)
-    return torch.cat(list(gen), 2)
+    out = torch.cat(list(gen), 2)
+    if after is not None:
+        after.append(torch.rand(1, generator=g))
+    return out
+
+
+SAMPLINGS = (SamplingConfig(temperature=0), SamplingConfig(temperature=1.0, top_k=8),
+             SamplingConfig(temperature=0.7, top_k=None, top_p=0.8),
+             SamplingConfig(temperature=1.3, top_k=3, top_p=0.5))
 
 
 @pytest.mark.parametrize("window", [None, 5])
-def test_onnx_step_gives_the_eager_codes(talker, tmp_path, window):
-    """Greedy and sampled, one item and a batch of two, with a window shorter than the utterance
-    (the ring cache wraps) and without one."""
+def test_onnx_frames_are_the_eager_codes(talker, tmp_path, window, monkeypatch):
+    """Greedy, top-k, nucleus and both, one item and a batch of two, with a window shorter than the
+    utterance (the ring cache wraps) and without one, the draws made in blocks of 4 frames or in one:
+    the codes are the eager sampler's, and the generator is left where the eager loop leaves it."""
+    if window:
+        monkeypatch.setattr(onnx_talker, "NOISE_BLOCK", 4)  # 15 frames: blocks of 4, 4, 4, 3
     ox = OnnxTalker(talker, cache_dir=tmp_path)
     text = torch.tensor([[3, 9, 27, 4, 60, 2], [5, 8, 13, 21, 34, 0]])
     durations = torch.tensor([[2, 3, 1, 4, 2, 3], [1, 2, 2, 3, 2, 0]])
     with torch.no_grad():
-        for sampling in (SamplingConfig(temperature=0), SamplingConfig(temperature=1.0, top_k=8)):
+        for sampling in SAMPLINGS:
             for rows in (slice(0, 1), slice(0, 2)):
-                a = codes(talker, text[rows], durations[rows], sampling, 1, window)
-                b = codes(ox, text[rows], durations[rows], sampling, 1, window)
-                assert a.shape[-1] == 15 and torch.equal(a, b)
+                left: list[torch.Tensor] = []
+                a = codes(talker, text[rows], durations[rows], sampling, 1, window, left)
+                b = codes(ox, text[rows], durations[rows], sampling, 1, window, left)
+                assert a.shape[-1] == 15 and torch.equal(a, b), sampling
+                assert torch.equal(*left)
+
+
+def test_draw_is_the_eager_sampler():
+    """The graph's sampler alone, many rows of random logits (and ties at the k-th without a nucleus):
+    the ids `sample_logits` draws from the same generator."""
+    from codectts.models.sampling import sample_logits
+
+    torch.manual_seed(0)
+    logits = torch.randn(64, 40) * 3
+    tied = logits.clone()
+    tied[:8, :5] = 2.0  # ties at the top and at the k-th (kept, as the eager top-k keeps them)
+    for s, logits in [(s, logits) for s in SAMPLINGS[1:]] + [(SamplingConfig(1.0, top_k=3), tied)]:
+        g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+        want = sample_logits(logits, s, g1)
+        noise = torch.empty(logits.shape).exponential_(generator=g2)
+        got = onnx_talker.draw(logits, noise, torch.tensor(s.temperature), torch.tensor(s.top_k or 40),
+                               torch.tensor(s.top_p or onnx_talker.NO_NUCLEUS))
+        assert torch.equal(want, got), s
+
+
+def test_non_finite_weights_raise(talker, tmp_path):
+    broken = Talker(talker.cfg).eval()
+    broken.load_state_dict(talker.state_dict())
+    broken.transformer.norm.weight.data[0] = float("nan")
+    ox = OnnxTalker(broken, cache_dir=tmp_path)
+    with pytest.raises(GenerationError, match="non-finite"):
+        codes(ox, torch.tensor([[3, 9]]), torch.tensor([[2, 1]]), SamplingConfig(), 0)
 
 
 def test_bad_cache_file_is_exported_again_and_good_ones_are_reused(talker, tmp_path, monkeypatch):
     OnnxTalker(talker, cache_dir=tmp_path)
-    files = sorted(tmp_path.glob("talker-*.onnx"))
-    assert [f.name.rsplit("-", 1)[1] for f in files] == ["depth1.onnx", "depth2.onnx", "step.onnx"]
-    step = next(f for f in files if f.name.endswith("step.onnx"))
-    good = step.read_bytes()
-    step.write_bytes(good[: len(good) // 2])  # a half-written file
+    (graph,) = tmp_path.glob("talker-*.onnx")
+    assert graph.name.endswith("-frame.onnx")
+    good = graph.read_bytes()
+    graph.write_bytes(good[: len(good) // 2])  # a half-written file
     ox = OnnxTalker(talker, cache_dir=tmp_path)
-    assert step.read_bytes() == good
+    assert graph.read_bytes() == good
     text, durations = torch.tensor([[3, 9, 27]]), torch.tensor([[2, 3, 1]])
     greedy = SamplingConfig(temperature=0)
     with torch.no_grad():
         assert torch.equal(codes(ox, text, durations, greedy, 0), codes(talker, text, durations, greedy, 0))
 
     def no_export(*a, **k):
-        raise AssertionError("exported although the cache holds the graphs")
+        raise AssertionError("exported although the cache holds the graph")
 
-    monkeypatch.setattr(onnx_talker, "export_graphs", no_export)
+    monkeypatch.setattr(onnx_talker, "export_frame_graph", no_export)
     OnnxTalker(talker, cache_dir=tmp_path)
-    other = Talker(talker.cfg)  # other weights: other files
+    other = Talker(talker.cfg)  # other weights: another file
     with pytest.raises(AssertionError, match="exported"):
         OnnxTalker(other, cache_dir=tmp_path)
 
@@ -85,20 +125,20 @@ def test_refusals(talker, tmp_path, monkeypatch):
         OnnxTalker(talker, cache_dir=blocker / "onnx")
 
 
-def test_int8_step_is_close_to_float32(talker, tmp_path):
-    """int8=True quantises the step's weight MatMuls (a file of its own); its state stays near the
-    float32 step's, and the depth heads are the float32 ones."""
-    import numpy as np
+def test_int8_quantises_the_transformer_not_the_heads(talker, tmp_path):
+    """int8=True (a file of its own) quantises the transformer's weight MatMuls and leaves the codebook
+    heads float32; its greedy codes stay close to float32's."""
     import onnx
 
     fp, q = OnnxTalker(talker, cache_dir=tmp_path), OnnxTalker(talker, cache_dir=tmp_path, int8=True)
-    step8 = next(tmp_path.glob("talker-*-step-int8.onnx"))
-    assert {"MatMulInteger", "DynamicQuantizeLinear"} <= {n.op_type for n in onnx.load(step8).graph.node}
-    assert len(sorted(tmp_path.glob("talker-*.onnx"))) == 4  # the depth heads are shared
-    cond = torch.randn(1, 1, talker.cfg.dim)
-    frame = torch.tensor([[1, 2, 3]])
-    a_caches, b_caches = fp.make_caches(1, 8), q.make_caches(1, 8)
-    for _ in range(4):
-        a, b = fp.step(frame, a_caches, cond), q.step(frame, b_caches, cond)
-    assert not torch.equal(a, b) and float((a - b).norm() / a.norm()) < 0.06  # 0.022 when written
-    assert np.abs(b_caches["k"] - a_caches["k"]).max() < 0.1  # 0.028
+    nodes = onnx.load(q.path).graph.node
+    assert q.path.name.endswith("-frame-int8.onnx") and fp.path != q.path
+    integer = [n.name for n in nodes if n.op_type == "MatMulInteger"]
+    assert len(integer) >= 7 * talker.cfg.n_layers and not any("/heads." in n for n in integer)
+    assert sum(n.op_type == "MatMul" and "/heads." in n.name for n in nodes) == talker.cfg.n_codebooks
+    text = torch.tensor([[3, 9, 27, 4, 60, 2]])
+    durations = torch.tensor([[2, 3, 1, 4, 2, 3]])
+    greedy = SamplingConfig(temperature=0)
+    with torch.no_grad():
+        a, b = codes(fp, text, durations, greedy, 0), codes(q, text, durations, greedy, 0)
+    assert float((a == b).float().mean()) > 0.6

@@ -93,7 +93,8 @@ def test_batched_voice_gives_the_same_audio_and_stops(tiny_voice):
     from codectts.errors import GenerationError
     from codectts.infer import Synthesizer
 
-    alone, shared = Synthesizer.load(tiny_voice), Synthesizer.load(tiny_voice, batch=4)
+    alone = Synthesizer.load(tiny_voice, backend="torch")
+    shared = Synthesizer.load(tiny_voice, backend="torch", batch=4)
     texts = ["This is the first sentence here. And a second one follows it.", "Testing one two three four five.",
              "Another request with other words in it, said at the same time."]
     want = [alone.synthesize(t, seed=i)[0] for i, t in enumerate(texts)]
@@ -122,7 +123,7 @@ def test_batched_voice_gives_the_same_audio_and_stops(tiny_voice):
         assert np.array_equal(got[i], want[i]), i
     assert isinstance(got["stopped"], GenerationError)
     assert shared.engine.batcher.steps < shared.engine.batcher.rows_stepped  # steps were shared
-    assert Synthesizer.load(tiny_voice, batch=0).engine.batcher is None
+    assert Synthesizer.load(tiny_voice, backend="torch", batch=0).engine.batcher is None
 
 
 def test_same_seed_same_audio_and_speed(tiny_voice):
@@ -450,7 +451,8 @@ def test_bfloat16_weights_option(tiny_voice, tmp_path):
     from codectts.infer import Synthesizer
     from codectts.infer.packaging import build_voice
 
-    s, plain = Synthesizer.load(tiny_voice, weights="bfloat16"), Synthesizer.load(tiny_voice)
+    s, plain = Synthesizer.load(tiny_voice, weights="bfloat16"), Synthesizer.load(tiny_voice, backend="torch")
+    assert s.backend == "torch"  # 'auto' keeps a bfloat16 Talker on torch: the ONNX graphs are float32
     assert {p.dtype for p in s.engine.model.parameters()} == {torch.bfloat16}
     assert {p.dtype for p in s.engine.duration.parameters()} == {torch.float32}
     wav, _ = s.synthesize("Hello world. Second sentence here!", seed=1)
@@ -461,7 +463,7 @@ def test_bfloat16_weights_option(tiny_voice, tmp_path):
     meta = json.loads((out / "voice.json").read_text())
     (out / "voice.json").write_text(json.dumps({**meta, "weights": "bfloat16"}))
     assert Synthesizer.load(out).engine.model.text_emb.weight.dtype == torch.bfloat16
-    assert Synthesizer.load(out, weights="float32").engine.model.text_emb.weight.dtype == torch.float32
+    assert Synthesizer.load(out, weights="float32", backend="torch").engine.model.text_emb.weight.dtype == torch.float32
     (out / "voice.json").write_text(json.dumps({**meta, "weights": "int8"}))
     with pytest.raises(ConfigError, match="weights"):
         Synthesizer.load(out)
@@ -495,14 +497,14 @@ def test_bfloat16_talker_close_to_float32():
 
 def test_onnx_backend_speaks_like_torch(tiny_voice, tmp_path, monkeypatch):
     """backend='onnx' gives the torch backend's audio for the same seed, exporting into $CODECTTS_CACHE;
-    'onnx-int8' speaks; unknown backends and non-float32 weights are refused at load."""
-    pytest.importorskip("onnxruntime")
-    pytest.importorskip("onnx")
+    'onnx-int8' speaks and is what 'auto' (the default) picks; unknown backends and non-float32 weights
+    are refused at load, and 'auto' falls back to torch where ONNX Runtime cannot run."""
     from codectts.infer import Synthesizer
 
     monkeypatch.setenv("CODECTTS_CACHE", str(tmp_path))
-    s, plain = Synthesizer.load(tiny_voice, backend="onnx"), Synthesizer.load(tiny_voice)
-    assert len(list((tmp_path / "onnx").glob("talker-*-step.onnx"))) == 1
+    s, plain = Synthesizer.load(tiny_voice, backend="onnx"), Synthesizer.load(tiny_voice, backend="torch")
+    assert (s.backend, plain.backend) == ("onnx", "torch")
+    assert len(list((tmp_path / "onnx").glob("talker-*-frame.onnx"))) == 1
     text = "Hello world. Second sentence here!"
     greedy = [x.synthesize(text, seed=1, temperature=0)[0] for x in (s, plain)]
     assert np.array_equal(*greedy)
@@ -510,8 +512,17 @@ def test_onnx_backend_speaks_like_torch(tiny_voice, tmp_path, monkeypatch):
                           np.concatenate(list(plain.stream(text, seed=2, chunk_frames=3))))
     q = Synthesizer.load(tiny_voice, backend="onnx-int8")  # other codes, the same length (durations)
     assert len(q.synthesize(text, seed=1)[0]) == len(greedy[0])
-    assert len(list((tmp_path / "onnx").glob("talker-*-step-int8.onnx"))) == 1
+    assert len(list((tmp_path / "onnx").glob("talker-*-frame-int8.onnx"))) == 1
+    auto = Synthesizer.load(tiny_voice)
+    assert auto.backend == "onnx-int8"
+    assert np.array_equal(auto.synthesize(text, seed=1)[0], q.synthesize(text, seed=1)[0])
     with pytest.raises(ConfigError, match="backend"):
         Synthesizer.load(tiny_voice, backend="tensorrt")
     with pytest.raises(ConfigError, match="float32"):
         Synthesizer.load(tiny_voice, backend="onnx", weights="bfloat16")
+    blocker = tmp_path / "file"  # a cache folder that cannot be made: 'auto' runs on torch, 'onnx' refuses
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("CODECTTS_CACHE", str(blocker))
+    assert Synthesizer.load(tiny_voice).backend == "torch"
+    with pytest.raises(ConfigError, match="CODECTTS_CACHE"):
+        Synthesizer.load(tiny_voice, backend="onnx")

@@ -177,7 +177,8 @@ def tts_cmd(
     baseline: Annotated[str | None, typer.Option(help="Report beside a baseline on the same texts: 'teacher' "
                                                       "(run now) or a saved `eval tts --out` JSON.")] = None,
     device: Annotated[str, typer.Option(help="Device for the voice (cpu, cuda).")] = "cpu",
-    backend: Annotated[str, typer.Option(help="Talker backend: torch, onnx or onnx-int8 (docs/speed.md).")] = "torch",
+    backend: Annotated[str, typer.Option(
+        help="Talker backend: auto, torch, onnx or onnx-int8 (docs/speed.md).")] = "auto",
     vocoder: Annotated[str | None, typer.Option(help="'griffinlim' instead of the voice's trained vocoder "
                                                     "(the same codes: a vocoder A/B).")] = None,
     save_wavs: Annotated[Path | None, typer.Option(help="Also save each synthesized wav in this folder "

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from codectts.errors import CodecTTSError, GenerationError
+from codectts.infer.talker import chunked
 from codectts.models.blocks import apply_rope
 from codectts.models.sampling import SamplingConfig, sample_logits
 from codectts.models.talker import Talker
@@ -93,22 +94,16 @@ class BatchedTalker:
             return
         with self._wake:
             self._waiting.append(s)
-        buf: list[torch.Tensor] = []
         try:
-            while True:
-                item = self._next(s)
-                if item is _DONE:
-                    break
-                if isinstance(item, BaseException):
-                    raise item
-                buf.append(item)
-                if chunk_frames and len(buf) == chunk_frames:
-                    yield torch.stack(buf, 2)
-                    buf = []
-            if buf:
-                yield torch.stack(buf, 2)
+            yield from chunked(self._own_frames(s), chunk_frames)
         finally:
             s.gone = True  # closed early (cancelled, or the consumer failed): leave at the next step
+
+    def _own_frames(self, s: _Sentence) -> Iterator[torch.Tensor]:
+        while (item := self._next(s)) is not _DONE:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
 
     def _next(self, s: _Sentence):
         """The sentence's next item: one already made, else run a step (when none runs) or wait for one."""

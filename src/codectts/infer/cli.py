@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -56,14 +57,16 @@ def register(app: typer.Typer) -> None:
         reference: Path | None = typer.Option(None, help="Clip whose voice to speak in (csm voices)."),
         reference_text: str | None = typer.Option(None, help="What is said in --reference."),
         threads: int = typer.Option(
-            1,
-            min=1,
-            help="CPU threads for torch (1 is fastest for the small default voice: its steps are too small to split).",
+            0,
+            min=0,
+            help="CPU threads for torch. 0: one for a Talker on torch (its steps are too small to split), up to "
+                 "4 with the ONNX backends (the Talker runs on one thread, the vocoder splits).",
         ),
         max_chars: int = typer.Option(20_000, help="Refuse text longer than this, before or after normalisation."),
         max_audio_s: float = typer.Option(1_200.0, help="Refuse text that plans more audio than this (seconds)."),
-        backend: str = typer.Option("torch", help="'torch'; 'onnx': a Talker's steps on ONNX Runtime (faster on CPU, "
-                                                  "same audio; exported on first use); 'onnx-int8': int8 weights."),
+        backend: str = typer.Option("auto", help="How a Talker's frames run: 'auto' (onnx-int8 where it applies, "
+                                                 "else torch), 'torch', 'onnx' (ONNX Runtime: the torch audio, "
+                                                 "faster), 'onnx-int8' (int8 weights, fastest). docs/speed.md."),
         vocoder: str | None = typer.Option(None, help="'griffinlim': use Griffin-Lim instead of the voice's trained "
                                                       "vocoder (the fallback; slower, more metallic)."),
     ):
@@ -71,7 +74,7 @@ def register(app: typer.Typer) -> None:
         import numpy as np
         import torch
 
-        torch.set_num_threads(threads)
+        torch.set_num_threads(threads or 1)
 
         from codectts.audio.io import save_wav, wav_bytes
         from codectts.infer import Synthesizer
@@ -80,6 +83,8 @@ def register(app: typer.Typer) -> None:
         content = _read_text(text, file)
         synth = Synthesizer.load(voice, limits=Limits(max_chars=max_chars, max_audio_s=max_audio_s), backend=backend,
                                  vocoder=vocoder)
+        if not threads and synth.backend.startswith("onnx"):  # the vocoder splits (docs/speed.md)
+            torch.set_num_threads(min(4, os.cpu_count() or 1))
         if (reference is None) != (reference_text is None):
             raise typer.BadParameter("--reference and --reference-text go together")
         ref = synth.reference(reference, reference_text) if reference is not None else None

@@ -40,8 +40,10 @@ MAX_SENTENCE_CHARS = 250
 # its neighbour (docs/talker.md, "Sentence starts": a lone "Hello!" was heard as "oh wow" or "alone").
 MIN_SENTENCE_WORDS = 5
 STREAM_CHUNK_FRAMES = 8  # codec frames per generated chunk (8 x 46 ms at 21.5 Hz)
-# how a Talker's decode steps run: eager torch, or ONNX Runtime (infer/onnx_talker.py; speed in docs/speed.md)
-BACKENDS = ("torch", "onnx", "onnx-int8")
+# how a Talker's decode steps run: eager torch, or ONNX Runtime (infer/onnx_talker.py; speed in docs/speed.md).
+# "auto": AUTO_BACKEND where it applies (an aligned Talker with depth heads, float32, on cpu), else torch.
+BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
+AUTO_BACKEND = "onnx-int8"
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,30 @@ class CodecMelStream:
         return out
 
 
+def on_backend(talker, backend: str, device: str):
+    """(the Talker on `backend`, the backend it runs on): 'auto' resolves to AUTO_BACKEND for an aligned
+    Talker with depth heads, float32, on cpu, and falls back to torch (with a warning) where ONNX
+    Runtime cannot run it (not installed, a cache folder that cannot be written, ...)."""
+    if backend == "auto":
+        cfg = talker.cfg
+        if (str(device) != "cpu" or cfg.conditioning != "aligned" or not cfg.depth_heads or cfg.n_codebooks < 2
+                or talker.heads[0].weight.dtype != torch.float32):
+            return talker, "torch"
+        try:
+            return on_backend(talker, AUTO_BACKEND, device)
+        except CodecTTSError as e:
+            log.warning("backend %s unavailable (%s): running the Talker on torch", AUTO_BACKEND, e)
+            return talker, "torch"
+    if backend == "torch":
+        return talker, backend
+    from codectts.infer.onnx_talker import OnnxTalker
+
+    return OnnxTalker(talker, int8=backend == "onnx-int8"), backend
+
+
 class Synthesizer:
+    backend = "torch"  # how a Talker's frames run (Synthesizer.load's `backend`, 'auto' resolved)
+
     def __init__(self, name: str, root: Path, meta: dict, engine, codec, vocoder, device: str = "cpu",
                  limits: Limits | None = None):
         self.name, self.root, self.meta = name, root, meta
@@ -111,15 +136,17 @@ class Synthesizer:
     # ---- loading ------------------------------------------------------------------------------
     @classmethod
     def load(cls, voice: str | os.PathLike | None = None, device: str = "cpu",
-             limits: Limits | None = None, weights: str | None = None, backend: str = "torch",
+             limits: Limits | None = None, weights: str | None = None, backend: str = "auto",
              batch: int = 0, vocoder: str | None = None) -> Synthesizer:
         """Load a voice by name or folder. Anything wrong in it is a ConfigError/CheckpointError naming it.
 
         `weights` ('float32' or 'bfloat16'; default: voice.json "weights", float32 when absent) is the
         precision of a Talker's weights (infer/precision.py; speed and quality in docs/speed.md).
-        `backend` 'onnx' runs an aligned Talker's decode steps on ONNX Runtime (CPU, float32 weights; the
+        `backend` 'onnx' runs an aligned Talker's frames on ONNX Runtime (CPU, float32 weights; the
         same codes as 'torch'; exported on first use into the cache folder, infer/onnx_talker.py);
-        'onnx-int8' with the step's weights quantised to int8 (other codes; dev WER in docs/speed.md).
+        'onnx-int8' with the transformer's weights quantised to int8 (other codes; dev WER in
+        docs/speed.md); 'auto' (default) is 'onnx-int8' where it applies and runs, else 'torch'
+        (`synth.backend` says which).
         `batch` > 0: concurrent calls' sentences share decode steps, up to that many per step
         (infer/batch.py; for servers: aligned Talker voices on the torch backend, others decode alone).
         `vocoder` 'griffinlim' replaces a mel voice's trained vocoder with Griffin-Lim for the same mel (the
@@ -134,7 +161,7 @@ class Synthesizer:
             check_weights(weights, f"voice {spec.name!r}: weights")
             if weights != "float32" and spec.model.type != "talker":
                 raise ConfigError(f"voice {spec.name!r}: weights={weights!r} is for talker voices only")
-        if backend != "torch" and (spec.model.type != "talker" or str(device) != "cpu"):
+        if backend not in ("auto", "torch") and (spec.model.type != "talker" or str(device) != "cpu"):
             raise ConfigError(f"voice {spec.name!r}: backend {backend!r} is for talker voices on cpu only")
         try:
             synth = cls._load(root, meta, spec, device, limits, weights or spec.weights, backend)
@@ -169,11 +196,7 @@ class Synthesizer:
                 raise ConfigError(f"voice {name!r}: missing tokenizer file {tok_file}")
             duration = DurationModel.load(part("duration"), device) if spec.duration else None
             context = {k: v for k, v in vars(spec.context).items() if v is not None} if spec.context else None
-            talker = with_weights(Talker.load(model_path, device), weights)
-            if backend != "torch":
-                from codectts.infer.onnx_talker import OnnxTalker
-
-                talker = OnnxTalker(talker, int8=backend == "onnx-int8")
+            talker, backend = on_backend(with_weights(Talker.load(model_path, device), weights), backend, device)
             engine = TalkerEngine(talker, duration, load_tokenizer(tok_file), device, context)
         elif kind == "trm":
             from codectts.infer.engines import TRMEngine
@@ -189,7 +212,9 @@ class Synthesizer:
             if spec.reference:  # the voice's own speaker: a reference clip stored in the voice folder
                 engine.default_reference = cls._reference(gen, inside(root, spec.reference.audio, "reference audio"),
                                                           spec.reference.text)
-        return cls(name, root, meta, engine, codec, vocoder, device, limits)
+        synth = cls(name, root, meta, engine, codec, vocoder, device, limits)
+        synth.backend = backend if kind == "talker" else "torch"
+        return synth
 
     def batch(self, max_batch: int) -> bool:
         """Let concurrent calls' sentences share decode steps, up to `max_batch` per step (infer/batch.py).

@@ -45,20 +45,22 @@ class TalkerGenerator:
         m = self.model
         lengths = (text != 0).sum(1)
         cond, _ = m.frame_conditioning(text, lengths, durations, speaker=speaker, text_window=text_window)
-        n = cond.shape[1]
-        caches = m.make_caches(text.shape[0], n, text.device, window=window)
+        if hasattr(m, "aligned_frames"):  # a backend that runs the whole frame in one call (infer/onnx_talker.py)
+            frames = m.aligned_frames(cond, sampling, generator, window)
+        else:
+            frames = self._aligned_frames(cond, sampling, generator, window)
+        yield from chunked(frames, chunk_frames)
+
+    def _aligned_frames(self, cond: torch.Tensor, sampling: SamplingConfig | None,
+                        generator: torch.Generator | None, window: int | None) -> Iterator[torch.Tensor]:
+        m, n = self.model, cond.shape[1]
+        caches = m.make_caches(cond.shape[0], n, cond.device, window=window)
         h = m.prefill(caches, cond=cond)
-        buf: list[torch.Tensor] = []
         for t in range(n):
             frame = self.sample_frame(h, sampling, generator)
-            buf.append(frame)
-            if chunk_frames and len(buf) == chunk_frames:
-                yield torch.stack(buf, 2)
-                buf = []
+            yield frame
             if t + 1 < n:
                 h = m.step(frame, caches, cond[:, t + 1 : t + 2])
-        if buf:
-            yield torch.stack(buf, 2)
 
     @torch.no_grad()
     def prefix(self, text: torch.Tensor | None, max_frames: int, sampling: SamplingConfig | None = None, *,
@@ -69,6 +71,10 @@ class TalkerGenerator:
         The EOS frame itself is not yielded; in a batch, an item that finished early gets EOS codes
         (= codebook_size) for its remaining frames, for the caller to trim.
         """
+        yield from chunked(self._prefix_frames(text, max_frames, sampling, speaker, generator), chunk_frames)
+
+    def _prefix_frames(self, text: torch.Tensor | None, max_frames: int, sampling: SamplingConfig | None,
+                       speaker: torch.Tensor | None, generator: torch.Generator | None) -> Iterator[torch.Tensor]:
         m, cfg = self.model, self.model.cfg
         eos = cfg.codebook_size
         b = text.shape[0] if text is not None else 1
@@ -77,7 +83,6 @@ class TalkerGenerator:
         caches = m.make_caches(b, p + max_frames + 1, device)
         h = m.prefill(caches, text if p else None, speaker, batch=b)
         done = torch.zeros(b, dtype=torch.bool, device=device)
-        buf: list[torch.Tensor] = []
         for i in range(max_frames):
             frame = self.sample_frame(h, sampling, generator)
             if cfg.conditioning == "prefix":
@@ -86,11 +91,18 @@ class TalkerGenerator:
                 done = done | is_eos
                 if bool(done.all()):
                     break
-            buf.append(frame)
-            if chunk_frames and len(buf) == chunk_frames:
-                yield torch.stack(buf, 2)
-                buf = []
+            yield frame
             if i + 1 < max_frames:  # an EOS code in a codebook is fed back as the last real code
                 h = m.step(frame.clamp(max=eos - 1) if cfg.conditioning == "prefix" else frame, caches)
-        if buf:
+
+
+def chunked(frames: Iterator[torch.Tensor], chunk_frames: int) -> Iterator[torch.Tensor]:
+    """Frames [B, K] -> code chunks [B, K, n] of `chunk_frames` (all at once when 0), the last one shorter."""
+    buf: list[torch.Tensor] = []
+    for frame in frames:
+        buf.append(frame)
+        if chunk_frames and len(buf) == chunk_frames:
             yield torch.stack(buf, 2)
+            buf = []
+    if buf:
+        yield torch.stack(buf, 2)

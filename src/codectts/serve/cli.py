@@ -75,11 +75,13 @@ def register(app: typer.Typer) -> None:
                                              "before any generation; keep it within what --timeout allows).")
         ] = 300.0,
         device: Annotated[str, typer.Option(help="Torch device for the voices (cpu, cuda).")] = "cpu",
-        backend: Annotated[str, typer.Option(help="'torch'; 'onnx': Talker voices' steps on ONNX Runtime "
-                                                  "(faster on CPU, same audio); 'onnx-int8': int8 weights.")] = "torch",
+        backend: Annotated[str, typer.Option(help="How Talker voices' frames run: 'auto' (onnx-int8 where it "
+                                                  "applies, else torch), 'torch', 'onnx', 'onnx-int8' "
+                                                  "(docs/speed.md).")] = "auto",
         batch: Annotated[bool, typer.Option(
             "--batch/--no-batch", help="Concurrent requests' sentences share decode steps (aligned Talker "
-                                       "voices on the torch backend; same audio, more throughput).")] = True,
+                                       "voices on --backend torch; the default onnx-int8 runs each request "
+                                       "alone and still serves more, docs/speed.md).")] = True,
         threads: Annotated[int, typer.Option(min=1, help="CPU threads per generation (concurrent requests "
                                                           "already use the cores).")] = 1,
         allow_host: Annotated[list[str] | None, typer.Option(
@@ -110,7 +112,8 @@ def register(app: typer.Typer) -> None:
             if synth.name in synthesizers:
                 raise ConfigError(f"--voice {spec}: a voice named {synth.name!r} is already loaded")
             synthesizers[synth.name] = synth
-            log.info("loaded voice %s (%d Hz)", synth.name, synth.sample_rate)
+            log.info("loaded voice %s (%d Hz, backend %s%s)", synth.name, synth.sample_rate, synth.backend,
+                     ", batched" if getattr(synth.engine, "batcher", None) else "")
         config = ServeConfig(max_input_chars=max_input_chars, max_concurrent=max_concurrent,
                              request_timeout_s=timeout, allowed_hosts=(host, *(allow_host or [])),
                              voice_aliases=aliases)
