@@ -73,8 +73,9 @@ def test_draw_is_the_eager_sampler():
         g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
         want = sample_logits(logits, s, g1)
         noise = torch.empty(logits.shape).exponential_(generator=g2)
-        got = onnx_talker.draw(logits, noise, torch.tensor(s.temperature), torch.tensor(s.top_k or 40),
-                               torch.tensor(s.top_p or onnx_talker.NO_NUCLEUS))
+        rows = logits.shape[0]
+        got = onnx_talker.draw(logits, noise, torch.full((rows, 1), s.temperature), torch.full((rows,), s.top_k or 40),
+                               torch.full((rows, 1), s.top_p or onnx_talker.NO_NUCLEUS))
         assert torch.equal(want, got), s
 
 

@@ -85,16 +85,17 @@ def test_synthesize_stops_when_asked(tiny_voice):
     assert np.array_equal(a, b)
 
 
-def test_batched_voice_gives_the_same_audio_and_stops(tiny_voice):
-    """batch=N (the server's shared decode steps): concurrent requests get the audio they get alone,
-    whole and streamed; a stopped request leaves without disturbing the others."""
+@pytest.mark.parametrize("backend", ["torch", "onnx-int8"])
+def test_batched_voice_gives_the_same_audio_and_stops(tiny_voice, backend):
+    """batch=N (the server's shared decode steps), on torch and on the frame graph: concurrent requests
+    get the audio they get alone, whole and streamed; a stopped request leaves without disturbing the others."""
     import threading
 
     from codectts.errors import GenerationError
     from codectts.infer import Synthesizer
 
-    alone = Synthesizer.load(tiny_voice, backend="torch")
-    shared = Synthesizer.load(tiny_voice, backend="torch", batch=4)
+    alone = Synthesizer.load(tiny_voice, backend=backend)
+    shared = Synthesizer.load(tiny_voice, backend=backend, batch=4)
     texts = ["This is the first sentence here. And a second one follows it.", "Testing one two three four five.",
              "Another request with other words in it, said at the same time."]
     want = [alone.synthesize(t, seed=i)[0] for i, t in enumerate(texts)]
@@ -123,7 +124,7 @@ def test_batched_voice_gives_the_same_audio_and_stops(tiny_voice):
         assert np.array_equal(got[i], want[i]), i
     assert isinstance(got["stopped"], GenerationError)
     assert shared.engine.batcher.steps < shared.engine.batcher.rows_stepped  # steps were shared
-    assert Synthesizer.load(tiny_voice, backend="torch", batch=0).engine.batcher is None
+    assert Synthesizer.load(tiny_voice, backend=backend, batch=0).engine.batcher is None
 
 
 def test_same_seed_same_audio_and_speed(tiny_voice):

@@ -138,7 +138,20 @@ class BatchedTalker:
             self._k, self._v = [], []  # idle: free the caches
 
     def _join(self, s: _Sentence) -> None:
-        """A new row at the end; the caches grow (positions) to hold it."""
+        """A new row at the end; the caches make room for it."""
+        self._make_room(s)
+        self._rows.append(s)
+
+    def _leave(self, r: int) -> None:
+        """Row r goes; the last row takes its place, so rows stay dense."""
+        last = len(self._rows) - 1
+        self._drop_row(r, last)
+        if r != last:
+            self._rows[r] = self._rows[last]
+        self._rows.pop()
+
+    def _make_room(self, s: _Sentence) -> None:
+        """Caches of max_batch rows that grow (positions) to hold the longest sentence."""
         tc = self.model.transformer.cfg
         length = max(x.n for x in (*self._rows, s))
         if not self._k or self._k[0].shape[2] < length:
@@ -149,20 +162,16 @@ class BatchedTalker:
             for old, new in zip((*self._k, *self._v), (*k, *v), strict=False):  # none when idle before
                 new[:, :, : old.shape[2]] = old
             self._k, self._v = k, v
-        self._rows.append(s)
 
-    def _leave(self, r: int) -> None:
-        last = len(self._rows) - 1
+    def _drop_row(self, r: int, last: int) -> None:
         if r != last:
-            self._rows[r] = self._rows[last]
             for t in (*self._k, *self._v):
                 t[r] = t[last]
-        self._rows.pop()
 
     def _step(self) -> None:
         rows = self._rows
         try:
-            h = self._forward(rows)
+            frames = self._advance(rows)
         except Exception as e:  # noqa: BLE001 - the model failed for the whole batch: every row gets the error
             err = e if isinstance(e, CodecTTSError) else GenerationError(f"batched step failed: {e}")
             for s in rows:
@@ -171,7 +180,6 @@ class BatchedTalker:
             return
         self.steps += 1
         self.rows_stepped += len(rows)
-        frames = self._sample(h, rows)
         for r in reversed(range(len(rows))):
             s, frame = rows[r], frames[r]
             if isinstance(frame, BaseException):
@@ -183,6 +191,10 @@ class BatchedTalker:
             if s.pos == s.n:
                 s.out.put(_DONE)
                 self._leave(r)
+
+    def _advance(self, rows: list[_Sentence]) -> list[torch.Tensor | BaseException]:
+        """Every row's next frame [K] (or the error that row's sampling met)."""
+        return self._sample(self._forward(rows), rows)
 
     def _sample(self, h: torch.Tensor, rows: list[_Sentence]) -> list[torch.Tensor | BaseException]:
         """Codebook by codebook (depth heads see the codes chosen), each row with its own generator."""

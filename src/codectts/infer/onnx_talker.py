@@ -38,12 +38,13 @@ import torch.nn as nn
 
 from codectts.errors import CheckpointError, ConfigError, GenerationError
 from codectts.fileio import atomic_write_bytes, cache_root
+from codectts.infer.batch import BatchedTalker
 from codectts.models.sampling import SamplingConfig
 from codectts.models.talker import Talker
 
 log = logging.getLogger(__name__)
 
-EXPORT_VERSION = 2  # bump when the graph changes: cached files from older code are then not reused
+EXPORT_VERSION = 3  # bump when the graph changes: cached files from older code are then not reused
 OPSET = 17
 INSTALL_HINT = "pip install onnx onnxruntime"
 NO_NUCLEUS = 2.0  # a top_p no cumulative mass reaches: sampling without the nucleus cut
@@ -52,25 +53,31 @@ NOISE_BLOCK = 32  # frames whose draws are made in one call (never past the sent
 
 def draw(logits: torch.Tensor, noise: torch.Tensor, temperature: torch.Tensor, top_k: torch.Tensor,
          top_p: torch.Tensor) -> torch.Tensor:
-    """`sample_logits` in export-friendly ops: logits [B, C], noise q [B, C] (Exp(1), or 1 for greedy),
-    0-d temperature / top_k / top_p -> ids [B]. The argmax of p / q is the draw `torch.multinomial` makes.
+    """`sample_logits` in export-friendly ops, with each row's own options: logits [B, C], noise q [B, C]
+    (Exp(1), or 1 for greedy), temperature [B, 1], top_k [B], top_p [B, 1] -> ids [B]. The argmax of
+    p / q is the draw `torch.multinomial` makes.
 
     Only the top k are sorted (TopK), so the nucleus is cut among them: the eager sampler's cut exactly,
     except when logits tie with the k-th one and a nucleus is asked for too (float logits do not tie).
     """
     x = logits / temperature
-    ranked, order = torch.topk(x, top_k, dim=-1)  # [B, k], descending
-    probs = ranked.softmax(-1)
+    ranked, order = torch.topk(x, top_k.max(), dim=-1)  # [B, k_max], descending
+    kth = ranked.gather(-1, (top_k - 1)[:, None])  # [B, 1]: this row's k-th logit
+    outside = ranked < kth  # ranks beyond the row's k (ties with the k-th stay, as in filter_logits)
+    probs = ranked.masked_fill(outside, float("-inf")).softmax(-1)
     beyond = (probs.cumsum(-1) - probs) >= top_p  # the mass before this token already reaches top_p
     beyond = torch.cat([torch.zeros_like(beyond[:, :1]), beyond[:, 1:]], -1)  # the most likely token stays
-    drop = (x < ranked[:, -1:]).scatter(-1, order, beyond)  # outside the top-k (ties with the k-th stay)
+    drop = (x < kth).scatter(-1, order, outside | beyond)
     return (x.masked_fill(drop, float("-inf")).softmax(-1) / noise).argmax(-1)
 
 
 class FrameGraph(nn.Module):
-    """One aligned frame: (previous frame [B, K], cond [B, 1, D], pos [], k/v caches [L, B, H_kv, W, Dh],
-    noise [K, B, C], temperature [], top_k [], top_p []) -> (codes [B, K], this position's k/v
-    [L, B, H_kv, 1, Dh]).
+    """One aligned frame for B rows, each at its own position: (previous frames [B, K], cond [B, 1, D],
+    pos [B], window [B], k/v rings [L, B, H_kv, W, Dh], noise [K, B, C], temperature [B, 1], top_k [B],
+    top_p [B, 1]) -> (codes [B, K], the rows' new keys/values [L, B, H_kv, 1, Dh]).
+
+    Row r's position p lives in ring slot p % W; a slot d = (p - slot) mod W positions back is attended
+    when 0 < d <= p (written) and d < window[r] (inside the row's attention window).
 
     Written for few graph nodes, since at batch 1 ONNX Runtime's time goes to per-node overhead: RoPE
     is x * cos + (x @ R) * sin with R the fixed pair-rotation matrix (the eager `apply_rope`'s values
@@ -90,7 +97,7 @@ class FrameGraph(nn.Module):
         self.register_buffer("cos", tr.cos.repeat_interleave(2, -1), persistent=False)  # [max_len, Dh]
         self.register_buffer("sin", tr.sin.repeat_interleave(2, -1), persistent=False)
 
-    def forward(self, frame, cond, pos, k_cache, v_cache, noise, temperature, top_k, top_p):
+    def forward(self, frame, cond, pos, window, k_cache, v_cache, noise, temperature, top_k, top_p):
         m = self.talker
         tr, cfg = m.transformer, m.transformer.cfg
         b = frame.shape[0]
@@ -98,11 +105,10 @@ class FrameGraph(nn.Module):
         x = cond
         for k in range(m.cfg.n_codebooks):
             x = x + m.code_emb[k](frame[:, k : k + 1])
-        slots = torch.arange(k_cache.shape[3], device=frame.device)
-        # the ring's slots holding earlier positions of the window: written, and not the slot this position
-        # takes over (which holds position pos - W once the ring is full)
-        older = ((slots < pos) & (slots != pos % k_cache.shape[3]))[None, None, None, :]  # [1, 1, 1, W]
-        cos, sin = self.cos[pos], self.sin[pos]  # [Dh]
+        w = k_cache.shape[3]
+        back = (pos[:, None] + w - torch.arange(w, device=frame.device)[None, :]) % w  # [B, W]: positions back
+        older = ((back > 0) & (back <= pos[:, None]) & (back < window[:, None]))[:, None, None, :]  # [B, 1, 1, W]
+        cos, sin = self.cos[pos][:, None, None, :], self.sin[pos][:, None, None, :]  # [B, 1, 1, Dh]
         scale = 1.0 / math.sqrt(hd)
         new_k, new_v = [], []
         for i, layer in enumerate(tr.layers):
@@ -141,16 +147,18 @@ def weights_hash(talker: Talker) -> str:
 def export_frame_graph(talker: Talker) -> bytes:
     """ONNX bytes of the frame graph of a float32 aligned Talker (traced on tiny example inputs)."""
     cfg, tc = talker.cfg, talker.transformer.cfg
-    b, w = 1, 4
+    b, w = 2, 4  # two rows, so that tracing cannot take the batch for a broadcast dimension
     cache = torch.zeros(tc.n_layers, b, tc.n_kv_heads, w, tc.head_dim)
-    args = (torch.zeros(b, cfg.n_codebooks, dtype=torch.long), torch.zeros(b, 1, cfg.dim), torch.tensor(0), cache,
-            cache, torch.ones(cfg.n_codebooks, b, cfg.n_classes), torch.tensor(1.0), torch.tensor(2),
-            torch.tensor(NO_NUCLEUS))
-    names = ["frame", "cond", "pos", "k_cache", "v_cache", "noise", "temperature", "top_k", "top_p"]
+    args = (torch.zeros(b, cfg.n_codebooks, dtype=torch.long), torch.zeros(b, 1, cfg.dim),
+            torch.zeros(b, dtype=torch.long), torch.full((b,), w), cache, cache,
+            torch.ones(cfg.n_codebooks, b, cfg.n_classes), torch.ones(b, 1), torch.full((b,), 2),
+            torch.full((b, 1), NO_NUCLEUS))
+    names = ["frame", "cond", "pos", "window", "k_cache", "v_cache", "noise", "temperature", "top_k", "top_p"]
     outputs = ["codes", "k_new", "v_new"]
-    ring, row = {1: "batch", 3: "slots"}, {1: "batch"}
-    dynamic = {"frame": {0: "batch"}, "cond": {0: "batch"}, "k_cache": ring, "v_cache": ring, "noise": row,
-               "codes": {0: "batch"}, "k_new": row, "v_new": row}
+    first, second = {0: "batch"}, {1: "batch"}
+    dynamic = {**{k: first for k in ("frame", "cond", "pos", "window", "temperature", "top_k", "top_p", "codes")},
+               "k_cache": {1: "batch", 3: "slots"}, "v_cache": {1: "batch", 3: "slots"}, "noise": second,
+               "k_new": second, "v_new": second}
     f = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter is deprecated in favour of one needing onnxscript
@@ -251,31 +259,109 @@ class OnnxTalker:
     def frame_conditioning(self, *args, **kwargs):
         return self.talker.frame_conditioning(*args, **kwargs)
 
+    def run(self, frames: np.ndarray, cond: np.ndarray, pos: np.ndarray, window: np.ndarray, rings: Rings,
+            noise: np.ndarray, options: dict[str, np.ndarray]) -> np.ndarray:
+        """One frame for B rows (graph inputs as in FrameGraph; `options` from `row_options`): writes the
+        rows' new keys and values into their ring slots and returns the codes [B, K] (-1: non-finite)."""
+        codes, k_new, v_new = self.session.run(None, {
+            "frame": frames, "cond": cond, "pos": pos, "window": window, "k_cache": rings.k, "v_cache": rings.v,
+            "noise": noise, **options})
+        rings.write(pos, k_new, v_new)
+        return codes
+
+    def row_options(self, samplings: list[SamplingConfig | None]) -> dict[str, np.ndarray]:
+        """temperature / top_k / top_p inputs for rows with these sampling options (greedy: top-1)."""
+        n = self.cfg.n_classes
+        opts = [s or SamplingConfig() for s in samplings]
+        return {"temperature": np.array([[s.temperature or 1.0] for s in opts], np.float32),
+                "top_k": np.array([1 if s.temperature == 0 else min(s.top_k or n, n) for s in opts], np.int64),
+                "top_p": np.array([[NO_NUCLEUS if s.temperature == 0 or s.top_p is None else s.top_p]
+                                   for s in opts], np.float32)}
+
     def aligned_frames(self, cond: torch.Tensor, sampling: SamplingConfig | None,
                        generator: torch.Generator | None, window: int | None = None) -> Iterator[torch.Tensor]:
         """Frames [B, K] for conditioning cond [B, n, D], one graph call each (the eager loop's codes)."""
-        cfg, tc = self.cfg, self.talker.transformer.cfg
+        cfg = self.cfg
         b, n = cond.shape[:2]
         w = min(window or n, n)
-        k_ring = np.zeros((tc.n_layers, b, tc.n_kv_heads, w, tc.head_dim), np.float32)
-        v_ring = np.zeros_like(k_ring)
-        s = sampling or SamplingConfig()
-        greedy = s.temperature == 0
-        feed = {"temperature": np.array(1.0 if greedy else s.temperature, np.float32),
-                "top_k": np.array(1 if greedy else min(s.top_k or cfg.n_classes, cfg.n_classes), np.int64),
-                "top_p": np.array(NO_NUCLEUS if greedy or s.top_p is None else s.top_p, np.float32),
-                "k_cache": k_ring, "v_cache": v_ring}
+        rings = Rings.empty(self.talker, b, w)
+        options = self.row_options([sampling] * b)
+        greedy = sampling is not None and sampling.temperature == 0
         shape = (cfg.n_codebooks, b, cfg.n_classes)
         noise = np.ones((NOISE_BLOCK, *shape), np.float32)
         frame = self.talker.bos(b, "cpu")[:, :, 0].numpy()
         cond = cond.float().numpy()
+        windows = np.full(b, w, np.int64)
         for t in range(n):
             if not greedy and t % NOISE_BLOCK == 0:  # the eager draws, a block of frames at a time
                 noise = torch.empty(min(NOISE_BLOCK, n - t), *shape).exponential_(generator=generator).numpy()
-            feed.update(frame=frame, cond=cond[:, t : t + 1], pos=np.array(t, np.int64), noise=noise[t % NOISE_BLOCK])
-            frame, k_new, v_new = self.session.run(None, feed)
-            k_ring[:, :, :, t % w] = k_new[:, :, :, 0]
-            v_ring[:, :, :, t % w] = v_new[:, :, :, 0]
-            if (frame < 0).any() or (frame >= cfg.n_classes).any():
+            frame = self.run(frame, cond[:, t : t + 1], np.full(b, t, np.int64), windows, rings,
+                             noise[t % NOISE_BLOCK], options)
+            if (frame < 0).any():
                 raise GenerationError("cannot sample: the model produced non-finite logits")
             yield torch.from_numpy(frame)
+
+
+class Rings:
+    """The KV rings of B rows, [L, B, H_kv, W, Dh] each: row r's position p in slot p % W."""
+
+    def __init__(self, k: np.ndarray, v: np.ndarray):
+        self.k, self.v = k, v
+
+    @classmethod
+    def empty(cls, talker: Talker, rows: int, slots: int) -> Rings:
+        tc = talker.transformer.cfg
+        k = np.zeros((tc.n_layers, rows, tc.n_kv_heads, slots, tc.head_dim), np.float32)
+        return cls(k, np.zeros_like(k))
+
+    @property
+    def slots(self) -> int:
+        return self.k.shape[3]
+
+    def write(self, pos: np.ndarray, k_new: np.ndarray, v_new: np.ndarray) -> None:
+        rows, slots = np.arange(len(pos)), pos % self.slots
+        self.k[:, rows, :, slots] = k_new[:, :, :, 0].transpose(1, 0, 2, 3)  # advanced indices go first
+        self.v[:, rows, :, slots] = v_new[:, :, :, 0].transpose(1, 0, 2, 3)
+
+
+class BatchedOnnxTalker(BatchedTalker):
+    """`BatchedTalker` (infer/batch.py: concurrent sentences share one step per frame) on the frame graph:
+    each row keeps its position, window, sampling options and generator (its q drawn from it in the
+    eager order), so a sentence gets the codes it gets alone. The rings hold exactly the active rows
+    (the graph reads them in place; they are copied only when a sentence joins or leaves) and as many
+    slots as the most demanding row needs, re-laid out when a row needs more."""
+
+    def __init__(self, model: OnnxTalker, max_batch: int):
+        super().__init__(model, max_batch)
+        self.rings: Rings | None = None
+
+    def _make_room(self, s) -> None:
+        need = min(s.window or s.n, s.n)
+        old, rows = self.rings, len(self._rows)
+        slots = max(need, old.slots) if rows else need  # an idle batcher starts afresh
+        new = Rings.empty(self.model.talker, rows + 1, slots)
+        for r, x in enumerate(self._rows):  # each row's written positions, from its old slot to its new one
+            held = np.arange(max(0, x.pos - old.slots), x.pos)
+            new.k[:, r, :, held % slots] = old.k[:, r, :, held % old.slots]
+            new.v[:, r, :, held % slots] = old.v[:, r, :, held % old.slots]
+        self.rings = new
+
+    def _drop_row(self, r: int, last: int) -> None:
+        k, v = self.rings.k, self.rings.v
+        if r != last:
+            k[:, r], v[:, r] = k[:, last], v[:, last]
+        self.rings = Rings(np.ascontiguousarray(k[:, :last]), np.ascontiguousarray(v[:, :last]))
+
+    def _advance(self, rows) -> list[torch.Tensor | BaseException]:
+        m, cfg = self.model, self.model.cfg
+        bos = np.full(cfg.n_codebooks, cfg.bos_code, np.int64)
+        frames = np.stack([s.frame.numpy() if s.frame is not None else bos for s in rows])
+        cond = torch.stack([s.cond[s.pos] for s in rows])[:, None].float().numpy()
+        pos = np.array([s.pos for s in rows], np.int64)
+        window = np.array([s.window or s.n for s in rows], np.int64)
+        ones = np.ones((cfg.n_codebooks, cfg.n_classes), np.float32)
+        noise = np.stack([ones if s.sampling is not None and s.sampling.temperature == 0 else
+                          torch.empty(ones.shape).exponential_(generator=s.generator).numpy() for s in rows], 1)
+        codes = m.run(frames, cond, pos, window, self.rings, noise, m.row_options([s.sampling for s in rows]))
+        failed = GenerationError("cannot sample: the model produced non-finite logits")
+        return [failed if (c < 0).any() else torch.from_numpy(c) for c in codes]

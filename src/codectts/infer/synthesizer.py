@@ -217,16 +217,18 @@ class Synthesizer:
         return synth
 
     def batch(self, max_batch: int) -> bool:
-        """Let concurrent calls' sentences share decode steps, up to `max_batch` per step (infer/batch.py).
-        True when it applies: an aligned Talker on the torch backend; other voices decode alone."""
+        """Let concurrent calls' sentences share decode steps, up to `max_batch` per step (infer/batch.py,
+        infer/onnx_talker.py). True when it applies: an aligned Talker (any backend); others decode alone."""
         from codectts.models.talker import Talker
 
         model = getattr(self.engine, "model", None)
-        if not isinstance(model, Talker) or model.cfg.conditioning != "aligned":
+        if self.backend != "torch":
+            from codectts.infer.onnx_talker import BatchedOnnxTalker as make
+        elif isinstance(model, Talker) and model.cfg.conditioning == "aligned":
+            from codectts.infer.batch import BatchedTalker as make
+        else:
             return False
-        from codectts.infer.batch import BatchedTalker
-
-        self.engine.batcher = BatchedTalker(model, max_batch) if max_batch > 0 else None
+        self.engine.batcher = make(model, max_batch) if max_batch > 0 else None
         return max_batch > 0
 
     @staticmethod

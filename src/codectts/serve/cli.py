@@ -80,8 +80,7 @@ def register(app: typer.Typer) -> None:
                                                   "(docs/speed.md).")] = "auto",
         batch: Annotated[bool, typer.Option(
             "--batch/--no-batch", help="Concurrent requests' sentences share decode steps (aligned Talker "
-                                       "voices on --backend torch; the default onnx-int8 runs each request "
-                                       "alone and still serves more, docs/speed.md).")] = True,
+                                       "voices, every backend; same audio, more throughput).")] = True,
         threads: Annotated[int, typer.Option(min=1, help="CPU threads per generation (concurrent requests "
                                                           "already use the cores).")] = 1,
         allow_host: Annotated[list[str] | None, typer.Option(
