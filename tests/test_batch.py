@@ -148,3 +148,4 @@ def test_rows_with_their_own_sampling_and_windows(talker, batcher):
     assert torch.equal(rest, alone(talker, 2, 22, opts[2][1], opts[2][0]))
     for j, i in enumerate((0, 1, 3)):
         assert torch.equal(got[j], alone(talker, i, 20 + i, opts[i][1], opts[i][0])), i
+

@@ -1,6 +1,7 @@
 """Synthesizer and CLI on a tiny voice assembled in the test from random-initialised real parts."""
 import json
 import math
+import shutil
 import subprocess
 import sys
 
@@ -86,13 +87,18 @@ def test_synthesize_stops_when_asked(tiny_voice):
 
 
 @pytest.mark.parametrize("backend", ["torch", "onnx-int8"])
-def test_batched_voice_gives_the_same_audio_and_stops(tiny_voice, backend):
+def test_batched_voice_gives_the_same_audio_and_stops(tiny_voice, backend, monkeypatch):
     """batch=N (the server's shared decode steps), on torch and on the frame graph: concurrent requests
-    get the audio they get alone, whole and streamed; a stopped request leaves without disturbing the others."""
+    get the audio they get alone, whole and streamed; a stopped request leaves without disturbing the others.
+    The frame graph is batched only for more requests than cores."""
     import threading
 
     from codectts.errors import GenerationError
-    from codectts.infer import Synthesizer
+    from codectts.infer import Synthesizer, synthesizer
+
+    monkeypatch.setattr(synthesizer.os, "cpu_count", lambda: 2)
+    if backend != "torch":
+        assert Synthesizer.load(tiny_voice, backend=backend, batch=2).engine.batcher is None
 
     alone = Synthesizer.load(tiny_voice, backend=backend)
     shared = Synthesizer.load(tiny_voice, backend=backend, batch=4)
@@ -498,8 +504,9 @@ def test_bfloat16_talker_close_to_float32():
 
 def test_onnx_backend_speaks_like_torch(tiny_voice, tmp_path, monkeypatch):
     """backend='onnx' gives the torch backend's audio for the same seed, exporting into $CODECTTS_CACHE;
-    'onnx-int8' speaks and is what 'auto' (the default) picks; unknown backends and non-float32 weights
-    are refused at load, and 'auto' falls back to torch where ONNX Runtime cannot run."""
+    'onnx-int8' speaks; 'auto' (the default) runs what the voice.json names ('onnx' when it names
+    nothing); unknown backends and non-float32 weights are refused at load, and 'auto' falls back to
+    torch where ONNX Runtime cannot run."""
     from codectts.infer import Synthesizer
 
     monkeypatch.setenv("CODECTTS_CACHE", str(tmp_path))
@@ -514,9 +521,19 @@ def test_onnx_backend_speaks_like_torch(tiny_voice, tmp_path, monkeypatch):
     q = Synthesizer.load(tiny_voice, backend="onnx-int8")  # other codes, the same length (durations)
     assert len(q.synthesize(text, seed=1)[0]) == len(greedy[0])
     assert len(list((tmp_path / "onnx").glob("talker-*-frame-int8.onnx"))) == 1
-    auto = Synthesizer.load(tiny_voice)
-    assert auto.backend == "onnx-int8"
-    assert np.array_equal(auto.synthesize(text, seed=1)[0], q.synthesize(text, seed=1)[0])
+    auto = Synthesizer.load(tiny_voice)  # no "backend" in its voice.json: float32, the torch audio
+    assert auto.backend == "onnx"
+    assert np.array_equal(auto.synthesize(text, seed=1)[0], plain.synthesize(text, seed=1)[0])
+    named = shutil.copytree(tiny_voice, tmp_path / "named")
+    meta = json.loads((named / "voice.json").read_text())
+    for choice in ("onnx-int8", "torch"):  # a voice that names its backend gets it
+        (named / "voice.json").write_text(json.dumps({**meta, "backend": choice}))
+        assert Synthesizer.load(named).backend == choice
+    (named / "voice.json").write_text(json.dumps({**meta, "backend": "tensorrt"}))
+    with pytest.raises(ConfigError, match="backend"):
+        Synthesizer.load(named)
+    assert np.array_equal(Synthesizer.load(tiny_voice, backend="onnx-int8").synthesize(text, seed=1)[0],
+                          q.synthesize(text, seed=1)[0])
     with pytest.raises(ConfigError, match="backend"):
         Synthesizer.load(tiny_voice, backend="tensorrt")
     with pytest.raises(ConfigError, match="float32"):

@@ -40,10 +40,10 @@ MAX_SENTENCE_CHARS = 250
 # its neighbour (docs/talker.md, "Sentence starts": a lone "Hello!" was heard as "oh wow" or "alone").
 MIN_SENTENCE_WORDS = 5
 STREAM_CHUNK_FRAMES = 8  # codec frames per generated chunk (8 x 46 ms at 21.5 Hz)
-# how a Talker's decode steps run: eager torch, or ONNX Runtime (infer/onnx_talker.py; speed in docs/speed.md).
-# "auto": AUTO_BACKEND where it applies (an aligned Talker with depth heads, float32, on cpu), else torch.
+# how a Talker's frames run: eager torch, or ONNX Runtime (infer/onnx_talker.py; speed in docs/speed.md).
+# "auto": the voice's own choice (voice.json "backend", default "onnx") where ONNX Runtime applies (an
+# aligned Talker with depth heads, float32, on cpu), else torch.
 BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
-AUTO_BACKEND = "onnx-int8"
 
 
 @dataclass(frozen=True)
@@ -94,19 +94,19 @@ class CodecMelStream:
         return out
 
 
-def on_backend(talker, backend: str, device: str):
-    """(the Talker on `backend`, the backend it runs on): 'auto' resolves to AUTO_BACKEND for an aligned
-    Talker with depth heads, float32, on cpu, and falls back to torch (with a warning) where ONNX
-    Runtime cannot run it (not installed, a cache folder that cannot be written, ...)."""
+def on_backend(talker, backend: str, device: str, preferred: str = "onnx"):
+    """(the Talker on `backend`, the backend it runs on): 'auto' resolves to `preferred` (the voice's
+    "backend") for an aligned Talker with depth heads, float32, on cpu, else to torch, and falls back to
+    torch (with a warning) where ONNX Runtime cannot run it (not installed, an unwritable cache, ...)."""
     if backend == "auto":
         cfg = talker.cfg
         if (str(device) != "cpu" or cfg.conditioning != "aligned" or not cfg.depth_heads or cfg.n_codebooks < 2
                 or talker.heads[0].weight.dtype != torch.float32):
             return talker, "torch"
         try:
-            return on_backend(talker, AUTO_BACKEND, device)
+            return on_backend(talker, preferred, device)
         except CodecTTSError as e:
-            log.warning("backend %s unavailable (%s): running the Talker on torch", AUTO_BACKEND, e)
+            log.warning("backend %s unavailable (%s): running the Talker on torch", preferred, e)
             return talker, "torch"
     if backend == "torch":
         return talker, backend
@@ -145,7 +145,8 @@ class Synthesizer:
         `backend` 'onnx' runs an aligned Talker's frames on ONNX Runtime (CPU, float32 weights; the
         same codes as 'torch'; exported on first use into the cache folder, infer/onnx_talker.py);
         'onnx-int8' with the transformer's weights quantised to int8 (other codes; dev WER in
-        docs/speed.md); 'auto' (default) is 'onnx-int8' where it applies and runs, else 'torch'
+        docs/speed.md); 'auto' (default) is the voice's choice (voice.json "backend": 'onnx' unless its
+        maker measured int8 to keep its quality, as for joe) where it applies and runs, else 'torch'
         (`synth.backend` says which).
         `batch` > 0: concurrent calls' sentences share decode steps, up to that many per step
         (infer/batch.py; for servers: aligned Talker voices on the torch backend, others decode alone).
@@ -196,7 +197,8 @@ class Synthesizer:
                 raise ConfigError(f"voice {name!r}: missing tokenizer file {tok_file}")
             duration = DurationModel.load(part("duration"), device) if spec.duration else None
             context = {k: v for k, v in vars(spec.context).items() if v is not None} if spec.context else None
-            talker, backend = on_backend(with_weights(Talker.load(model_path, device), weights), backend, device)
+            talker, backend = on_backend(with_weights(Talker.load(model_path, device), weights), backend, device,
+                                         spec.backend)
             engine = TalkerEngine(talker, duration, load_tokenizer(tok_file), device, context)
         elif kind == "trm":
             from codectts.infer.engines import TRMEngine
@@ -218,15 +220,19 @@ class Synthesizer:
 
     def batch(self, max_batch: int) -> bool:
         """Let concurrent calls' sentences share decode steps, up to `max_batch` per step (infer/batch.py,
-        infer/onnx_talker.py). True when it applies: an aligned Talker (any backend); others decode alone."""
+        infer/onnx_talker.py). True when it applies: an aligned Talker on torch; on the ONNX backends only
+        when `max_batch` exceeds the cores (fewer requests than cores run faster each on its own core:
+        ONNX Runtime releases the GIL; docs/speed.md). Other voices decode alone."""
         from codectts.models.talker import Talker
 
         model = getattr(self.engine, "model", None)
-        if self.backend != "torch":
-            from codectts.infer.onnx_talker import BatchedOnnxTalker as make
-        elif isinstance(model, Talker) and model.cfg.conditioning == "aligned":
+        if self.backend == "torch" and isinstance(model, Talker) and model.cfg.conditioning == "aligned":
             from codectts.infer.batch import BatchedTalker as make
+        elif self.backend != "torch" and max_batch > (os.cpu_count() or 1):
+            from codectts.infer.onnx_talker import BatchedOnnxTalker as make
         else:
+            if hasattr(self.engine, "batcher"):
+                self.engine.batcher = None
             return False
         self.engine.batcher = make(model, max_batch) if max_batch > 0 else None
         return max_batch > 0

@@ -111,9 +111,14 @@ class VoiceSpec:
     context: ContextSpec | None = None
     reference: ReferenceSpec | None = None
     weights: str = "float32"  # a Talker's weight precision at load (infer/precision.py)
+    # what backend='auto' runs an aligned Talker on, on cpu: 'onnx' (the torch audio, faster), or
+    # 'onnx-int8' where the voice's maker measured int8 weights to keep its quality (docs/speed.md)
+    backend: str = "onnx"
 
     def __post_init__(self):
         check_weights(self.weights, "'weights'")
+        if self.backend not in ("torch", "onnx", "onnx-int8"):
+            raise ConfigError(f"'backend' must be 'torch', 'onnx' or 'onnx-int8', got {self.backend!r}")
         if self.weights != "float32" and self.model.type != "talker":
             raise ConfigError(f"'weights' {self.weights!r} is for talker voices only")
         if not self.name.strip():
