@@ -544,3 +544,27 @@ def test_onnx_backend_speaks_like_torch(tiny_voice, tmp_path, monkeypatch):
     assert Synthesizer.load(tiny_voice).backend == "torch"
     with pytest.raises(ConfigError, match="CODECTTS_CACHE"):
         Synthesizer.load(tiny_voice, backend="onnx")
+
+
+@pytest.mark.parametrize("sizes", [[1] * 40, [8] * 5, [3, 17, 2, 1, 9, 8], [40]])
+def test_codec_mel_stream_equals_whole_decode(tiny_mel_codec, sizes):
+    """CodecMelStream: codes pushed in any chunking (its decodes growing after the first) give the
+    whole-utterance mel, the first frames as soon as they are final."""
+    from codectts.infer.synthesizer import CodecMelStream
+
+    codec = tiny_mel_codec(64).eval()
+    assert codec.context_frames > 0
+    torch.manual_seed(0)
+    codes = torch.randint(0, 64, (1, codec.cfg.n_codebooks, sum(sizes)))
+    stream, pieces, at = CodecMelStream(codec), [], 0
+    for n in sizes:
+        out = stream.push(codes[:, :, at : at + n])
+        at += n
+        if out is not None:
+            pieces.append(out)
+        if not pieces:
+            assert at <= codec.context_frames  # nothing out only while no frame is final yet
+    pieces.append(stream.push(None, final=True))
+    with torch.no_grad():
+        whole = codec.decode_mel(codes)
+    torch.testing.assert_close(torch.cat(pieces, -1), whole, atol=1e-5, rtol=1e-5)

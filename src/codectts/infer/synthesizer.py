@@ -40,6 +40,7 @@ MAX_SENTENCE_CHARS = 250
 # its neighbour (docs/talker.md, "Sentence starts": a lone "Hello!" was heard as "oh wow" or "alone").
 MIN_SENTENCE_WORDS = 5
 STREAM_CHUNK_FRAMES = 8  # codec frames per generated chunk (8 x 46 ms at 21.5 Hz)
+GROW_AFTER_CONTEXTS = 3  # CodecMelStream decodes in growing windows once 3 x context frames are out
 # how a Talker's frames run: eager torch, or ONNX Runtime (infer/onnx_talker.py; speed in docs/speed.md).
 # "auto": the voice's own choice (voice.json "backend", default "onnx") where ONNX Runtime applies (an
 # aligned Talker with depth heads, float32, on cpu), else torch.
@@ -71,21 +72,29 @@ def codes_to_mel(codec: MelCodec, codes: torch.Tensor) -> torch.Tensor:
 class CodecMelStream:
     """Incremental codes -> log-mel through a non-causal codec decoder: a frame is final once
     `context` frames after it exist; decoding windows carry `context` frames on both sides.
-    Codes are [1, K, F] or soft [1, K, F, N]: frames are on axis 2 either way."""
+    Codes are [1, K, F] or soft [1, K, F, N]: frames are on axis 2 either way.
+
+    Frames go out as soon as they are final until GROW_AFTER_CONTEXTS x context frames are out (so the
+    vocoder's look-ahead for the first audio is not held up); after that each decode waits for twice
+    as many new frames as the last, up to 4 x context, so the context decoded again per window shrinks
+    from 2.5x the new frames (8 new, 10 + 10 context on joe) to 0.5x. Exact for any chunking."""
 
     def __init__(self, codec: MelCodec):
         self.codec = codec
         self.ctx = codec.context_frames
         self.codes: torch.Tensor | None = None
         self.done = 0
+        self.min_new = 1  # frames the next decode waits for (doubles after each, up to 4 x context)
 
     def push(self, codes: torch.Tensor | None, final: bool = False) -> torch.Tensor | None:
         if codes is not None:
             self.codes = codes if self.codes is None else torch.cat([self.codes, codes], dim=2)
         total = self.codes.shape[2]
         end = total if final else total - self.ctx
-        if end <= self.done:
+        if end <= self.done or (not final and end - self.done < self.min_new):
             return None
+        if end >= GROW_AFTER_CONTEXTS * self.ctx:  # the first audio (the vocoder's look-ahead) is not held up
+            self.min_new = min(2 * (end - self.done), 4 * self.ctx)
         a = max(0, self.done - self.ctx)
         mel = codes_to_mel(self.codec, self.codes[:, :, a:total])
         s = self.codec.mel_frames_per_code
