@@ -6,17 +6,20 @@ matrix-vector products, four sampler calls: torch.profiler on joe), so it is bou
 overhead, not arithmetic. `FrameGraph` is the Talker's own modules written with plain tensor ops and a
 fixed-size KV cache, run as one graph per frame:
 
-- the cache is a ring of W slots per layer ([L, B, H_kv, W, Dh], keys already rotated): position p is
-  written to slot p % W and attention masks the slots not yet written. W = min(window, frames) holds
-  exactly the keys the eager cache's window attends to (RoPE makes only distances matter, and the
-  softmax does not care about slot order). The graph returns only this position's keys and values;
-  the caller writes them into its ring, so the cache is never copied;
+- the cache is a ring of W slots per layer and row ([L, B, H_kv, W, Dh], keys already rotated):
+  position p is written to slot p % W, and attention masks the slots not yet written or outside the
+  row's window. W = min(window, frames) holds exactly the keys the eager cache's window attends to
+  (RoPE makes only distances matter, and the softmax does not care about slot order). The graph
+  returns only this position's keys and values; the caller writes them into its ring, so the cache
+  is never copied;
 - the graph samples too, as `models.sampling.sample_logits` does: temperature, top-k, then nucleus, then
   one draw per row as argmax(p / q) with q ~ Exp(1), which is how `torch.multinomial` draws one sample.
   The q are drawn in Python from the request's generator in the eager sampler's order (frame by frame,
   codebook by codebook; a block of frames per call, never past the last), so both backends give the
-  same codes from the same seed (up to float rounding
-  near a tie: identical on joe, docs/speed.md). Greedy is top-1 with q = 1.
+  same codes from the same seed (up to float rounding near a tie: identical on joe, docs/speed.md).
+  Greedy is top-1 with q = 1;
+- every row has its own position, window and sampling options, so `BatchedOnnxTalker` can step
+  concurrent sentences together (the server, when it allows more generations than there are cores).
 
 The text encoder and length regulation run once per sentence and stay eager. Graphs are exported
 lazily into the cache folder (`fileio.cache_root()/onnx`), named by a hash of the weights and the
