@@ -6,7 +6,7 @@ RUNTIME := $(VENV)/.runtime
 FULL := $(VENV)/.full
 DEMO_TEXT ?= Hello! This is codectts, a small text to speech toolkit that runs on your own computer.
 
-.PHONY: setup demo test check lint clean browser
+.PHONY: setup demo test check lint clean browser festival
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -32,7 +32,11 @@ demo: $(RUNTIME)
 browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "chromium not installed: browser test will skip"
 
-test: $(FULL) browser
+# Festival and its slt voice (Debian packages, ~9 s) for the real `corpus festival` test; it skips without them.
+festival:
+	@test -d /usr/share/festival/voices/us/cmu_us_slt_arctic_hts || (apt-get update -qq && apt-get install -y -qq festival festvox-us-slt-hts >/dev/null) || echo "festival not installed: its corpus test will skip"
+
+test: $(FULL) browser festival
 	$(BIN)/python -m pytest
 
 # Fast loop while developing: lint, then every test not marked slow (no real teacher, ASR or browser).
