@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from typer.testing import CliRunner
 
 from codectts.errors import ConfigError
 
@@ -235,3 +236,35 @@ def test_make_voice_ships_a_vocos_part_and_refuses_one_made_for_another_codec(tr
     r = CliRunner().invoke(command(), [str(a) for a in make])
     assert isinstance(r.exception, ConfigError) and "decoded mels" in str(r.exception)
     assert not (tmp_path / "w").exists()
+
+
+def test_make_voice_builds_a_csm_voice(csm_voice, tmp_path):
+    """build_voice(csm=...): the part with its tokenizer, Mimi copied in, the reference clip as the
+    voice's default speaker; the voice speaks as the hand-made one; bad combinations are refused."""
+    from codectts.infer import Synthesizer
+    from codectts.infer.packaging import build_voice
+
+    out = build_voice(tmp_path / "built", name="built", csm=csm_voice / "csm", codec=csm_voice / "mimi",
+                      half=False, reference=csm_voice / "ref.wav", reference_text="a low tone",
+                      sampling={"temperature": 0.9, "top_k": 50})
+    meta = json.loads((out / "voice.json").read_text())
+    assert meta["model"] == {"type": "csm", "path": "csm"} and meta["codec"]["source"] == "codec"
+    assert meta["codec"]["n_codebooks"] == 4 and meta["reference"] == {"audio": "reference.wav", "text": "a low tone"}
+    built, hand = Synthesizer.load(out), Synthesizer.load(csm_voice)
+    ref = hand.reference(csm_voice / "ref.wav", "a low tone")
+    assert torch.equal(built.sentence_codes("hi there", seed=0),
+                       hand.sentence_codes("hi there", seed=0, reference=ref))  # its default speaker
+    from codectts.cli import app
+
+    half = tmp_path / "half"
+    res = CliRunner().invoke(app, ["make-voice", "--out", str(half), "--name", "half", "--csm", str(csm_voice / "csm"),
+                                   "--codec", str(csm_voice / "mimi")])
+    assert res.exit_code == 0, res.output
+    wav, sr = Synthesizer.load(half).synthesize("hi there", seed=0)  # fp16 weights, no reference: speaks
+    assert sr == 24_000 and len(wav) > 0 and np.isfinite(wav).all()
+    with pytest.raises(ConfigError, match="transcript"):
+        build_voice(tmp_path / "x", name="x", csm=csm_voice / "csm", codec=csm_voice / "mimi",
+                    reference=csm_voice / "ref.wav")
+    with pytest.raises(ConfigError, match="exactly one"):
+        build_voice(tmp_path / "x", name="x", csm=csm_voice / "csm", trm=csm_voice / "csm", codec=csm_voice / "mimi")
+    assert not (tmp_path / "x").exists()

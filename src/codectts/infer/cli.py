@@ -121,9 +121,13 @@ def register(app: typer.Typer) -> None:
     def make_voice(
         out: Path = typer.Option(..., help="Voice folder to write."),
         name: str = typer.Option(..., help="Voice name."),
-        codec: Path = typer.Option(..., help="Codec part folder."),
-        talker: Path | None = typer.Option(None, help="Talker part (a run's best/ folder); or --trm."),
+        codec: Path = typer.Option(..., help="Codec part folder (a CSM voice: a Mimi folder, or a hub id in "
+                                             "the local cache)."),
+        talker: Path | None = typer.Option(None, help="Talker part (a run's best/ folder); or --trm, --csm."),
         trm: Path | None = typer.Option(None, help="TTS TRM part (`codectts train trm`'s best/ folder)."),
+        csm: Path | None = typer.Option(None, help="CSM part (`codectts train csm`'s best/ folder)."),
+        reference: Path | None = typer.Option(None, help="CSM voices: a clip of the voice's default speaker."),
+        reference_text: str | None = typer.Option(None, help="What is said in --reference."),
         decode: str = typer.Option("codes", help="TRM voices: decode drawn 'codes', or 'soft' (the expected "
                                                  "codec latent of the model's distributions; mel codecs)."),
         duration: Path | None = typer.Option(None, help="Duration model part (aligned talkers; a TRM's length "
@@ -153,6 +157,9 @@ def register(app: typer.Typer) -> None:
             name=name,
             talker=talker,
             trm=trm,
+            csm=csm,
+            reference=reference,
+            reference_text=reference_text,
             decode=decode,
             codec=codec,
             duration=duration,

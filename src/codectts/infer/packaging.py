@@ -1,5 +1,5 @@
-"""Assemble a voice folder from trained parts (a Talker or a TTS TRM, a codec, a vocoder, a duration
-model); the result is verified by loading it."""
+"""Assemble a voice folder from trained parts (a Talker, a TTS TRM or a CSM, a codec, a vocoder, a
+duration model, a reference clip); the result is verified by loading it."""
 from __future__ import annotations
 
 import json
@@ -35,29 +35,70 @@ def save_trm(src: Path, dst: Path, *, half: bool, duration: Path | None, frame_r
     model.save(dst, half=half, extra=extra, files=files)
 
 
+def save_csm(src: Path, dst: Path, *, half: bool) -> int:
+    """A CSM part -> `dst` with its tokenizer (and everything else its config carries); -> its codebooks."""
+    from codectts.models.csm import CSM
+
+    model = CSM.load(src)
+    meta = read_part_config(src, CSM.model_type)
+    model.save(dst, half=half, extra={k: v for k, v in meta.items()
+                                      if k not in ("model_type", "format_version", "config")})
+    return model.cfg.n_codebooks
+
+
+def build_csm_voice(tmp: Path, meta: dict, *, csm: Path, codec: str | Path, half: bool,
+                    reference: Path | None, reference_text: str | None) -> None:
+    """The CSM parts of a voice into `tmp` and `meta`: the model (with its tokenizer), Mimi (a folder
+    copied in, or a hub id in the local cache) and the reference clip the voice speaks like when a
+    request brings none."""
+    n_codebooks = save_csm(Path(csm), tmp / "csm", half=half)
+    source = str(codec)
+    if Path(codec).is_dir():
+        shutil.copytree(codec, tmp / "codec")
+        source = "codec"
+    meta.update(model={"type": "csm", "path": "csm"}, codec={"type": "mimi", "source": source,
+                                                               "n_codebooks": n_codebooks})
+    if (reference is None) != (reference_text is None) or (reference_text is not None and not reference_text.strip()):
+        raise ConfigError("a reference clip goes with its transcript (what is said in it)")
+    if reference is not None:
+        clip = f"reference{Path(reference).suffix.lower() or '.wav'}"
+        shutil.copy(reference, tmp / clip)
+        meta["reference"] = {"audio": clip, "text": reference_text}
+
+
 def build_voice(out: Path, *, name: str, codec: Path, talker: Path | None = None, trm: Path | None = None,
-                decode: str = "codes", vocoder: str = "griffinlim", duration: Path | None = None,
-                description: str = "", sampling: dict | None = None, half: bool = True,
-                model_card: Path | None = None, sentence_pause_s: float = 0.2, context: dict | None = None) -> Path:
-    """Exactly one of `talker` and `trm`. A TRM part carries its tokenizer and length source; `duration`
-    replaces that source for a TRM, and is the aligned Talker's duration part otherwise. `decode`
-    ('codes' | 'soft') is how a TRM voice decodes (infer/engines.py)."""
+                csm: Path | None = None, decode: str = "codes", vocoder: str = "griffinlim",
+                duration: Path | None = None, description: str = "", sampling: dict | None = None,
+                half: bool = True, model_card: Path | None = None, sentence_pause_s: float = 0.2,
+                context: dict | None = None, reference: Path | None = None,
+                reference_text: str | None = None) -> Path:
+    """Exactly one of `talker`, `trm` and `csm`. A TRM part carries its tokenizer and length source;
+    `duration` replaces that source for a TRM, and is the aligned Talker's duration part otherwise.
+    `decode` ('codes' | 'soft') is how a TRM voice decodes (infer/engines.py). A CSM voice's `codec` is
+    a Mimi folder or hub id, and `reference` / `reference_text` its default speaker."""
     from codectts.codecs.mel_rvq import MelRVQCodec
-    from codectts.infer.synthesizer import Synthesizer
     from codectts.infer.voice import VOICE_FORMAT
     from codectts.models.duration import DurationModel
     from codectts.models.talker import Talker
     from codectts.text.tokenizers import PhonemeTokenizer
     from codectts.vocoders import GriffinLim, load_vocoder_part
 
-    if (talker is None) == (trm is None):
-        raise ConfigError("give exactly one acoustic model: a talker or a trm part")
+    if sum(x is not None for x in (talker, trm, csm)) != 1:
+        raise ConfigError("give exactly one acoustic model: a talker, a trm or a csm part")
     if decode != "codes" and trm is None:
         raise ConfigError(f"decode {decode!r} is for trm voices only")
+    if reference is not None and csm is None:
+        raise ConfigError("a reference clip is for csm voices only")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp"))
     try:
+        if csm is not None:
+            meta = {"format_version": VOICE_FORMAT, "name": name, "description": description,
+                    "sampling": asdict(SamplingConfig.from_dict(sampling or {})), "sentence_pause_s": sentence_pause_s}
+            build_csm_voice(tmp, meta, csm=csm, codec=codec, half=half, reference=reference,
+                            reference_text=reference_text)
+            return _finish(tmp, out, meta, model_card)
         codec_model = MelRVQCodec.load(codec)
         codec_model.save(tmp / "codec", half=False)  # codebooks stay fp32: nearest-neighbour needs precision
         meta = {"format_version": VOICE_FORMAT, "name": name, "description": description,
@@ -84,12 +125,19 @@ def build_voice(out: Path, *, name: str, codec: Path, talker: Path | None = None
             meta["vocoder"] = load_vocoder_part(tmp / "vocoder").spec(root=tmp)
         if talker is not None:
             PhonemeTokenizer().save(tmp / "tokenizer.json")
-        if model_card is not None:
-            shutil.copy(model_card, tmp / "MODEL_CARD.md")
-        (tmp / "voice.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
-        Synthesizer.load(tmp)  # refuse to write a voice that does not load
-        replace_dir(tmp, out)
+        return _finish(tmp, out, meta, model_card)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _finish(tmp: Path, out: Path, meta: dict, model_card: Path | None) -> Path:
+    """voice.json and the model card into `tmp`; `tmp` replaces `out` once the voice loads from it."""
+    from codectts.infer.synthesizer import Synthesizer
+
+    if model_card is not None:
+        shutil.copy(model_card, tmp / "MODEL_CARD.md")
+    (tmp / "voice.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    Synthesizer.load(tmp)  # refuse to write a voice that does not load
+    replace_dir(tmp, out)
     return out
