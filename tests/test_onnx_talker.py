@@ -143,3 +143,19 @@ def test_int8_quantises_the_transformer_not_the_heads(talker, tmp_path):
     with torch.no_grad():
         a, b = codes(fp, text, durations, greedy, 0), codes(q, text, durations, greedy, 0)
     assert float((a == b).float().mean()) > 0.6
+
+
+def test_the_cache_folder_prunes_least_recently_used_graphs(talker, tmp_path):
+    import os
+
+    old, used = tmp_path / "talker-a-frame.onnx", tmp_path / "talker-b-frame.onnx"
+    for i, p in enumerate((old, used)):
+        p.write_bytes(b"x" * 100)
+        os.utime(p, (1_000 + i, 1_000 + i))
+    other = tmp_path / "notes.txt"  # not a graph: never touched
+    other.write_text("keep me")
+    ox = OnnxTalker(talker, cache_dir=tmp_path)  # exports one more graph
+    onnx_talker.prune(tmp_path, keep=ox.path, limit_bytes=ox.path.stat().st_size + 150)
+    assert not old.exists() and used.exists() and ox.path.exists() and other.exists()
+    onnx_talker.prune(tmp_path, keep=ox.path, limit_bytes=0)  # the graph in use stays whatever the limit
+    assert ox.path.exists() and not used.exists()

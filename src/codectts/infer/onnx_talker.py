@@ -27,6 +27,7 @@ export code, written atomically; a file that does not load is exported again.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import logging
@@ -52,6 +53,7 @@ OPSET = 17
 INSTALL_HINT = "pip install onnx onnxruntime"
 NO_NUCLEUS = 2.0  # a top_p no cumulative mass reaches: sampling without the nucleus cut
 NOISE_BLOCK = 32  # frames whose draws are made in one call (never past the sentence's last frame)
+CACHE_LIMIT_BYTES = 1 << 30  # exported graphs kept in the cache folder, least recently used pruned first
 
 
 def draw(logits: torch.Tensor, noise: torch.Tensor, temperature: torch.Tensor, top_k: torch.Tensor,
@@ -193,6 +195,19 @@ def quantize_int8(graph: bytes) -> bytes:
         return out.read_bytes()
 
 
+def prune(folder: Path, keep: Path, limit_bytes: int = CACHE_LIMIT_BYTES) -> None:
+    """Delete the least recently used exported graphs until the folder holds at most `limit_bytes`
+    (every checkpoint evaluated on an ONNX backend leaves one, 13-35 MB for joe); `keep` stays."""
+    graphs = sorted(folder.glob("talker-*.onnx"), key=lambda p: p.stat().st_mtime)
+    total = sum(p.stat().st_size for p in graphs)
+    for p in graphs:
+        if total <= limit_bytes:
+            break
+        if p != keep:
+            total -= p.stat().st_size
+            p.unlink(missing_ok=True)
+
+
 def _session(path: Path, threads: int):
     import onnxruntime as ort
 
@@ -232,9 +247,13 @@ class OnnxTalker:
     def _load_or_export(self, threads: int):
         if self.path.exists():
             try:
-                return _session(self.path, threads)
+                session = _session(self.path, threads)
             except Exception as e:  # unreadable (a half-copied or corrupt file): export again
                 log.warning("exporting the Talker's ONNX graph again: %s", str(e)[:120])
+            else:
+                with contextlib.suppress(OSError):  # a read-only cache still serves its graphs
+                    self.path.touch()  # recently used: the last to be pruned
+                return session
         log.info("exporting the Talker's ONNX graph to %s", self.path)
         _require("onnx", "to export the graph")
         with torch.no_grad():
@@ -246,6 +265,7 @@ class OnnxTalker:
         except OSError as e:
             raise ConfigError(f"cannot write the exported Talker graph to {self.path.parent} ({e}); "
                               "set CODECTTS_CACHE to a writable folder") from e
+        prune(self.path.parent, keep=self.path)
         try:
             return _session(self.path, threads)
         except Exception as e:
