@@ -35,6 +35,7 @@ class SystemTimes:
     name: str
     device: str
     load_s: float
+    backend: str | None = None  # how a voice's Talker ran ('auto' resolved); None for the teacher
     synth_s: list[float] = field(default_factory=list)
     audio_s: list[float] = field(default_factory=list)
     ttfc_s: list[float] = field(default_factory=list)
@@ -45,7 +46,8 @@ class SystemTimes:
     def summary(self) -> dict:
         audio = sum(self.audio_s)
         return {
-            "name": self.name, "device": self.device, "load_s": self.load_s, "sentences": len(self.synth_s),
+            "name": self.name, "device": self.device, "backend": self.backend, "load_s": self.load_s,
+            "sentences": len(self.synth_s),
             "audio_s": audio, "synth_s": sum(self.synth_s),
             "rtf": sum(self.synth_s) / audio if audio else None,
             "rtf_stream": sum(self.stream_s) / sum(self.stream_audio_s) if sum(self.stream_audio_s) else None,
@@ -100,7 +102,7 @@ def load_systems(args) -> list[tuple[object, SystemTimes]]:
         voice = None if args.voice in (None, "default") else args.voice
         for device in devices:
             for weights in args.weights or [None]:
-                for backend in args.backend or ["torch"]:
+                for backend in args.backend or ["auto"]:
                     if backend != "torch" and device != "cpu":
                         continue
                     for vocoder in args.vocoder or [None]:
@@ -109,7 +111,7 @@ def load_systems(args) -> list[tuple[object, SystemTimes]]:
                                                  vocoder=None if vocoder == "voice" else vocoder)
                         tags = (weights, backend if args.backend else None, vocoder)
                         name = synth.name + "".join(f":{x}" for x in tags if x)
-                        systems.append((synth, SystemTimes(name, device, time.perf_counter() - t0)))
+                        systems.append((synth, SystemTimes(name, device, time.perf_counter() - t0, synth.backend)))
     t0 = time.perf_counter()
     teacher = TeacherVoice()
     systems.append((teacher, SystemTimes(teacher.name, "cpu", time.perf_counter() - t0)))
@@ -158,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--vocoder", action="append", choices=["voice", "griffinlim"],
                    help="'voice' (its own vocoder) or 'griffinlim' (repeatable: one system each).")
     p.add_argument("--backend", action="append",
-                   help="Talker backend (torch, onnx; repeatable: one system each, measured in turn).")
+                   help="Talker backend (auto, torch, onnx, onnx-int8; default auto: what the voice runs on; "
+                        "repeatable: one system each, measured in turn).")
     p.add_argument("--sentences", type=int, default=20, help="How many dev texts (from the start of the set).")
     p.add_argument("--set", default="sentences", choices=["sentences", "paragraphs"], help="Shipped text set.")
     p.add_argument("--warmup", type=int, default=1, help="Untimed texts per system before measuring.")

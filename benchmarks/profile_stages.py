@@ -96,7 +96,7 @@ def load(voice: str | None, weights: str | None, backend: str):
     if synth.engine.kind != "talker" or synth.engine.duration is None or synth.vocoder is None:
         raise SystemExit("profile_stages measures aligned Talker voices with a mel codec and a vocoder")
     clock, model = Clock(), synth.engine.model
-    if backend == "torch":
+    if synth.backend == "torch":
         clock.wrap(model.text_encoder, "conditioning")
         clock.wrap(model.transformer, "backbone")
     else:  # infer.onnx_talker.OnnxTalker: the eager text encoder, the frame graph
@@ -119,7 +119,7 @@ def run(args) -> dict:
 
     torch.set_num_threads(args.threads)
     info = machine_info()
-    systems = {":".join(x for x in (w, b) if x) or "voice's": load(args.voice, w, b or "torch")
+    systems = {":".join(x for x in (w, b) if x) or "voice's": load(args.voice, w, b or "auto")
                for w in args.weights or [None] for b in args.backend or [None]}
     texts = dev_texts("sentences")[: args.sentences]
     passes: dict[str, list[dict]] = {k: [] for k in systems}
@@ -151,8 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads (the CLI's default is 1).")
     p.add_argument("--weights", action="append", help="Talker weight precision (float32, bfloat16; default: the "
                    "voice's); repeat it to compare, passes alternating between the variants.")
-    p.add_argument("--backend", action="append", help="Talker backend (torch, onnx, onnx-int8; default torch); "
-                   "repeatable like --weights.")
+    p.add_argument("--backend", action="append", help="Talker backend (auto, torch, onnx, onnx-int8; default "
+                   "auto: the voice's own); repeatable like --weights.")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, help="Write the JSON here too.")
     args = p.parse_args(argv)

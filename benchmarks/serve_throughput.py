@@ -79,7 +79,7 @@ async def run_clients(service, texts: list[str], clients: int, seconds: float, s
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--voice", default=None, help="voice name or folder (default: the shipped voice)")
-    p.add_argument("--backend", default="torch")
+    p.add_argument("--backend", default="auto", help="Talker backend, as `codectts serve --backend`")
     p.add_argument("--clients", type=int, nargs="+", default=[1, 2, 4, 8])
     p.add_argument("--seconds", type=float, default=30.0, help="window per client count")
     p.add_argument("--stream", action="store_true", help="streamed requests (measures the first piece)")

@@ -219,6 +219,7 @@ def tts_cmd(
     s = result["summary"]
     if not teacher:
         s["sampling"] = vars(synth.default_sampling)
+        s["backend"] = synth.backend  # 'auto' resolved: the voice's numbers depend on it (docs/speed.md)
     if not quiet:
         _print_utterances(result["utterances"])
     _print_summary(s)
