@@ -252,4 +252,3 @@ class BatchedTalker:
             x = x + a.wo(out.transpose(1, 2).reshape(b, 1, -1))
             x = x + layer.ffn(layer.ffn_norm(x))
         return tr.norm(x)[:, 0]
-

@@ -64,9 +64,10 @@ def register(app: typer.Typer) -> None:
         ),
         max_chars: int = typer.Option(20_000, help="Refuse text longer than this, before or after normalisation."),
         max_audio_s: float = typer.Option(1_200.0, help="Refuse text that plans more audio than this (seconds)."),
-        backend: str = typer.Option("auto", help="How a Talker's frames run: 'auto' (onnx-int8 where it applies, "
-                                                 "else torch), 'torch', 'onnx' (ONNX Runtime: the torch audio, "
-                                                 "faster), 'onnx-int8' (int8 weights, fastest). docs/speed.md."),
+        backend: str = typer.Option("auto", help="How a Talker's frames run: 'auto' (the voice's choice on a CPU: "
+                                                 "onnx, or onnx-int8 where measured; else torch), 'torch', 'onnx' "
+                                                 "(ONNX Runtime: the torch audio, faster), 'onnx-int8' (int8 "
+                                                 "weights, fastest). docs/speed.md."),
         vocoder: str | None = typer.Option(None, help="'griffinlim': use Griffin-Lim instead of the voice's trained "
                                                       "vocoder (the fallback; slower, more metallic)."),
     ):

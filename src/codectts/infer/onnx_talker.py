@@ -226,16 +226,37 @@ def _require(module: str, why: str) -> None:
                           "backend='torch' runs without it") from None
 
 
+def draws(sampling: SamplingConfig | None, generator: torch.Generator | None, shape: tuple) -> np.ndarray:
+    """The q of `draw` for frames of this shape [..., K, (B,) C]: Exp(1) from the generator in the eager
+    sampler's order (frame by frame, codebook by codebook), or 1 for greedy (which draws nothing)."""
+    if sampling is not None and sampling.temperature == 0:
+        return np.ones(shape, np.float32)
+    return torch.empty(shape).exponential_(generator=generator).numpy()
+
+
+def non_finite() -> GenerationError:
+    """What a row gets whose codes came back -1 (FrameGraph marks a non-finite state so)."""
+    return GenerationError("cannot sample: the model produced non-finite logits")
+
+
+def unsupported(talker: Talker) -> str | None:
+    """Why the frame graph cannot run this Talker (None: it can); OnnxTalker refuses it, 'auto' keeps torch."""
+    cfg = talker.cfg
+    if cfg.conditioning != "aligned" or not cfg.depth_heads or cfg.n_codebooks < 2:
+        return "the onnx backends run aligned talkers with depth heads only"
+    if talker.heads[0].weight.dtype != torch.float32:
+        return "the onnx backends export float32 weights; use weights='float32' with them"
+    return None
+
+
 class OnnxTalker:
     """Stands in for a Talker in `TalkerGenerator.aligned`: the eager `frame_conditioning`, and
     `aligned_frames`, which runs the frame loop on ONNX Runtime."""
 
     def __init__(self, talker: Talker, cache_dir: str | Path | None = None, threads: int = 1, int8: bool = False):
         _require("onnxruntime", "to run")
-        if talker.cfg.conditioning != "aligned" or not talker.cfg.depth_heads or talker.cfg.n_codebooks < 2:
-            raise ConfigError("the onnx backends run aligned talkers with depth heads only")
-        if talker.heads[0].weight.dtype != torch.float32:
-            raise ConfigError("the onnx backends export float32 weights; use weights='float32' with them")
+        if why := unsupported(talker):
+            raise ConfigError(why)
         self.talker, self.cfg = talker.eval(), talker.cfg
         self.int8 = int8  # the transformer's weight MatMuls in int8 (the codebook heads stay float32)
         folder = Path(cache_dir) if cache_dir is not None else cache_root() / "onnx"
@@ -309,19 +330,16 @@ class OnnxTalker:
         w = min(window or n, n)
         rings = Rings.empty(self.talker, b, w)
         options = self.row_options([sampling] * b)
-        greedy = sampling is not None and sampling.temperature == 0
-        shape = (cfg.n_codebooks, b, cfg.n_classes)
-        noise = np.ones((NOISE_BLOCK, *shape), np.float32)
         frame = self.talker.bos(b, "cpu")[:, :, 0].numpy()
         cond = cond.float().numpy()
         windows = np.full(b, w, np.int64)
         for t in range(n):
-            if not greedy and t % NOISE_BLOCK == 0:  # the eager draws, a block of frames at a time
-                noise = torch.empty(min(NOISE_BLOCK, n - t), *shape).exponential_(generator=generator).numpy()
+            if t % NOISE_BLOCK == 0:  # a block of frames' draws at a time
+                noise = draws(sampling, generator, (min(NOISE_BLOCK, n - t), cfg.n_codebooks, b, cfg.n_classes))
             frame = self.run(frame, cond[:, t : t + 1], np.full(b, t, np.int64), windows, rings,
                              noise[t % NOISE_BLOCK], options)
             if (frame < 0).any():
-                raise GenerationError("cannot sample: the model produced non-finite logits")
+                raise non_finite()
             yield torch.from_numpy(frame)
 
 
@@ -382,9 +400,6 @@ class BatchedOnnxTalker(BatchedTalker):
         cond = torch.stack([s.cond[s.pos] for s in rows])[:, None].float().numpy()
         pos = np.array([s.pos for s in rows], np.int64)
         window = np.array([s.window or s.n for s in rows], np.int64)
-        ones = np.ones((cfg.n_codebooks, cfg.n_classes), np.float32)
-        noise = np.stack([ones if s.sampling is not None and s.sampling.temperature == 0 else
-                          torch.empty(ones.shape).exponential_(generator=s.generator).numpy() for s in rows], 1)
+        noise = np.stack([draws(s.sampling, s.generator, (cfg.n_codebooks, cfg.n_classes)) for s in rows], 1)
         codes = m.run(frames, cond, pos, window, self.rings, noise, m.row_options([s.sampling for s in rows]))
-        failed = GenerationError("cannot sample: the model produced non-finite logits")
-        return [failed if (c < 0).any() else torch.from_numpy(c) for c in codes]
+        return [non_finite() if (c < 0).any() else torch.from_numpy(c) for c in codes]

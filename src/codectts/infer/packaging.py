@@ -16,14 +16,20 @@ from codectts.parts import read_part_config, replace_dir
 TRM_RUN_KEYS = ("codes", "codec")  # where the training codes lived: the voice's codec replaces them
 
 
+def part_extra(src: Path, model_type: str, *drop: str) -> dict:
+    """What a part's config.json carries besides its weights' config (tokenizer, speakers, ...), less `drop`:
+    the `extra` to save it again with (in fp16, say)."""
+    meta = read_part_config(src, model_type)
+    return {k: v for k, v in meta.items() if k not in ("model_type", "format_version", "config", *drop)}
+
+
 def save_trm(src: Path, dst: Path, *, half: bool, duration: Path | None, frame_rate: float) -> None:
     """A TRM release part -> `dst`, with its tokenizer, speakers and length source; its duration model
     (`duration`, else the part's own) travels inside as `length_model/` at the codec's frame rate."""
     from codectts.models.trm import TTSTRM
 
     model = TTSTRM.load(src)
-    meta = read_part_config(src, TTSTRM.model_type)
-    extra = {k: v for k, v in meta.items() if k not in ("model_type", "format_version", "config", *TRM_RUN_KEYS)}
+    extra = part_extra(src, TTSTRM.model_type, *TRM_RUN_KEYS)
     length = dict(extra.get("length") or {})
     if duration is None and length.get("kind") == "duration_model":
         duration = Path(length["path"]) if Path(length["path"]).is_absolute() else Path(src) / length["path"]
@@ -40,9 +46,7 @@ def save_csm(src: Path, dst: Path, *, half: bool) -> int:
     from codectts.models.csm import CSM
 
     model = CSM.load(src)
-    meta = read_part_config(src, CSM.model_type)
-    model.save(dst, half=half, extra={k: v for k, v in meta.items()
-                                      if k not in ("model_type", "format_version", "config")})
+    model.save(dst, half=half, extra=part_extra(src, CSM.model_type))
     return model.cfg.n_codebooks
 
 

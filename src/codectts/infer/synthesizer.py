@@ -28,7 +28,15 @@ from codectts.errors import CodecTTSError, ConfigError, GenerationError, TextErr
 from codectts.infer.engines import SentencePlan, TooLong
 from codectts.infer.options import Options, check_options
 from codectts.infer.precision import check_weights, with_weights
-from codectts.infer.voice import VoiceSpec, inside, load_codec_and_vocoder, read_voice, resolve_voice, voice_part
+from codectts.infer.voice import (
+    RUNTIMES,
+    VoiceSpec,
+    inside,
+    load_codec_and_vocoder,
+    read_voice,
+    resolve_voice,
+    voice_part,
+)
 from codectts.models.sampling import SamplingConfig
 from codectts.text.normalize import has_speakable, normalize_text
 from codectts.text.split import split_sentences
@@ -44,7 +52,7 @@ GROW_AFTER_CONTEXTS = 3  # CodecMelStream decodes in growing windows once 3 x co
 # how a Talker's frames run: eager torch, or ONNX Runtime (infer/onnx_talker.py; speed in docs/speed.md).
 # "auto": the voice's own choice (voice.json "backend", default "onnx") where ONNX Runtime applies (an
 # aligned Talker with depth heads, float32, on cpu), else torch.
-BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
+BACKENDS = ("auto", *RUNTIMES)
 
 
 @dataclass(frozen=True)
@@ -104,29 +112,25 @@ class CodecMelStream:
 
 
 def on_backend(talker, backend: str, device: str, preferred: str = "onnx"):
-    """(the Talker on `backend`, the backend it runs on): 'auto' resolves to `preferred` (the voice's
-    "backend") for an aligned Talker with depth heads, float32, on cpu, else to torch, and falls back to
-    torch (with a warning) where ONNX Runtime cannot run it (not installed, an unwritable cache, ...)."""
+    """The Talker as it runs on `backend`: 'auto' resolves to `preferred` (the voice's "backend") where
+    the frame graph applies (`onnx_talker.unsupported`) on cpu, else to torch, and falls back to torch
+    (with a warning) where ONNX Runtime cannot run it (not installed, an unwritable cache, ...)."""
+    from codectts.infer.onnx_talker import OnnxTalker, unsupported
+
     if backend == "auto":
-        cfg = talker.cfg
-        if (str(device) != "cpu" or cfg.conditioning != "aligned" or not cfg.depth_heads or cfg.n_codebooks < 2
-                or talker.heads[0].weight.dtype != torch.float32):
-            return talker, "torch"
+        if str(device) != "cpu" or unsupported(talker):
+            return talker
         try:
             return on_backend(talker, preferred, device)
         except CodecTTSError as e:
             log.warning("backend %s unavailable (%s): running the Talker on torch", preferred, e)
-            return talker, "torch"
+            return talker
     if backend == "torch":
-        return talker, backend
-    from codectts.infer.onnx_talker import OnnxTalker
-
-    return OnnxTalker(talker, int8=backend == "onnx-int8"), backend
+        return talker
+    return OnnxTalker(talker, int8=backend == "onnx-int8")
 
 
 class Synthesizer:
-    backend = "torch"  # how a Talker's frames run (Synthesizer.load's `backend`, 'auto' resolved)
-
     def __init__(self, name: str, root: Path, meta: dict, engine, codec, vocoder, device: str = "cpu",
                  limits: Limits | None = None):
         self.name, self.root, self.meta = name, root, meta
@@ -158,7 +162,7 @@ class Synthesizer:
         maker measured int8 to keep its quality, as for joe) where it applies and runs, else 'torch'
         (`synth.backend` says which).
         `batch` > 0: concurrent calls' sentences share decode steps, up to that many per step
-        (infer/batch.py; for servers: aligned Talker voices on the torch backend, others decode alone).
+        (for servers; `Synthesizer.batch` says where it applies).
         `vocoder` 'griffinlim' replaces a mel voice's trained vocoder with Griffin-Lim for the same mel (the
         fallback, and the baseline a trained vocoder is measured against)."""
         if backend not in BACKENDS:
@@ -206,8 +210,7 @@ class Synthesizer:
                 raise ConfigError(f"voice {name!r}: missing tokenizer file {tok_file}")
             duration = DurationModel.load(part("duration"), device) if spec.duration else None
             context = {k: v for k, v in vars(spec.context).items() if v is not None} if spec.context else None
-            talker, backend = on_backend(with_weights(Talker.load(model_path, device), weights), backend, device,
-                                         spec.backend)
+            talker = on_backend(with_weights(Talker.load(model_path, device), weights), backend, device, spec.backend)
             engine = TalkerEngine(talker, duration, load_tokenizer(tok_file), device, context)
         elif kind == "trm":
             from codectts.infer.engines import TRMEngine
@@ -223,9 +226,18 @@ class Synthesizer:
             if spec.reference:  # the voice's own speaker: a reference clip stored in the voice folder
                 engine.default_reference = cls._reference(gen, inside(root, spec.reference.audio, "reference audio"),
                                                           spec.reference.text)
-        synth = cls(name, root, meta, engine, codec, vocoder, device, limits)
-        synth.backend = backend if kind == "talker" else "torch"
-        return synth
+        return cls(name, root, meta, engine, codec, vocoder, device, limits)
+
+    @property
+    def backend(self) -> str:
+        """How the Talker's frames run ('torch', 'onnx', 'onnx-int8'): Synthesizer.load's `backend`, 'auto'
+        resolved; 'torch' for every other engine."""
+        from codectts.infer.onnx_talker import OnnxTalker
+
+        model = getattr(self.engine, "model", None)
+        if isinstance(model, OnnxTalker):
+            return "onnx-int8" if model.int8 else "onnx"
+        return "torch"
 
     def batch(self, max_batch: int) -> bool:
         """Let concurrent calls' sentences share decode steps, up to `max_batch` per step (infer/batch.py,

@@ -37,6 +37,7 @@ from codectts.schema import from_dict
 VOICE_FORMAT = 1
 PACKAGE_VOICES = Path(__file__).resolve().parent.parent / "voices"
 DEFAULT_VOICE = "joe"
+RUNTIMES = ("torch", "onnx", "onnx-int8")  # how a Talker's frames run (infer/onnx_talker.py, docs/speed.md)
 MAX_PAUSE_S = 5.0  # between sentences; longer is a typo (ms for s), not a style
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 
@@ -117,8 +118,8 @@ class VoiceSpec:
 
     def __post_init__(self):
         check_weights(self.weights, "'weights'")
-        if self.backend not in ("torch", "onnx", "onnx-int8"):
-            raise ConfigError(f"'backend' must be 'torch', 'onnx' or 'onnx-int8', got {self.backend!r}")
+        if self.backend not in RUNTIMES:
+            raise ConfigError(f"'backend' must be one of {list(RUNTIMES)}, got {self.backend!r}")
         if self.weights != "float32" and self.model.type != "talker":
             raise ConfigError(f"'weights' {self.weights!r} is for talker voices only")
         if not self.name.strip():

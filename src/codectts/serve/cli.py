@@ -75,8 +75,8 @@ def register(app: typer.Typer) -> None:
                                              "before any generation; keep it within what --timeout allows).")
         ] = 300.0,
         device: Annotated[str, typer.Option(help="Torch device for the voices (cpu, cuda).")] = "cpu",
-        backend: Annotated[str, typer.Option(help="How Talker voices' frames run: 'auto' (onnx-int8 where it "
-                                                  "applies, else torch), 'torch', 'onnx', 'onnx-int8' "
+        backend: Annotated[str, typer.Option(help="How Talker voices' frames run: 'auto' (the voice's choice on "
+                                                  "a CPU, else torch), 'torch', 'onnx', 'onnx-int8' "
                                                   "(docs/speed.md).")] = "auto",
         batch: Annotated[bool, typer.Option(
             "--batch/--no-batch", help="Concurrent requests' sentences share decode steps (aligned Talker "
