@@ -159,3 +159,10 @@ def test_the_cache_folder_prunes_least_recently_used_graphs(talker, tmp_path):
     assert not old.exists() and used.exists() and ox.path.exists() and other.exists()
     onnx_talker.prune(tmp_path, keep=ox.path, limit_bytes=0)  # the graph in use stays whatever the limit
     assert ox.path.exists() and not used.exists()
+
+
+def test_exporting_leaves_the_talker_in_eval_mode(talker, tmp_path):
+    """torch.onnx.export restores the mode it found; the Talker (whose text encoder stays eager) must come
+    back in eval mode, or its dropout would change every conditioning after a fresh export."""
+    ox = OnnxTalker(talker, cache_dir=tmp_path)  # exports
+    assert not any(m.training for m in ox.talker.modules())

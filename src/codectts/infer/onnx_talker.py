@@ -167,7 +167,9 @@ def export_frame_graph(talker: Talker) -> bytes:
     f = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter is deprecated in favour of one needing onnxscript
-        torch.onnx.export(FrameGraph(talker), args, f, input_names=names, output_names=outputs,
+        # eval(): the exporter puts the module back in the mode it found it in, and a fresh wrapper is in
+        # training mode, which would switch the Talker's dropout on for the rest of the process
+        torch.onnx.export(FrameGraph(talker).eval(), args, f, input_names=names, output_names=outputs,
                           dynamic_axes=dynamic, opset_version=OPSET, dynamo=False)
     return f.getvalue()
 
