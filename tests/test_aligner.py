@@ -96,14 +96,16 @@ def planted_corpus(n: int, seed: int = 0, n_mels: int = 80, min_frames: int = 1)
 def test_aligner_recovers_planted_durations(tmp_path):
     items, truth = planted_corpus(24)
     cfg = AlignerConfig(vocab_size=16, dim=32, layers=2)
-    model = train_aligner(items, tmp_path / "run", None, 150, lr=5e-3, progress=False, cfg=cfg)
+    # 250 steps, not 150: at 150 the count of exact items varied from 20 to 24 across CPUs (the kernels'
+    # rounding differs), while at 250 eleven seeds on two threads gave 23-24 here.
+    model = train_aligner(items, tmp_path / "run", None, 250, lr=5e-3, progress=False, cfg=cfg)
     exact, off = 0, []
     for it, d in zip(items, truth, strict=True):
         got, score = model.align(it.ids, it.mel)
         assert got.sum() == d.sum() and np.isfinite(score)
         exact += int((got == d).all())
         off.append(np.abs(np.cumsum(got) - np.cumsum(d)).mean())
-    assert exact >= 22, (exact, off)
+    assert exact >= 21 and np.mean(off) < 0.1, (exact, off)
     assert (tmp_path / "run" / "best" / "model.safetensors").exists()
 
 
