@@ -123,10 +123,8 @@ def test_align_durations_needs_phonemes(tmp_path):
     assert res.exit_code != 0 and "needs --text phoneme" in str(res.exception)
 
 
-def test_samples_are_decoded_to_wavs_when_the_codec_loads(tmp_path):
-    """A cache made by a (tiny, untrained) mel RVQ codec: samples get wavs through Griffin-Lim."""
-    import soundfile as sf
-
+def codec_cache(tmp_path):
+    """A synthetic cache that names a (tiny, untrained) mel RVQ codec as its codec; returns (cache, codec cfg)."""
     from codectts.audio import mel_preset
     from codectts.codecs.mel_rvq import MelRVQCodec, MelRVQConfig
 
@@ -136,6 +134,35 @@ def test_samples_are_decoded_to_wavs_when_the_codec_loads(tmp_path):
     meta = json.loads((cache / "cache.json").read_text())
     meta["codec"] = {"type": "mel_rvq", "path": str(tmp_path / "codec")}
     (cache / "cache.json").write_text(json.dumps(meta))
+    return cache, cfg
+
+
+def test_latent_weight_trains_on_the_codecs_codebooks(tmp_path):
+    """--latent-weight adds the expected-latent error (logged in training and evaluation, and in the best
+    score); a cache without a mel RVQ codec refuses it instead of training on CE alone."""
+    cache, _ = codec_cache(tmp_path)
+    run = tmp_path / "run"
+    args = ["trm", "--preset", "tiny", "--max-steps", "2", "--eval-every", "2", "--log-every", "1",
+            "--max-dev", "2", "--no-progress"]
+    res = CliRunner().invoke(cli(), [*args, "--codes", str(cache), "--out", str(run), "--latent-weight", "0.5"])
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    train_rows = [r for r in rows if r["kind"] == "train"]
+    assert len(train_rows) == 2
+    assert all(r["loss"] == pytest.approx(r["ce"] + 0.5 * r["latent"], rel=1e-4) for r in train_rows)
+    ev = [r for r in rows if r["kind"] == "eval"][-1]
+    assert 0.5 < ev["latent_nmse"] < 2  # an untrained model: about the mean latent's error
+    assert ev["score"] == pytest.approx(ev["loss"] + 0.5 * ev["latent_nmse"], rel=1e-4)
+    bare = make_cache(tmp_path / "bare")
+    res = CliRunner().invoke(cli(), [*args, "--codes", str(bare), "--out", str(tmp_path / "r2"), "--latent-weight", "1"])
+    assert res.exit_code != 0 and "--latent-weight needs a mel RVQ codec" in str(res.exception)
+
+
+def test_samples_are_decoded_to_wavs_when_the_codec_loads(tmp_path):
+    """A cache made by a (tiny, untrained) mel RVQ codec: samples get wavs through Griffin-Lim."""
+    import soundfile as sf
+
+    cache, cfg = codec_cache(tmp_path)
     run = tmp_path / "run"
     res = CliRunner().invoke(cli(), ["trm", "--codes", str(cache), "--out", str(run), "--preset", "tiny",
                                      "--max-steps", "1", "--sample-every", "1", "--num-samples", "1",

@@ -28,6 +28,8 @@ code 0 from training; we use a mask instead.)
 
 Loss: cross-entropy per codebook, averaged over valid frames, weighted by `codebook_weights`
 (2.0 for codebook 0, 1.5 - 0.5 i / 7 for i = 1..7, 1.0 after, normalised to mean 1), then averaged.
+Optionally (`latent_error`, our addition) the squared error between the expected codec latent under the
+predicted distributions and the true codes' latent, which is what soft decoding plays.
 """
 from __future__ import annotations
 
@@ -409,3 +411,25 @@ class TTSTRM(PartModel, nn.Module):
             acc = ((logits.argmax(-1) == targets).float() * valid).sum(dim=(0, 2)) / n_valid
         return TRMOutput(logits=logits, loss=(per_cb * self.loss_weights).mean(), codebook_loss=per_cb,
                          codebook_accuracy=acc)
+
+
+def code_latent(codes: torch.Tensor, codebooks: torch.Tensor) -> torch.Tensor:
+    """codes [B, K, F] -> the codec latent [B, F, D] they decode from: the sum of each codebook's codeword."""
+    return sum(codebooks[k][codes[:, k]] for k in range(codes.shape[1]))
+
+
+def latent_error(logits: torch.Tensor, targets: torch.Tensor, frame_lengths: torch.Tensor,
+                 codebooks: torch.Tensor) -> torch.Tensor:
+    """Mean squared error per valid frame between the expected latent sum_k sum_c p_k(c) codebook_k[c]
+    (what a soft-decoding voice decodes) and the latent of the true codes; codebooks [K, N, D] (a mel RVQ
+    codec's, frozen). Cross-entropy rewards the right code and nothing else, while codes are many-to-one
+    on sound: near codewords sound alike. This loss gives credit for mass on near codewords, a
+    regression signal like FastSpeech's mel loss, which a non-autoregressive model learns from much faster."""
+    b, k, f, n = logits.shape
+    if codebooks.shape[:2] != (k, n):
+        raise ConfigError(f"codebooks {tuple(codebooks.shape)} do not fit logits of {k} x {n}")
+    cb = codebooks.to(logits.device, torch.float32)
+    expected = torch.einsum("bkfn,knd->bfd", logits.float().softmax(-1), cb)
+    err = (expected - code_latent(targets, cb)).pow(2).mean(-1)  # [B, F]
+    valid = padding_mask(frame_lengths, f).float()
+    return (err * valid).sum() / valid.sum()

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import typer
 
-from codectts.errors import CodecTTSError, DataError, TextError
+from codectts.errors import CodecTTSError, ConfigError, DataError, TextError
 from codectts.models.sampling import SamplingConfig
 from codectts.train.cli import RunOptions, codes_option, recipe_command
 from codectts.train.loop import Task, TrainConfig, Trainer, check_run_folder, world_size
@@ -200,6 +200,28 @@ def load_decoder(spec: dict | None):
         return None
 
 
+def codec_codebooks(spec: dict | None) -> torch.Tensor | None:
+    """The codec's RVQ codebooks [K, N, D] (frozen), or None when it has none (Mimi) or cannot load here."""
+    if not spec or spec.get("type") != "mel_rvq":
+        return None
+    from codectts.codecs.registry import load_codec
+
+    try:
+        return load_codec(spec).rvq.codebooks.detach().float().clone()
+    except (CodecTTSError, OSError) as e:
+        log.warning("codec %s: no codebooks for the latent error (%s)", spec.get("path"), e)
+        return None
+
+
+def latent_variance(data: TRMData, codebooks: torch.Tensor, n_items: int = 200) -> float:
+    """Per-dimension variance of the true codes' latents over the first items: the latent error divided by
+    it is 1 for a model that predicts the mean latent everywhere, whatever the codec's scale."""
+    from codectts.models.trm import code_latent
+
+    lat = torch.cat([code_latent(data.cache.codes(i)[None], codebooks)[0] for i in data.index[:n_items]])
+    return float(lat.var(0).mean())
+
+
 def _save_npy(path: Path, arr: np.ndarray) -> None:
     from codectts.fileio import atomic_write_bytes
 
@@ -212,7 +234,8 @@ def _save_npy(path: Path, arr: np.ndarray) -> None:
 
 class TRMTask(Task):
     def __init__(self, model, train: TRMData, dev: TRMData, extra: dict, batch_size: int, max_batch_frames: int,
-                 seed: int, prompts: list[Prompt], sampling: dict, max_dev_batches: int | None = None):
+                 seed: int, prompts: list[Prompt], sampling: dict, max_dev_batches: int | None = None,
+                 codebooks: torch.Tensor | None = None, latent_weight: float = 0.0):
         self.model = model
         self.train, self.dev = train, dev
         self.extra = extra
@@ -224,6 +247,15 @@ class TRMTask(Task):
         self._decoder = None
         self._decoder_loaded = False
         self._unigram: torch.Tensor | None = None
+        if latent_weight and codebooks is None:
+            raise ConfigError("--latent-weight needs a mel RVQ codec whose codebooks load (the cache's codec)")
+        self.codebooks, self.latent_weight = codebooks, latent_weight
+        self.latent_scale = latent_variance(train, codebooks) if codebooks is not None else 1.0
+
+    def latent_nmse(self, logits: torch.Tensor, b: TRMBatch) -> torch.Tensor:
+        from codectts.models.trm import latent_error
+
+        return latent_error(logits, b.codes, b.frame_lengths, self.codebooks) / self.latent_scale
 
     @property
     def device(self):
@@ -236,15 +268,19 @@ class TRMTask(Task):
     def loss(self, batch: TRMBatch):
         b = batch.to(self.device)
         out = self.model(*b.model_args(), frame_positions=b.frame_positions)
-        return out.loss, {"ce_0": float(out.codebook_loss[0].detach()), "acc_0": float(out.codebook_accuracy[0]),
-                          "acc_mean": float(out.codebook_accuracy.mean()), "frames": float(b.frame_lengths.sum())}
+        logs = {"ce_0": float(out.codebook_loss[0].detach()), "acc_0": float(out.codebook_accuracy[0]),
+                "acc_mean": float(out.codebook_accuracy.mean()), "frames": float(b.frame_lengths.sum())}
+        if not self.latent_weight:
+            return out.loss, logs
+        nmse = self.latent_nmse(out.logits, b)
+        return out.loss + self.latent_weight * nmse, {**logs, "ce": float(out.loss.detach()), "latent": float(nmse.detach())}
 
     def evaluate(self) -> dict[str, float]:
         """Held-out loss, CE and accuracy per codebook, plus two yardsticks: the CE of a unigram model
         of the training codes (what a model ignoring text and position gets) and the loss with each
         item's text swapped for a neighbour's of similar length (`text_gain` > 0: the model reads the text)."""
         k = self.train.cache.n_codebooks
-        ce, acc, frames, weighted = torch.zeros(k), torch.zeros(k), 0.0, 0.0
+        ce, acc, frames, weighted, latent = torch.zeros(k), torch.zeros(k), 0.0, 0.0, 0.0
         wrong, wrong_frames = 0.0, 0.0
         for js in self.dev_batches:
             b = self.dev.collate(js).to(self.device)
@@ -253,6 +289,8 @@ class TRMTask(Task):
             ce += out.codebook_loss.float().cpu() * n
             acc += out.codebook_accuracy.float().cpu() * n
             weighted += float(out.loss) * n
+            if self.codebooks is not None:
+                latent += float(self.latent_nmse(out.logits, b)) * n
             frames += n
             if len(js) > 1:  # batches are length-sorted: the neighbour's text has a similar length
                 swapped = self.model(b.text_ids.roll(1, 0), b.text_lengths.roll(1, 0), b.speaker, b.frame_lengths,
@@ -264,6 +302,9 @@ class TRMTask(Task):
         ce, acc = ce / frames, acc / frames
         metrics = {"score": weighted / frames, "loss": weighted / frames, "ce_mean": float(ce.mean()),
                    "acc_mean": float(acc.mean())}
+        if self.codebooks is not None:  # what soft decoding plays: 1 = the mean latent everywhere
+            metrics["latent_nmse"] = latent / frames
+            metrics["score"] += self.latent_weight * metrics["latent_nmse"]
         if wrong_frames:
             metrics["loss_wrong_text"] = wrong / wrong_frames
             metrics["text_gain"] = metrics["loss_wrong_text"] - metrics["loss"]
@@ -383,7 +424,6 @@ def open_splits(codes: Path, max_dev: int, seed: int):
 
 
 def build_tokenizer(kind: str):
-    from codectts.errors import ConfigError
     from codectts.text import CharTokenizer, PhonemeTokenizer
 
     if kind == "char":
@@ -416,6 +456,7 @@ class TRMRunConfig:
     sample_temperature: float = DEFAULT_SAMPLING.temperature
     sample_top_k: int | None = DEFAULT_SAMPLING.top_k
     sample_top_p: float | None = DEFAULT_SAMPLING.top_p
+    latent_weight: float = 0.0  # weight of the expected-latent error (mel RVQ codecs), 0 = the seed's CE only
     seed: int = 42
 
 
@@ -457,7 +498,6 @@ def _prompts(rc: TRMRunConfig, speakers: list[str], dev: TRMData) -> list[Prompt
 
 def train_trm(rc: TRMRunConfig, tcfg: TrainConfig, resume: bool = False) -> dict[str, float]:
     """Train the TTS TRM on a code cache; returns the last evaluation."""
-    from codectts.errors import ConfigError
     from codectts.models.length import CharRateLength
     from codectts.models.trm import TTSTRM
 
@@ -501,7 +541,7 @@ def train_trm(rc: TRMRunConfig, tcfg: TrainConfig, resume: bool = False) -> dict
     tcfg = replace(tcfg, max_steps=max_steps, max_epochs=rc.epochs,
                    warmup_steps=min(tcfg.warmup_steps, max(1, max_steps // 10)))
     task = TRMTask(model, train, dev, extra, rc.batch_size, rc.max_tokens, rc.seed, _prompts(rc, speakers, dev),
-                   sampling)
+                   sampling, codebooks=codec_codebooks(extra["codec"]), latent_weight=rc.latent_weight)
     log.info("TTS TRM: %s parameters; %d train / %d dev utterances, %d batches an epoch; codes %d x %d (%s) at "
              "%g Hz; %d speaker(s); text %s (%d symbols); length from %s", f"{model.num_params():,}", len(train),
              len(dev), n_batches, cfg.n_codebooks, cfg.codebook_size, (extra["codec"] or {}).get("type"),
@@ -552,6 +592,9 @@ def register(app: typer.Typer) -> None:
         sample_temperature: float = opt(DEFAULT_SAMPLING.temperature),
         sample_top_k: int | None = opt(DEFAULT_SAMPLING.top_k),
         sample_top_p: float | None = opt(DEFAULT_SAMPLING.top_p),
+        latent_weight: float = opt(0.0, help="Add this weight x the error of the expected codec latent (what a "
+                                             "--decode soft voice plays; mel RVQ codecs), normalised to 1 for the "
+                                             "mean latent. 0: the seed's cross-entropy only."),
     ):
         """Train the non-autoregressive TTS TRM on a code cache (checkpoints, --resume, samples)."""
         model = {"text_dim": text_embed_dim, "dim": audio_embed_dim, "ffn_dim": hidden_dim, "text_layers": text_layers,
@@ -565,7 +608,8 @@ def register(app: typer.Typer) -> None:
                           max_dev=max_dev, num_samples=num_samples, sample_prompts=list(sample_prompts or []),
                           sample_prompts_file=str(sample_prompts_file) if sample_prompts_file else None,
                           sample_speaker=sample_speaker, sample_temperature=sample_temperature,
-                          sample_top_k=sample_top_k, sample_top_p=sample_top_p, seed=opts.seed)
+                          sample_top_k=sample_top_k, sample_top_p=sample_top_p, latent_weight=latent_weight,
+                          seed=opts.seed)
         metrics = train_trm(rc, opts.train_config(), resume=opts.resume)
         typer.echo(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}))
 
