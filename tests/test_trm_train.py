@@ -154,7 +154,8 @@ def test_latent_weight_trains_on_the_codecs_codebooks(tmp_path):
     assert 0.5 < ev["latent_nmse"] < 2  # an untrained model: about the mean latent's error
     assert ev["score"] == pytest.approx(ev["loss"] + 0.5 * ev["latent_nmse"], rel=1e-4)
     bare = make_cache(tmp_path / "bare")
-    res = CliRunner().invoke(cli(), [*args, "--codes", str(bare), "--out", str(tmp_path / "r2"), "--latent-weight", "1"])
+    res = CliRunner().invoke(cli(), [*args, "--codes", str(bare), "--out", str(tmp_path / "r2"),
+                                     "--latent-weight", "1"])
     assert res.exit_code != 0 and "--latent-weight needs a mel RVQ codec" in str(res.exception)
 
 

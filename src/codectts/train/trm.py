@@ -273,7 +273,8 @@ class TRMTask(Task):
         if not self.latent_weight:
             return out.loss, logs
         nmse = self.latent_nmse(out.logits, b)
-        return out.loss + self.latent_weight * nmse, {**logs, "ce": float(out.loss.detach()), "latent": float(nmse.detach())}
+        logs.update(ce=float(out.loss.detach()), latent=float(nmse.detach()))
+        return out.loss + self.latent_weight * nmse, logs
 
     def evaluate(self) -> dict[str, float]:
         """Held-out loss, CE and accuracy per codebook, plus two yardsticks: the CE of a unigram model
