@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import torch
 
 from codectts.errors import CheckpointError, ConfigError, GenerationError
-from codectts.models.length import LengthSource, length_source_from_dict
+from codectts.models.length import LengthSource, length_source_from_dict, planned_durations
 from codectts.models.sampling import SamplingConfig, sample_logits
 from codectts.models.speed import check_speed
 from codectts.models.trm import TTSTRM, positions_from_durations
@@ -108,18 +108,9 @@ class TRMGenerator:
         """Frames per token of `self.tokenizer.encode(text)` from the length source, for a model trained with
         `--align durations` (it never saw uniform positions); None when the model or the source has none.
         A duration model at another frame rate is re-timed by rounding its cumulative sum (total kept)."""
-        if self.model.cfg.alignment != "durations" or not hasattr(self.length, "durations"):
+        if self.model.cfg.alignment != "durations" or not hasattr(self.length, "frame_durations"):
             return None
-        d = self.length.durations(text, speed)
-        n_ids = len(self.tokenizer.encode(text))
-        if len(d) != n_ids:
-            raise ConfigError(f"the length source gives {len(d)} durations for {n_ids} text tokens (tokenizers differ)")
-        src_rate = getattr(getattr(self.length, "model", None), "cfg", None)
-        src_rate = getattr(src_rate, "frame_rate", None)
-        if src_rate and self.frame_rate and abs(src_rate - self.frame_rate) > 1e-3:
-            ends = torch.round(torch.cumsum(torch.tensor(d, dtype=torch.float64), 0) * self.frame_rate / src_rate)
-            d = torch.diff(ends.long(), prepend=torch.zeros(1, dtype=torch.long)).tolist()
-        return [int(x) for x in d] if sum(d) > 0 else None
+        return planned_durations(self.length, self.tokenizer, text, speed)
 
     def n_frames(self, text: str, speed: float = 1.0) -> int:
         """Frames `generate` makes for `text` (the planned durations' sum, else the length source's count)."""

@@ -15,6 +15,14 @@ position s predicts codebook 0 of the frame at s + 1 whenever s + 1 is audio. Fo
 decoder sees [proj(h_s), proj(emb(c0)), ..., proj(emb(c_{K-2}))] and its output at position k predicts
 c_k; its KV cache is reset every frame.
 
+Aligned mode (`conditioning="aligned"`, our addition; the seed's layout above is "interleaved"). The
+backbone sees frames only: position t takes the previous frame (the EOS frame before the first) plus
+the conditioning of frame t: a bidirectional phoneme encoder's output for the phoneme that frame belongs
+to, by durations (the teacher's in training, a duration model's at inference), with the frame's offset
+and frames left inside that phoneme, as the aligned Talker does. The model need not learn where it is
+in the text, which an interleaved model must find on its own (and on a CPU budget does not); the
+duration model sets the length, so there is no end-of-speech to emit.
+
 End of speech: a dedicated EOS code, `eos_code = codebook_size`, one extra row per codebook in the
 embedding table and one extra class in the codebook-0 head; the EOS frame is all codebooks = eos_code.
 (CSM uses an all-zero frame instead; zero is a real code, e.g. every code of a silent frame of some
@@ -25,7 +33,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
@@ -38,10 +46,13 @@ from codectts.models.blocks import (
     TransformerConfig,
     count_params,
     make_caches,
+    padding_mask,
 )
+from codectts.models.talker import MAX_IN_PHONEME, length_regulate
 from codectts.parts import PartConfig, PartModel, make_preset
 
 TEXT_PAD_ID = 0  # codectts.text tokenizers: PAD=0, BOS=1, EOS=2
+CONDITIONING = ("interleaved", "aligned")
 
 
 @dataclass
@@ -65,8 +76,14 @@ class CSMConfig(PartConfig):
     rope_theta: float = 10_000.0
     norm_eps: float = 1e-5
     dropout: float = 0.0
+    conditioning: str = "interleaved"  # the seed's text-then-frames sequence | "aligned" (frames + durations)
+    text_layers: int = 3  # aligned: depth of the bidirectional phoneme encoder (backbone width)
 
     def __post_init__(self):
+        if self.conditioning not in CONDITIONING:
+            raise ConfigError(f"conditioning must be one of {CONDITIONING}, got {self.conditioning!r}")
+        if self.conditioning == "aligned" and self.text_layers < 1:
+            raise ConfigError("aligned conditioning needs text_layers >= 1")
         if self.n_codebooks < 2:
             raise ConfigError(f"CSM needs at least 2 codebooks (1 for the backbone, the rest for the decoder), "
                               f"got n_codebooks={self.n_codebooks}")
@@ -90,6 +107,14 @@ class CSMConfig(PartConfig):
         return TransformerConfig(dim=self.dim, n_layers=self.n_layers, n_heads=self.n_heads, n_kv_heads=self.n_kv_heads,
                                  ffn_dim=self.ffn_dim, max_seq_len=self.max_seq_len, rope_theta=self.rope_theta,
                                  norm_eps=self.norm_eps, dropout=self.dropout)
+
+    @property
+    def text_encoder_config(self) -> TransformerConfig:
+        return replace(self.backbone_config, n_layers=self.text_layers, causal=False)
+
+    @property
+    def aligned(self) -> bool:
+        return self.conditioning == "aligned"
 
     @property
     def decoder_config(self) -> TransformerConfig:
@@ -199,13 +224,14 @@ class CSM(PartModel, nn.Module):
         self.c0_head = nn.Linear(cfg.dim, cfg.audio_vocab, bias=False)
         self.audio_head = nn.Parameter(torch.empty(cfg.n_codebooks - 1, cfg.decoder_dim, cfg.codebook_size))
         self.register_buffer("codebook_offset", torch.arange(cfg.n_codebooks) * cfg.audio_vocab, persistent=False)
-        for w in (
-            self.text_embed.weight,
-            self.audio_embed.weight,
-            self.projection.weight,
-            self.c0_head.weight,
-            self.audio_head,
-        ):
+        inits = [self.text_embed.weight, self.audio_embed.weight, self.projection.weight, self.c0_head.weight,
+                 self.audio_head]
+        if cfg.aligned:
+            self.text_encoder = Transformer(cfg.text_encoder_config)
+            self.offset_emb = nn.Embedding(MAX_IN_PHONEME + 1, cfg.dim)
+            self.left_emb = nn.Embedding(MAX_IN_PHONEME + 1, cfg.dim)
+            inits += [self.offset_emb.weight, self.left_emb.weight]
+        for w in inits:
             nn.init.normal_(w, std=0.02)
 
     # ---- sizes -------------------------------------------------------------------------------
@@ -214,6 +240,8 @@ class CSM(PartModel, nn.Module):
             "backbone": count_params(self.backbone),
             "decoder": count_params(self.decoder),
             "embeddings": count_params(self.text_embed) + count_params(self.audio_embed),
+            **({"text_encoder": count_params(self.text_encoder) + count_params(self.offset_emb)
+                + count_params(self.left_emb)} if self.cfg.aligned else {}),
             "heads": count_params(self.c0_head) + self.audio_head.numel() + count_params(self.projection),
         }
         parts["total"] = sum(parts.values())
@@ -252,12 +280,46 @@ class CSM(PartModel, nn.Module):
         the backbone always sees every frame).
         """
         cfg = self.cfg
+        if cfg.aligned:
+            raise ConfigError("an aligned CSM trains with forward_aligned (frames, phonemes and durations)")
         if audio.shape[-1] != cfg.n_codebooks:
             raise DataError(f"audio has {audio.shape[-1]} codebooks, model expects {cfg.n_codebooks}")
         h = self.backbone(self.embed(text, audio, audio_mask))  # [B, S, D]
         target_mask = audio_mask[:, 1:]  # position s predicts the frame at s + 1
-        h_pred = h[:, :-1][target_mask]  # [N, D]
-        frames = audio[:, 1:][target_mask]  # [N, K]
+        return self.frame_loss(h[:, :-1][target_mask], audio[:, 1:][target_mask], decoder_fraction, generator)
+
+    def frame_conditioning(self, text: torch.Tensor, text_lengths: torch.Tensor, durations: torch.Tensor,
+                           n_frames: int | None = None) -> torch.Tensor:
+        """Aligned mode: phoneme ids [B, P] and their durations [B, P] -> each frame's conditioning [B, F, D]."""
+        enc = self.text_encoder(self.text_embed(text), mask=padding_mask(text_lengths, text.shape[1])[:, None, None])
+        frames, _, offset, left, _ = length_regulate(enc, durations, n_frames)
+        return frames + self.offset_emb(offset) + self.left_emb(left)
+
+    def start_frame(self, batch: int, device=None) -> torch.Tensor:
+        """The frame before the first one in aligned mode: all EOS codes ([B, K])."""
+        return torch.full((batch, self.cfg.n_codebooks), self.cfg.eos_code, dtype=torch.long, device=device)
+
+    def forward_aligned(self, codes: torch.Tensor, frame_lengths: torch.Tensor, text: torch.Tensor,
+                        text_lengths: torch.Tensor, durations: torch.Tensor, decoder_fraction: float = 1.0,
+                        generator: torch.Generator | None = None) -> CSMOutput:
+        """Aligned mode, teacher-forced: codes [B, K, F] (right-padded to frame_lengths), phoneme ids [B, P]
+        and durations [B, P] (each item's durations sum to its frame length)."""
+        cfg = self.cfg
+        if not cfg.aligned:
+            raise ConfigError("forward_aligned needs a CSM built with conditioning='aligned'")
+        b, k, f = codes.shape
+        if k != cfg.n_codebooks:
+            raise DataError(f"codes have {k} codebooks, model expects {cfg.n_codebooks}")
+        frames = codes.transpose(1, 2)  # [B, F, K]
+        prev = torch.cat([self.start_frame(b, codes.device)[:, None], frames[:, :-1]], dim=1)
+        x = self.embed_codes(prev).sum(-2) + self.frame_conditioning(text, text_lengths, durations, f)
+        valid = padding_mask(frame_lengths, f)
+        return self.frame_loss(self.backbone(x)[valid], frames[valid], decoder_fraction, generator)
+
+    def frame_loss(self, h_pred: torch.Tensor, frames: torch.Tensor, decoder_fraction: float = 1.0,
+                   generator: torch.Generator | None = None) -> CSMOutput:
+        """Backbone states [N, D] and the frames [N, K] they predict -> codebook-0 CE + depth-decoder CE."""
+        cfg = self.cfg
         if frames.shape[0] == 0:
             raise DataError("batch holds no audio frames to predict")
         c0_logits = self.c0_head(h_pred)
@@ -307,10 +369,13 @@ class CSM(PartModel, nn.Module):
         """Run positions start..start+S-1 through the backbone into `caches`; returns the last state [B, D]."""
         return self.backbone(self.embed(text, audio, audio_mask), start=start, caches=caches)[:, -1]
 
-    def step(self, frame: torch.Tensor, caches: list[KVCache]) -> torch.Tensor:
-        """Feed one frame [B, K] at the next position; returns the backbone state [B, D]."""
+    def step(self, frame: torch.Tensor, caches: list[KVCache], cond: torch.Tensor | None = None) -> torch.Tensor:
+        """Feed one frame [B, K] at the next position (aligned mode: plus the next frame's conditioning
+        `cond` [B, D]); returns the backbone state [B, D]."""
         start = caches[0].length
         x = self.embed_codes(frame).sum(-2)[:, None]  # [B, 1, D]
+        if cond is not None:
+            x = x + cond[:, None]
         return self.backbone(x, start=start, caches=caches)[:, 0]
 
     def generate_frame(

@@ -136,6 +136,18 @@ class DurationLength:
         ids = torch.tensor([self.tokenizer.encode(text)])
         return self.model.predict(ids, speed=speed)[0].tolist()
 
+    def frame_durations(self, text: str, speed: float = 1.0) -> list[int]:
+        """`durations` re-timed to the consumer's `frame_rate` by rounding their cumulative sum, so the
+        total is the rounded total and no phoneme drifts by more than one frame."""
+        import torch
+
+        d = self.durations(text, speed)
+        src = self.model.cfg.frame_rate
+        if abs(src - self.frame_rate) > 1e-3:
+            ends = torch.round(torch.cumsum(torch.tensor(d, dtype=torch.float64), 0) * self.frame_rate / src)
+            d = torch.diff(ends.long(), prepend=torch.zeros(1, dtype=torch.long)).tolist()
+        return [int(x) for x in d]
+
     def n_frames(self, text: str, speed: float = 1.0) -> int:
         total = sum(self.durations(text, speed))
         n = max(self.min_frames, round(total * self.frame_rate / self.model.cfg.frame_rate))
@@ -148,6 +160,26 @@ class DurationLength:
     @classmethod
     def from_dict(cls, d: dict, root: str | os.PathLike | None = None) -> DurationLength:
         return cls(**{k: v for k, v in d.items() if k != "kind"}, root=root)
+
+
+def planned_durations(length, tokenizer, text: str, speed: float = 1.0) -> list[int] | None:
+    """Frames per token of `tokenizer.encode(text)` from a duration-model length source (`frame_durations`,
+    at the consumer's frame rate); None when it plans no frames at all."""
+    d = length.frame_durations(text, speed)
+    n_ids = len(tokenizer.encode(text))
+    if len(d) != n_ids:
+        raise ConfigError(f"the length source gives {len(d)} durations for {n_ids} text tokens (tokenizers differ)")
+    return d if sum(d) > 0 else None
+
+
+def bundle_length_model(length: dict) -> tuple[dict, dict[str, bytes] | None]:
+    """A part's length source and the files to write inside the part: a duration model travels in its
+    `length_model/` folder (a relative path, so the part can move); other sources need no files."""
+    if length.get("kind") != DurationLength.kind:
+        return length, None
+    src = Path(length["path"])
+    files = {f"{LENGTH_MODEL_DIR}/{f.name}": f.read_bytes() for f in src.iterdir() if f.is_file()}
+    return {**length, "path": LENGTH_MODEL_DIR}, files
 
 
 _SOURCES: dict[str, Callable[..., LengthSource]] = {

@@ -333,14 +333,10 @@ class TRMTask(Task):
 
     def export(self, path: Path) -> None:
         """The TRM part; a duration-model length source travels inside it (`length_model/`)."""
-        from codectts.models.length import LENGTH_MODEL_DIR
+        from codectts.models.length import bundle_length_model
 
-        extra, files, length = self.extra, None, self.extra["length"]
-        if length.get("kind") == "duration_model":
-            src = Path(length["path"])
-            files = {f"{LENGTH_MODEL_DIR}/{f.name}": f.read_bytes() for f in src.iterdir() if f.is_file()}
-            extra = {**self.extra, "length": {**length, "path": LENGTH_MODEL_DIR}}
-        _unwrap(self.model).save(path, extra=extra, files=files)
+        length, files = bundle_length_model(self.extra["length"])
+        _unwrap(self.model).save(path, extra={**self.extra, "length": length}, files=files)
 
     def sample(self, out_dir: Path, step: int) -> None:
         from codectts.audio.io import save_wav
