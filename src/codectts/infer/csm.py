@@ -10,7 +10,7 @@ whatever voice the text alone makes most likely (for a one-speaker corpus, that 
 """
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +20,7 @@ import torch
 from codectts.audio.io import resample
 from codectts.errors import CheckpointError, ConfigError, TextError
 from codectts.models.csm import CSM, Segment, build_sequence
+from codectts.models.length import length_source_from_dict, planned_durations
 from codectts.models.sampling import SamplingConfig, sample_logits
 from codectts.parts import read_part_config
 from codectts.text.tokenizers import Tokenizer, tokenizer_from_dict
@@ -44,13 +45,16 @@ class CSMResult:
 class CSMGenerator:
     """Receives its parts (model, codec, tokenizer); fetches nothing itself."""
 
-    def __init__(self, model: CSM, codec=None, tokenizer: Tokenizer | None = None):
+    def __init__(self, model: CSM, codec=None, tokenizer: Tokenizer | None = None, length=None):
         self.model = model.eval()
         self.codec = codec
         if tokenizer is None:
             raise ConfigError("CSMGenerator needs the tokenizer the model was trained with")
         self.tokenizer = tokenizer
         cfg = model.cfg
+        if cfg.aligned and not hasattr(length, "frame_durations"):
+            raise ConfigError("an aligned CSM needs a duration model as its length source (train csm --length-model)")
+        self.length = length
         if tokenizer.vocab_size > cfg.text_vocab_size:
             raise ConfigError(f"tokenizer has {tokenizer.vocab_size} symbols, model embeds {cfg.text_vocab_size}")
         if codec is not None and (codec.n_codebooks != cfg.n_codebooks or codec.codebook_size != cfg.codebook_size):
@@ -63,7 +67,15 @@ class CSMGenerator:
         model, meta = CSM.load(path, device), read_part_config(path)
         if "tokenizer" not in meta:
             raise CheckpointError(f"{path}: config.json has no 'tokenizer' (not a CSM trained by codectts train csm)")
-        return cls(model, codec, tokenizer_from_dict(meta["tokenizer"]))
+        length = length_source_from_dict(meta["length"], root=path) if meta.get("length") else None
+        return cls(model, codec, tokenizer_from_dict(meta["tokenizer"]), length)
+
+    def plan_durations(self, text: str, speed: float = 1.0) -> list[int]:
+        """Aligned mode: frames per phoneme token of `text` from the duration model, at the codes' rate."""
+        d = planned_durations(self.length, self.tokenizer, text, speed)
+        if d is None:
+            raise TextError(f"nothing to say in {text[:40]!r}: the duration model gives it no frames")
+        return d
 
     @property
     def device(self) -> torch.device:
@@ -98,11 +110,22 @@ class CSMGenerator:
     @torch.inference_mode()
     def frames(self, text: str, reference: Reference | tuple[torch.Tensor, str] | None = None, *,
                sampling: SamplingConfig | None = None, max_frames: int | None = None, min_frames: int = 0,
-               seed: int | None = None) -> Generator[torch.Tensor, None, bool]:
-        """Yield frames [K] one at a time until the model emits EOS or `max_frames` is reached.
+               seed: int | None = None, speed: float = 1.0,
+               durations: Sequence[int] | None = None) -> Generator[torch.Tensor, None, bool]:
+        """Yield frames [K] one at a time until the model emits EOS or `max_frames` is reached (aligned
+        mode: exactly the durations' frames, planned by the duration model at `speed` unless given).
 
-        The generator's return value (StopIteration.value) is True when it stopped on EOS."""
+        The generator's return value (StopIteration.value) is True when it stopped on EOS (or, aligned,
+        made every planned frame)."""
         cfg = self.model.cfg
+        gen = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
+        if cfg.aligned:
+            if reference is not None:
+                raise ConfigError("an aligned CSM speaks in the voice it was trained on; it takes no reference")
+            yield from self._aligned_frames(text, sampling, gen, speed, durations)
+            return True
+        if abs(speed - 1.0) > 1e-6:
+            raise ConfigError("an interleaved CSM speaks at its own (or its reference's) rate: speed must be 1.0")
         text_ids, audio, mask = self.prompt(text, reference)
         n_prompt = text_ids.shape[1]
         room = cfg.max_seq_len - n_prompt
@@ -110,7 +133,6 @@ class CSMGenerator:
             raise TextError(f"prompt of {n_prompt} positions (reference + text) leaves no room in "
                               f"max_seq_len {cfg.max_seq_len}; use a shorter reference or text")
         max_frames = room if max_frames is None else min(max_frames, room)
-        gen = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
         n_done = 0
 
         def sample(logits: torch.Tensor, codebook: int) -> torch.Tensor:
@@ -132,11 +154,44 @@ class CSMGenerator:
                 h = self.model.step(out.codes, caches)
         return False
 
+    def _aligned_frames(self, text: str, sampling: SamplingConfig | None, gen: torch.Generator | None,
+                        speed: float, durations: Sequence[int] | None) -> Iterator[torch.Tensor]:
+        """Aligned mode: one backbone step per planned frame, the previous frame plus this frame's
+        phoneme conditioning in; end-of-speech is never drawn (the durations set the length)."""
+        cfg = self.model.cfg
+        ids = self.tokenizer.encode(text)
+        d = list(durations) if durations is not None else self.plan_durations(text, speed)
+        if len(d) != len(ids):
+            raise ConfigError(f"{len(d)} durations for {len(ids)} phoneme tokens")
+        n = int(sum(d))
+        if n > cfg.max_seq_len or len(ids) > cfg.max_seq_len:
+            raise TextError(f"{n} frames ({len(ids)} phonemes) do not fit max_seq_len {cfg.max_seq_len}: "
+                            f"split the text")
+        dev = self.device
+        cond = self.model.frame_conditioning(torch.tensor([ids], device=dev), torch.tensor([len(ids)], device=dev),
+                                             torch.tensor([d], device=dev), n)  # [1, F, D]
+
+        def sample(logits: torch.Tensor, codebook: int) -> torch.Tensor:
+            if codebook == 0:
+                logits = logits.clone()
+                logits[:, cfg.eos_code] = float("-inf")
+            return sample_logits(logits, sampling, gen)
+
+        dtype = next(self.model.parameters()).dtype
+        caches, dec_caches = self.model.make_caches(1, max_len=max(1, n), device=dev, dtype=dtype)
+        frame = self.model.start_frame(1, dev)
+        for t in range(n):
+            h = self.model.step(frame, caches, cond[:, t].to(dtype))
+            frame = self.model.generate_frame(h, dec_caches, sample).codes
+            yield frame[0]
+
     def generate(self, text: str, reference: Reference | tuple[torch.Tensor, str] | None = None, *,
                  sampling: SamplingConfig | None = None, max_frames: int | None = None, min_frames: int = 0,
-                 seed: int | None = None, decode: bool = True) -> CSMResult:
+                 seed: int | None = None, decode: bool = True, speed: float = 1.0,
+                 durations: Sequence[int] | None = None) -> CSMResult:
         """Text (and an optional reference voice) -> codes [K, F], and the waveform when a codec is set."""
-        it = self.frames(text, reference, sampling=sampling, max_frames=max_frames, min_frames=min_frames, seed=seed)
+        it = self.frames(text, reference, sampling=sampling, max_frames=max_frames, min_frames=min_frames, seed=seed,
+                         speed=speed, durations=durations)
         frames: list[torch.Tensor] = []
         while True:
             try:

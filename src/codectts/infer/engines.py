@@ -71,7 +71,7 @@ def chunked(codes: torch.Tensor, chunk: int) -> Iterator[torch.Tensor]:
 
 def _no_reference(kind: str, reference) -> None:
     if reference is not None:
-        raise ConfigError(f"a {kind} voice cannot clone a reference voice (only csm voices can)")
+        raise ConfigError(f"a {kind} voice cannot clone a reference voice (only interleaved csm voices can)")
 
 
 class TalkerEngine:
@@ -212,8 +212,12 @@ class CSMEngine(_TextEngine):
         cfg = self.generator.model.cfg
         self.check_codes(cfg.n_codebooks, cfg.codebook_size, codec, name)
 
+    @property
+    def aligned(self) -> bool:
+        return self.generator.model.cfg.aligned
+
     def plan(self, sentence: str, speed: float) -> SentencePlan | None:
-        if abs(speed - 1.0) > 1e-6:
+        if abs(speed - 1.0) > 1e-6 and not self.aligned:
             raise ConfigError("a csm voice speaks at its own (or its reference's) rate: speed must be 1.0")
         return super().plan(sentence, speed)
 
@@ -222,14 +226,25 @@ class CSMEngine(_TextEngine):
         return math.ceil(len(text) * CSM_BOUND_SECONDS_PER_CHAR * self.generator.codec.frame_rate) + 25
 
     def check_length(self, sentence: str, n_ids: int, speed: float) -> None:
-        n_prompt = self.generator.prompt(sentence, self.default_reference)[0].shape[1]
         room = self.generator.model.cfg.max_seq_len
+        if self.aligned:
+            n = sum(self.generator.plan_durations(sentence, speed))
+            if max(n, n_ids) > room:
+                raise TooLong(f"{n} frames ({n_ids} phonemes) do not fit max_seq_len {room}")
+            return
+        n_prompt = self.generator.prompt(sentence, self.default_reference)[0].shape[1]
         if n_prompt + self.bound(sentence) > room:
             raise TooLong(f"prompt of {n_prompt} positions and its frames do not fit max_seq_len {room}")
 
     def code_chunks(
         self, plan: SentencePlan, sampling: SamplingConfig, gen: torch.Generator, chunk: int, reference=None
     ) -> Iterator[torch.Tensor]:
+        if self.aligned:
+            _no_reference("aligned csm", reference)
+            res = self.generator.generate(plan.text, sampling=sampling, seed=seed_from(gen), decode=False,
+                                          speed=plan.speed)
+            yield from chunked(res.codes[None].to(self.device), chunk)
+            return
         ref = reference if reference is not None else self.default_reference
         bound = self.bound(plan.text)
         res = self.generator.generate(

@@ -42,12 +42,31 @@ def save_trm(src: Path, dst: Path, *, half: bool, duration: Path | None, frame_r
 
 
 def save_csm(src: Path, dst: Path, *, half: bool) -> int:
-    """A CSM part -> `dst` with its tokenizer (and everything else its config carries); -> its codebooks."""
+    """A CSM part -> `dst` with its tokenizer (and everything else its config carries; an aligned CSM's
+    duration model travels inside it as `length_model/`); -> its codebooks."""
     from codectts.models.csm import CSM
+    from codectts.models.length import bundle_length_model
 
     model = CSM.load(src)
-    model.save(dst, half=half, extra=part_extra(src, CSM.model_type))
+    extra, files = part_extra(src, CSM.model_type), None
+    if extra.get("length"):
+        length = dict(extra["length"])
+        if not Path(length["path"]).is_absolute():
+            length["path"] = str(Path(src) / length["path"])
+        extra["length"], files = bundle_length_model(length)
+    model.save(dst, half=half, extra=extra, files=files)
     return model.cfg.n_codebooks
+
+
+def is_mel_codec(codec: str | Path) -> bool:
+    """A mel RVQ codec part folder (not a Mimi folder or hub id)."""
+    from codectts.codecs.mel_rvq import MelRVQCodec
+
+    cfg = Path(codec) / "config.json"
+    try:
+        return cfg.is_file() and json.loads(cfg.read_text(encoding="utf-8")).get("model_type") == MelRVQCodec.model_type
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def build_csm_voice(tmp: Path, meta: dict, *, csm: Path, codec: str | Path, half: bool,
@@ -79,7 +98,8 @@ def build_voice(out: Path, *, name: str, codec: Path, talker: Path | None = None
     """Exactly one of `talker`, `trm` and `csm`. A TRM part carries its tokenizer and length source;
     `duration` replaces that source for a TRM, and is the aligned Talker's duration part otherwise.
     `decode` ('codes' | 'soft') is how a TRM voice decodes (infer/engines.py). A CSM voice's `codec` is
-    a Mimi folder or hub id, and `reference` / `reference_text` its default speaker."""
+    a Mimi folder or hub id, and `reference` / `reference_text` its default speaker; or a mel RVQ codec
+    part (an aligned CSM trained on its codes), then with a vocoder as for the other models."""
     from codectts.codecs.mel_rvq import MelRVQCodec
     from codectts.infer.voice import VOICE_FORMAT
     from codectts.models.duration import DurationModel
@@ -91,13 +111,13 @@ def build_voice(out: Path, *, name: str, codec: Path, talker: Path | None = None
         raise ConfigError("give exactly one acoustic model: a talker, a trm or a csm part")
     if decode != "codes" and trm is None:
         raise ConfigError(f"decode {decode!r} is for trm voices only")
-    if reference is not None and csm is None:
-        raise ConfigError("a reference clip is for csm voices only")
+    if reference is not None and (csm is None or is_mel_codec(codec)):
+        raise ConfigError("a reference clip is for csm voices over Mimi only")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp"))
     try:
-        if csm is not None:
+        if csm is not None and not is_mel_codec(codec):
             meta = {"format_version": VOICE_FORMAT, "name": name, "description": description,
                     "sampling": asdict(SamplingConfig.from_dict(sampling or {})), "sentence_pause_s": sentence_pause_s}
             build_csm_voice(tmp, meta, csm=csm, codec=codec, half=half, reference=reference,
@@ -114,6 +134,10 @@ def build_voice(out: Path, *, name: str, codec: Path, talker: Path | None = None
             save_trm(Path(trm), tmp / "trm", half=half, duration=duration, frame_rate=codec_model.frame_rate)
             meta["model"] = {"type": "trm", "path": "trm", **({"decode": decode} if decode != "codes" else {})}
             del meta["tokenizer"]  # the TRM part carries its own
+        elif csm is not None:
+            save_csm(Path(csm), tmp / "csm", half=half)
+            meta["model"] = {"type": "csm", "path": "csm"}
+            del meta["tokenizer"]  # the CSM part carries its own
         else:
             Talker.load(talker).save(tmp / "talker", half=half)
         if context:

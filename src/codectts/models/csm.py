@@ -266,22 +266,24 @@ class CSM(PartModel, nn.Module):
         out = self.decoder(self.projection(seq))  # [M, K, Dd]
         return torch.einsum("mkd,kdv->mkv", out[:, 1:], self.audio_head)
 
-    def forward(
-        self,
-        text: torch.Tensor,
-        audio: torch.Tensor,
-        audio_mask: torch.Tensor,
-        decoder_fraction: float = 1.0,
-        generator: torch.Generator | None = None,
-    ) -> CSMOutput:
-        """Loss = CE(codebook 0, backbone) + CE(codebooks 1..K-1, decoder).
+    def forward(self, *batch: torch.Tensor, decoder_fraction: float = 1.0,
+                generator: torch.Generator | None = None) -> CSMOutput:
+        """Teacher-forced loss = CE(codebook 0, backbone) + CE(codebooks 1..K-1, decoder). `batch` is
+        (text, audio, audio_mask) for the interleaved layout (`forward_interleaved`), (codes, frame_lengths,
+        text, text_lengths, durations) in aligned mode (`forward_aligned`).
 
         `decoder_fraction` < 1 trains the decoder on a random subset of frames (CSM's compute amortisation;
         the backbone always sees every frame).
         """
+        fn = self.forward_aligned if self.cfg.aligned else self.forward_interleaved
+        return fn(*batch, decoder_fraction=decoder_fraction, generator=generator)
+
+    def forward_interleaved(self, text: torch.Tensor, audio: torch.Tensor, audio_mask: torch.Tensor,
+                            decoder_fraction: float = 1.0, generator: torch.Generator | None = None) -> CSMOutput:
+        """The seed's layout: [B, S] text, [B, S, K] audio, [B, S] audio mask (module docstring)."""
         cfg = self.cfg
         if cfg.aligned:
-            raise ConfigError("an aligned CSM trains with forward_aligned (frames, phonemes and durations)")
+            raise ConfigError("an aligned CSM trains on frames, phonemes and durations (forward_aligned)")
         if audio.shape[-1] != cfg.n_codebooks:
             raise DataError(f"audio has {audio.shape[-1]} codebooks, model expects {cfg.n_codebooks}")
         h = self.backbone(self.embed(text, audio, audio_mask))  # [B, S, D]

@@ -7,6 +7,10 @@ shared loop (warmup + cosine LR, bf16 on a GPU that has it, checkpoints every N 
 
 Voice cloning is learned the way it is used: with probability `context_prob` an utterance is preceded
 by another utterance of the same speaker, so the model learns to continue in the voice of the context.
+
+`--conditioning aligned` trains the aligned mode instead (models/csm.py): frames only, each told its
+phoneme by the cache's teacher durations; no context prefix. `--length-model` (a duration part) then
+gives the durations at inference and travels inside the released part as `length_model/`.
 """
 from __future__ import annotations
 
@@ -47,9 +51,13 @@ class CSMRunConfig:
     decoder_fraction: float = 1.0  # < 1: train the decoder on that share of frames (CSM uses 1/16)
     dropout: float = 0.0
     max_eval_batches: int = 20
+    conditioning: str = "interleaved"  # interleaved (the seed's) | aligned (teacher durations; no context)
+    length_model: str | None = None  # aligned: the duration part that plans frames at inference
     seed: int = 0
 
     def __post_init__(self):
+        if self.conditioning == "aligned" and self.tokenizer != "phoneme":
+            raise ConfigError("--conditioning aligned needs --tokenizer phoneme (durations are per phoneme)")
         if self.tokenizer not in ("char", "phoneme"):
             raise ConfigError(f"tokenizer must be char or phoneme, got {self.tokenizer!r}")
         if not 0.0 <= self.context_prob <= 1.0:
@@ -64,6 +72,7 @@ class Utt:
     text_ids: list[int]
     n_frames: int
     speaker: str
+    durations: list[int] | None = None  # per text id, summing to n_frames (aligned mode)
 
     @property
     def length(self) -> int:
@@ -77,8 +86,9 @@ def make_tokenizer(kind: str):
     return CharTokenizer() if kind == "char" else PhonemeTokenizer()
 
 
-def load_utts(cache, tokenizer, max_len: int) -> list[Utt]:
-    """Index entries with their text ids; drop (with a warning) those that cannot be used."""
+def load_utts(cache, tokenizer, max_len: int, durations: bool = False) -> list[Utt]:
+    """Index entries with their text ids (and, with `durations`, their teacher durations); drop (with a
+    warning) those that cannot be used."""
     from codectts.errors import TextError
 
     utts, skipped = [], 0
@@ -93,6 +103,11 @@ def load_utts(cache, tokenizer, max_len: int) -> list[Utt]:
             skipped += 1
             continue
         u = Utt(i, ids, e.n_frames, e.speaker)
+        if durations:
+            if not e.durations or len(e.durations) != len(ids) or sum(e.durations) != e.n_frames:
+                skipped += 1
+                continue
+            u.durations = list(e.durations)
         if u.n_frames < 1 or u.length > max_len:
             skipped += 1
             continue
@@ -146,21 +161,25 @@ class CSMTask(Task):
     def _sequence(self, cache, u: Utt, ctx: Utt | None):
         from codectts.models.csm import Segment, build_sequence
 
+        if self.core.cfg.aligned:  # (codes [K, F], text ids, durations): collated by _batch
+            return cache.codes(u.index)[: self.k], u.text_ids, u.durations
         segs = [] if ctx is None else [Segment(ctx.text_ids, cache.codes(ctx.index))]
         segs.append(Segment(u.text_ids, cache.codes(u.index)))
         return build_sequence(segs, self.k, self.core.cfg.eos_code)
 
-    def _batch(self, seqs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _batch(self, seqs) -> tuple[torch.Tensor, ...]:
         from codectts.models.csm import collate
 
-        return tuple(t.to(self.device) for t in collate(seqs))  # type: ignore[return-value]
+        batch = collate_aligned(seqs) if self.core.cfg.aligned else collate(seqs)
+        return tuple(t.to(self.device) for t in batch)
 
     def epoch_plan(self, epoch: int) -> tuple[list[list[int]], list[int | None]]:
         """(batches of indices into self.train, context per item), a pure function of (seed, epoch)."""
         from codectts.data.sampler import DynamicBatchSampler
 
         rng = random.Random(f"csm-context:{self.rc.seed}:{epoch}")
-        ctx = pair_contexts(self.train, self.rc.context_prob, min(self.rc.max_tokens, self.core.cfg.max_seq_len), rng)
+        prob = 0.0 if self.core.cfg.aligned else self.rc.context_prob
+        ctx = pair_contexts(self.train, prob, min(self.rc.max_tokens, self.core.cfg.max_seq_len), rng)
         lengths = [u.length + (self.train[c].length if c is not None else 0)
                    for u, c in zip(self.train, ctx, strict=True)]
         sampler = DynamicBatchSampler(
@@ -217,7 +236,14 @@ class CSMTask(Task):
         return res
 
     def export(self, path: Path) -> None:
-        self.core.save(path, extra=self.export_meta)
+        """The part; an aligned CSM's duration model travels inside it (`length_model/`)."""
+        from codectts.models.length import bundle_length_model
+
+        extra, files = self.export_meta, None
+        if extra.get("length"):
+            length, files = bundle_length_model(extra["length"])
+            extra = {**extra, "length": length}
+        self.core.save(path, extra=extra, files=files)
 
     def sample(self, out_dir: Path, step: int) -> None:
         """Codes (and a wav when the cache's codec can be loaded here) for two held-out texts."""
@@ -225,7 +251,12 @@ class CSMTask(Task):
 
         out_dir.mkdir(parents=True, exist_ok=True)
         codec = self._sample_codec()
-        gen = CSMGenerator(self.core, codec, self.tokenizer)
+        length = None
+        if self.export_meta.get("length"):
+            from codectts.models.length import length_source_from_dict
+
+            length = length_source_from_dict(self.export_meta["length"])
+        gen = CSMGenerator(self.core, codec, self.tokenizer, length)
         for n, u in enumerate(self.dev[:2]):
             text = self.dev_cache.entries[u.index].text
             res = gen.generate(text, seed=step + n, max_frames=2 * u.n_frames + 10)
@@ -251,6 +282,22 @@ class CSMTask(Task):
         return self._codec or None
 
 
+def collate_aligned(items) -> tuple[torch.Tensor, ...]:
+    """[(codes [K, F], ids, durations)] -> (codes [B, K, F], frame lengths, text [B, P], text lengths,
+    durations [B, P]), right-padded (padded durations are 0)."""
+    b, k = len(items), items[0][0].shape[0]
+    f, p = max(c.shape[1] for c, _, _ in items), max(len(ids) for _, ids, _ in items)
+    codes = torch.zeros(b, k, f, dtype=torch.long)
+    text = torch.zeros(b, p, dtype=torch.long)
+    durations = torch.zeros(b, p, dtype=torch.long)
+    for row, (c, ids, d) in enumerate(items):
+        codes[row, :, : c.shape[1]] = c
+        text[row, : len(ids)] = torch.tensor(ids)
+        durations[row, : len(d)] = torch.tensor(d)
+    return (codes, torch.tensor([c.shape[1] for c, _, _ in items]), text,
+            torch.tensor([len(ids) for _, ids, _ in items]), durations)
+
+
 def train_csm(rc: CSMRunConfig, tcfg: TrainConfig, resume: bool = False) -> dict:
     from codectts.data.codecache import CodeCache
     from codectts.models.csm import CSM
@@ -269,11 +316,16 @@ def train_csm(rc: CSMRunConfig, tcfg: TrainConfig, resume: bool = False) -> dict
         n_codebooks=k,
         codebook_size=cache.codebook_size,
         dropout=rc.dropout,
+        conditioning=rc.conditioning,
     )
+    aligned = cfg.aligned
+    if aligned and rc.length_model is None:
+        raise ConfigError("--conditioning aligned needs --length-model (a duration part: it plans the frames "
+                          "at inference)")
     max_len = min(rc.max_tokens, cfg.max_seq_len)
-    train = load_utts(cache, tokenizer, max_len)
+    train = load_utts(cache, tokenizer, max_len, durations=aligned)
     dev_cache = CodeCache(rc.codes, "dev")
-    dev = load_utts(dev_cache, tokenizer, max_len) if len(dev_cache) else []
+    dev = load_utts(dev_cache, tokenizer, max_len, durations=aligned) if len(dev_cache) else []
     if not dev:
         n = min(DEV_HOLDOUT, len(train) // 10)
         dev, train, dev_cache = train[:n], train[n:], cache
@@ -291,6 +343,11 @@ def train_csm(rc: CSMRunConfig, tcfg: TrainConfig, resume: bool = False) -> dict
         "sample_rate": cache.meta.get("sample_rate"),
         "preset": rc.preset,
     }
+    if aligned:
+        from codectts.models.length import DurationLength
+
+        meta["length"] = DurationLength(Path(rc.length_model).resolve(), frame_rate=cache.frame_rate,
+                                        max_frames=cfg.max_seq_len).to_dict()
     task = CSMTask(model, cache, train, dev, dev_cache, rc, tokenizer, meta)
     counts = model.param_counts()
     log.info(
@@ -323,9 +380,16 @@ def register(app: typer.Typer) -> None:
         max_tokens: int = typer.Option(SEED_MAX_TOKENS, help="Dynamic batching: positions per batch."),
         context_prob: float = typer.Option(0.5, help="Share of items preceded by a same-speaker utterance."),
         decoder_fraction: float = typer.Option(1.0, help="Share of frames the depth decoder trains on."),
+        conditioning: str = typer.Option("interleaved", help="interleaved (the seed's: text then frames, the "
+                                         "model finds the alignment) | aligned (each frame told its phoneme by "
+                                         "the cache's durations; needs --tokenizer phoneme and --length-model)."),
+        length_model: Path | None = typer.Option(None, help="Aligned: the duration part that plans frames at "
+                                                 "inference; copied into the released part."),
+        dropout: float = typer.Option(0.0, help="Dropout in both transformers."),
     ):
         """Train a CSM / Marvis-style model (backbone + depth decoder) on a code cache."""
         rc = CSMRunConfig(codes=str(codes), preset=preset, n_codebooks=n_codebooks, tokenizer=tokenizer,
                           batch_size=opts.batch_size, max_tokens=max_tokens, context_prob=context_prob,
-                          decoder_fraction=decoder_fraction, seed=opts.seed)
+                          decoder_fraction=decoder_fraction, dropout=dropout, conditioning=conditioning,
+                          length_model=str(length_model) if length_model else None, seed=opts.seed)
         typer.echo(json.dumps(train_csm(rc, opts.train_config(), resume=opts.resume), indent=1))
