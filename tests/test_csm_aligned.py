@@ -192,3 +192,17 @@ def test_recipe_trains_exports_and_speaks_as_a_voice(tmp_path):
     with pytest.raises(ConfigError, match="reference"):
         build_voice(tmp_path / "voice2", name="x", codec=tmp_path / "codec", csm=out / "best",
                     reference=tmp_path / "say.wav", reference_text="hi")
+
+
+def test_prev_frame_dropout_acts_in_training_only():
+    torch.manual_seed(0)
+    model = aligned_model(prev_frame_dropout=0.5)
+    batch = collate_aligned([random_item(random.Random(3)) for _ in range(2)])
+    model.eval()
+    with torch.no_grad():
+        a, b = model(*batch).loss, model(*batch).loss
+    assert torch.equal(a, b)
+    model.train()
+    with torch.no_grad():
+        c = model(*batch, generator=torch.Generator().manual_seed(0)).loss
+    assert not torch.equal(a, c)  # hidden frames change the loss (slightly, at init)

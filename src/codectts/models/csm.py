@@ -78,6 +78,7 @@ class CSMConfig(PartConfig):
     dropout: float = 0.0
     conditioning: str = "interleaved"  # the seed's text-then-frames sequence | "aligned" (frames + durations)
     text_layers: int = 3  # aligned: depth of the bidirectional phoneme encoder (backbone width)
+    prev_frame_dropout: float = 0.0  # aligned, training: hide the previous frame sometimes (rely on the text)
 
     def __post_init__(self):
         if self.conditioning not in CONDITIONING:
@@ -314,7 +315,10 @@ class CSM(PartModel, nn.Module):
             raise DataError(f"codes have {k} codebooks, model expects {cfg.n_codebooks}")
         frames = codes.transpose(1, 2)  # [B, F, K]
         prev = torch.cat([self.start_frame(b, codes.device)[:, None], frames[:, :-1]], dim=1)
-        x = self.embed_codes(prev).sum(-2) + self.frame_conditioning(text, text_lengths, durations, f)
+        x = self.embed_codes(prev).sum(-2)
+        if self.training and cfg.prev_frame_dropout > 0:  # as the aligned Talker: lean on the text too
+            x = x * (torch.rand(b, f, 1, device=x.device, generator=generator) >= cfg.prev_frame_dropout).to(x.dtype)
+        x = x + self.frame_conditioning(text, text_lengths, durations, f)
         valid = padding_mask(frame_lengths, f)
         return self.frame_loss(self.backbone(x)[valid], frames[valid], decoder_fraction, generator)
 

@@ -52,6 +52,7 @@ class CSMRunConfig:
     dropout: float = 0.0
     max_eval_batches: int = 20
     conditioning: str = "interleaved"  # interleaved (the seed's) | aligned (teacher durations; no context)
+    prev_frame_dropout: float = 0.0  # aligned: share of previous frames hidden in training
     length_model: str | None = None  # aligned: the duration part that plans frames at inference
     seed: int = 0
 
@@ -317,6 +318,7 @@ def train_csm(rc: CSMRunConfig, tcfg: TrainConfig, resume: bool = False) -> dict
         codebook_size=cache.codebook_size,
         dropout=rc.dropout,
         conditioning=rc.conditioning,
+        prev_frame_dropout=rc.prev_frame_dropout,
     )
     aligned = cfg.aligned
     if aligned and rc.length_model is None:
@@ -386,10 +388,13 @@ def register(app: typer.Typer) -> None:
         length_model: Path | None = typer.Option(None, help="Aligned: the duration part that plans frames at "
                                                  "inference; copied into the released part."),
         dropout: float = typer.Option(0.0, help="Dropout in both transformers."),
+        prev_frame_dropout: float = typer.Option(0.0, help="Aligned: hide this share of previous frames in "
+                                                 "training, so the model leans on the text (the Talker uses 0.1)."),
     ):
         """Train a CSM / Marvis-style model (backbone + depth decoder) on a code cache."""
         rc = CSMRunConfig(codes=str(codes), preset=preset, n_codebooks=n_codebooks, tokenizer=tokenizer,
                           batch_size=opts.batch_size, max_tokens=max_tokens, context_prob=context_prob,
                           decoder_fraction=decoder_fraction, dropout=dropout, conditioning=conditioning,
+                          prev_frame_dropout=prev_frame_dropout,
                           length_model=str(length_model) if length_model else None, seed=opts.seed)
         typer.echo(json.dumps(train_csm(rc, opts.train_config(), resume=opts.resume), indent=1))
