@@ -41,17 +41,21 @@ def save_trm(src: Path, dst: Path, *, half: bool, duration: Path | None, frame_r
     model.save(dst, half=half, extra=extra, files=files)
 
 
-def save_csm(src: Path, dst: Path, *, half: bool) -> int:
-    """A CSM part -> `dst` with its tokenizer (and everything else its config carries; an aligned CSM's
-    duration model travels inside it as `length_model/`); -> its codebooks."""
+def save_csm(src: Path, dst: Path, *, half: bool, duration: Path | None = None) -> int:
+    """A CSM part -> `dst` with its tokenizer (and everything else its config carries); an aligned CSM's
+    duration model (`duration`, else the part's own) travels inside it as `length_model/`; -> its codebooks."""
     from codectts.models.csm import CSM
     from codectts.models.length import bundle_length_model
 
     model = CSM.load(src)
     extra, files = part_extra(src, CSM.model_type), None
+    if duration is not None and not model.cfg.aligned:
+        raise ConfigError("a duration part is for aligned csm voices (an interleaved csm ends speech itself)")
     if extra.get("length"):
         length = dict(extra["length"])
-        if not Path(length["path"]).is_absolute():
+        if duration is not None:
+            length["path"] = str(Path(duration).resolve())
+        elif not Path(length["path"]).is_absolute():
             length["path"] = str(Path(src) / length["path"])
         extra["length"], files = bundle_length_model(length)
     model.save(dst, half=half, extra=extra, files=files)
@@ -109,6 +113,8 @@ def build_voice(out: Path, *, name: str, codec: Path, talker: Path | None = None
 
     if sum(x is not None for x in (talker, trm, csm)) != 1:
         raise ConfigError("give exactly one acoustic model: a talker, a trm or a csm part")
+    if duration is not None and csm is not None and not is_mel_codec(codec):
+        raise ConfigError("a duration part is for aligned csm voices over a mel codec")
     if decode != "codes" and trm is None:
         raise ConfigError(f"decode {decode!r} is for trm voices only")
     if reference is not None and (csm is None or is_mel_codec(codec)):
@@ -135,7 +141,7 @@ def build_voice(out: Path, *, name: str, codec: Path, talker: Path | None = None
             meta["model"] = {"type": "trm", "path": "trm", **({"decode": decode} if decode != "codes" else {})}
             del meta["tokenizer"]  # the TRM part carries its own
         elif csm is not None:
-            save_csm(Path(csm), tmp / "csm", half=half)
+            save_csm(Path(csm), tmp / "csm", half=half, duration=duration)
             meta["model"] = {"type": "csm", "path": "csm"}
             del meta["tokenizer"]  # the CSM part carries its own
         else:
