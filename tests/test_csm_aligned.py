@@ -189,6 +189,8 @@ def test_recipe_trains_exports_and_speaks_as_a_voice(tmp_path):
     assert sr == codec.sample_rate and len(wav) == n * codec_cfg.samples_per_frame
     assert len(synth.synthesize(text, seed=0, speed=0.5)[0]) > len(wav)
     sf.write(tmp_path / "say.wav", wav, sr)
+    with pytest.raises(ConfigError, match="only interleaved csm voices"):
+        synth.reference(tmp_path / "say.wav", "the cat sat")
     other = build_voice(tmp_path / "voice3", name="x", codec=tmp_path / "codec", csm=out / "best",
                         duration=tmp_path / "duration")  # a duration part replaces the part's own
     assert (other / "csm" / "length_model" / "model.safetensors").exists()

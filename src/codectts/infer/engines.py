@@ -71,11 +71,12 @@ def chunked(codes: torch.Tensor, chunk: int) -> Iterator[torch.Tensor]:
 
 def _no_reference(kind: str, reference) -> None:
     if reference is not None:
-        raise ConfigError(f"a {kind} voice cannot clone a reference voice (only interleaved csm voices can)")
+        raise ConfigError(f"{kind} voices cannot clone a reference voice (only interleaved csm voices can)")
 
 
 class TalkerEngine:
     kind = "talker"
+    clones = False  # speaks in a reference clip's voice
 
     def __init__(self, model, duration, tokenizer, device: str = "cpu", context: dict | None = None):
         self.model, self.duration, self.tokenizer, self.device = model, duration, tokenizer, device
@@ -144,6 +145,7 @@ class _TextEngine:
 
     kind = "?"
     tokenizer = None
+    clones = False
 
     def plan(self, sentence: str, speed: float) -> SentencePlan | None:
         ids = _encode_or_skip(self.tokenizer, sentence)
@@ -215,6 +217,10 @@ class CSMEngine(_TextEngine):
     @property
     def aligned(self) -> bool:
         return self.generator.model.cfg.aligned
+
+    @property
+    def clones(self) -> bool:
+        return not self.aligned
 
     def plan(self, sentence: str, speed: float) -> SentencePlan | None:
         if abs(speed - 1.0) > 1e-6 and not self.aligned:

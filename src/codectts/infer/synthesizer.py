@@ -271,12 +271,15 @@ class Synthesizer:
 
     def reference(self, audio: str | os.PathLike, transcript: str):
         """A voice to clone: a short clip and what it says (csm voices only)."""
-        if self.engine.kind != "csm":
-            raise ConfigError(f"voice {self.name!r} ({self.engine.kind}) cannot clone a reference voice; "
-                              "use a csm voice")
+        self._check_clones()
         return self._reference(self.engine.generator, audio, transcript)
 
     # ---- checking and planning ----------------------------------------------------------------
+    def _check_clones(self) -> None:
+        if not getattr(self.engine, "clones", False):
+            raise ConfigError(f"voice {self.name!r} ({self.engine.kind}) cannot clone a reference voice "
+                              f"(only interleaved csm voices can)")
+
     def options(self, speed=1.0, temperature=None, top_k=None, top_p=None, seed=None, reference=None) -> Options:
         """The request's options, checked (ConfigError names the bad one); None = the voice's default."""
         opts = check_options(self.default_sampling, speed=speed, temperature=temperature, top_k=top_k, top_p=top_p,
@@ -284,8 +287,7 @@ class Synthesizer:
         if reference is not None:
             from codectts.infer.csm import Reference
 
-            if self.engine.kind != "csm":
-                raise ConfigError(f"a {self.engine.kind} voice cannot clone a reference voice (only csm voices can)")
+            self._check_clones()
             pair = isinstance(reference, tuple) and len(reference) == 2 and torch.is_tensor(reference[0]) \
                 and isinstance(reference[1], str)
             if not isinstance(reference, Reference) and not pair:
