@@ -267,23 +267,22 @@ def test_latent_error_is_what_soft_decoding_plays():
     """latent_error: 0 for certain right codes, the squared distance of ResidualVQ.decode_soft's latent from
     the true codes' latent otherwise, padded frames ignored."""
     from codectts.codecs.rvq import ResidualVQ
-    from codectts.models.trm import code_latent, latent_error
+    from codectts.models.trm import latent_error
 
     torch.manual_seed(0)
     rvq = ResidualVQ(n_codebooks=K, codebook_size=N, dim=6)
     codes = torch.randint(0, N, (2, K, 9))
     fl = torch.tensor([9, 5])
     sure = F.one_hot(codes, N).float() * 50.0
-    assert latent_error(sure, codes, fl, rvq.codebooks.detach()) < 1e-8
+    assert latent_error(sure, codes, fl, rvq) < 1e-8
     logits = torch.randn(2, K, 9, N)
     soft = rvq.decode_soft(logits.softmax(-1))  # [B, F, D]
     want = torch.cat([((soft[0] - rvq.decode(codes)[0]) ** 2).mean(-1),
                       ((soft[1, :5] - rvq.decode(codes)[1, :5]) ** 2).mean(-1)]).mean()
-    assert torch.allclose(code_latent(codes, rvq.codebooks), rvq.decode(codes), atol=1e-6)
-    got = latent_error(logits, codes, fl, rvq.codebooks.detach())
+    got = latent_error(logits, codes, fl, rvq)
     assert torch.allclose(got, want, atol=1e-6)
     changed = codes.clone()
     changed[1, :, 5:] = (changed[1, :, 5:] + 1) % N  # padded frames of item 1
-    assert torch.allclose(latent_error(logits, changed, fl, rvq.codebooks.detach()), got)
+    assert torch.allclose(latent_error(logits, changed, fl, rvq), got)
     with pytest.raises(ConfigError):
-        latent_error(logits, codes, fl, rvq.codebooks.detach()[:, :3])
+        latent_error(logits, codes, fl, ResidualVQ(n_codebooks=K, codebook_size=3, dim=6))

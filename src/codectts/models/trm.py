@@ -413,23 +413,16 @@ class TTSTRM(PartModel, nn.Module):
                          codebook_accuracy=acc)
 
 
-def code_latent(codes: torch.Tensor, codebooks: torch.Tensor) -> torch.Tensor:
-    """codes [B, K, F] -> the codec latent [B, F, D] they decode from: the sum of each codebook's codeword."""
-    return sum(codebooks[k][codes[:, k]] for k in range(codes.shape[1]))
-
-
-def latent_error(logits: torch.Tensor, targets: torch.Tensor, frame_lengths: torch.Tensor,
-                 codebooks: torch.Tensor) -> torch.Tensor:
+def latent_error(logits: torch.Tensor, targets: torch.Tensor, frame_lengths: torch.Tensor, rvq) -> torch.Tensor:
     """Mean squared error per valid frame between the expected latent sum_k sum_c p_k(c) codebook_k[c]
-    (what a soft-decoding voice decodes) and the latent of the true codes; codebooks [K, N, D] (a mel RVQ
-    codec's, frozen). Cross-entropy rewards the right code and nothing else, while codes are many-to-one
-    on sound: near codewords sound alike. This loss gives credit for mass on near codewords, a
-    regression signal like FastSpeech's mel loss, which a non-autoregressive model learns from much faster."""
+    (`rvq.decode_soft`: what a soft-decoding voice decodes) and the latent of the true codes (`rvq.decode`);
+    `rvq` a mel RVQ codec's `ResidualVQ` (frozen, on the logits' device). Cross-entropy rewards the right
+    code and nothing else, while codes are many-to-one on sound: near codewords sound alike. This loss
+    gives credit for mass on near codewords, a regression signal like FastSpeech's mel loss, which a
+    non-autoregressive model learns from much faster."""
     b, k, f, n = logits.shape
-    if codebooks.shape[:2] != (k, n):
-        raise ConfigError(f"codebooks {tuple(codebooks.shape)} do not fit logits of {k} x {n}")
-    cb = codebooks.to(logits.device, torch.float32)
-    expected = torch.einsum("bkfn,knd->bfd", logits.float().softmax(-1), cb)
-    err = (expected - code_latent(targets, cb)).pow(2).mean(-1)  # [B, F]
+    if (rvq.n_codebooks, rvq.codebook_size) != (k, n):
+        raise ConfigError(f"a {rvq.n_codebooks} x {rvq.codebook_size} quantizer does not fit logits of {k} x {n}")
+    err = (rvq.decode_soft(logits.float().softmax(-1)) - rvq.decode(targets)).pow(2).mean(-1)  # [B, F]
     valid = padding_mask(frame_lengths, f).float()
     return (err * valid).sum() / valid.sum()

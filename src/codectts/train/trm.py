@@ -200,25 +200,24 @@ def load_decoder(spec: dict | None):
         return None
 
 
-def codec_codebooks(spec: dict | None) -> torch.Tensor | None:
-    """The codec's RVQ codebooks [K, N, D] (frozen), or None when it has none (Mimi) or cannot load here."""
+def codec_quantizer(spec: dict | None):
+    """The codec's `ResidualVQ` (frozen), or None when it has none (Mimi) or cannot load here."""
     if not spec or spec.get("type") != "mel_rvq":
         return None
     from codectts.codecs.registry import load_codec
 
     try:
-        return load_codec(spec).rvq.codebooks.detach().float().clone()
+        return load_codec(spec).rvq.float().requires_grad_(False)
     except (CodecTTSError, OSError) as e:
         log.warning("codec %s: no codebooks for the latent error (%s)", spec.get("path"), e)
         return None
 
 
-def latent_variance(data: TRMData, codebooks: torch.Tensor, n_items: int = 200) -> float:
+def latent_variance(data: TRMData, rvq, n_items: int = 200) -> float:
     """Per-dimension variance of the true codes' latents over the first items: the latent error divided by
     it is 1 for a model that predicts the mean latent everywhere, whatever the codec's scale."""
-    from codectts.models.trm import code_latent
-
-    lat = torch.cat([code_latent(data.cache.codes(i)[None], codebooks)[0] for i in data.index[:n_items]])
+    with torch.no_grad():
+        lat = torch.cat([rvq.decode(data.cache.codes(i)[None])[0] for i in data.index[:n_items]])
     return float(lat.var(0).mean())
 
 
@@ -235,7 +234,7 @@ def _save_npy(path: Path, arr: np.ndarray) -> None:
 class TRMTask(Task):
     def __init__(self, model, train: TRMData, dev: TRMData, extra: dict, batch_size: int, max_batch_frames: int,
                  seed: int, prompts: list[Prompt], sampling: dict, max_dev_batches: int | None = None,
-                 codebooks: torch.Tensor | None = None, latent_weight: float = 0.0):
+                 rvq=None, latent_weight: float = 0.0):
         self.model = model
         self.train, self.dev = train, dev
         self.extra = extra
@@ -247,15 +246,15 @@ class TRMTask(Task):
         self._decoder = None
         self._decoder_loaded = False
         self._unigram: torch.Tensor | None = None
-        if latent_weight and codebooks is None:
+        if latent_weight and rvq is None:
             raise ConfigError("--latent-weight needs a mel RVQ codec whose codebooks load (the cache's codec)")
-        self.codebooks, self.latent_weight = codebooks, latent_weight
-        self.latent_scale = latent_variance(train, codebooks) if codebooks is not None else 1.0
+        self.rvq, self.latent_weight = rvq, latent_weight  # rvq: the cache's codec's quantizer (latent_nmse)
+        self.latent_scale = latent_variance(train, rvq) if rvq is not None else 1.0
 
     def latent_nmse(self, logits: torch.Tensor, b: TRMBatch) -> torch.Tensor:
         from codectts.models.trm import latent_error
 
-        return latent_error(logits, b.codes, b.frame_lengths, self.codebooks) / self.latent_scale
+        return latent_error(logits, b.codes, b.frame_lengths, self.rvq.to(logits.device)) / self.latent_scale
 
     @property
     def device(self):
@@ -290,7 +289,7 @@ class TRMTask(Task):
             ce += out.codebook_loss.float().cpu() * n
             acc += out.codebook_accuracy.float().cpu() * n
             weighted += float(out.loss) * n
-            if self.codebooks is not None:
+            if self.rvq is not None:
                 latent += float(self.latent_nmse(out.logits, b)) * n
             frames += n
             if len(js) > 1:  # batches are length-sorted: the neighbour's text has a similar length
@@ -303,7 +302,7 @@ class TRMTask(Task):
         ce, acc = ce / frames, acc / frames
         metrics = {"score": weighted / frames, "loss": weighted / frames, "ce_mean": float(ce.mean()),
                    "acc_mean": float(acc.mean())}
-        if self.codebooks is not None:  # what soft decoding plays: 1 = the mean latent everywhere
+        if self.rvq is not None:  # what soft decoding plays: 1 = the mean latent everywhere
             metrics["latent_nmse"] = latent / frames
             metrics["score"] += self.latent_weight * metrics["latent_nmse"]
         if wrong_frames:
@@ -538,7 +537,7 @@ def train_trm(rc: TRMRunConfig, tcfg: TrainConfig, resume: bool = False) -> dict
     tcfg = replace(tcfg, max_steps=max_steps, max_epochs=rc.epochs,
                    warmup_steps=min(tcfg.warmup_steps, max(1, max_steps // 10)))
     task = TRMTask(model, train, dev, extra, rc.batch_size, rc.max_tokens, rc.seed, _prompts(rc, speakers, dev),
-                   sampling, codebooks=codec_codebooks(extra["codec"]), latent_weight=rc.latent_weight)
+                   sampling, rvq=codec_quantizer(extra["codec"]), latent_weight=rc.latent_weight)
     log.info("TTS TRM: %s parameters; %d train / %d dev utterances, %d batches an epoch; codes %d x %d (%s) at "
              "%g Hz; %d speaker(s); text %s (%d symbols); length from %s", f"{model.num_params():,}", len(train),
              len(dev), n_batches, cfg.n_codebooks, cfg.codebook_size, (extra["codec"] or {}).get("type"),
