@@ -9,7 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from codectts.errors import ConfigError
-from codectts.models.length import LENGTH_MODEL_DIR
+from codectts.models.length import bundle_length_model
 from codectts.models.sampling import SamplingConfig
 from codectts.parts import read_part_config, replace_dir
 
@@ -23,6 +23,17 @@ def part_extra(src: Path, model_type: str, *drop: str) -> dict:
     return {k: v for k, v in meta.items() if k not in ("model_type", "format_version", "config", *drop)}
 
 
+def carried_length(src: Path, length: dict, duration: Path | None, **fields) -> tuple[dict, dict | None]:
+    """A part's length source as its release carries it, and the files that go with it: a duration model
+    (`duration`, else the part's own, resolved against the part folder `src`) travels inside as
+    `length_model/`; `fields` override the stored ones (the codec's frame rate, say). Other sources stay."""
+    if duration is None and length.get("kind") != "duration_model":
+        return length, None
+    base = length if length.get("kind") == "duration_model" else {}
+    path = Path(duration) if duration is not None else Path(src) / base["path"]  # an absolute path stays
+    return bundle_length_model({**base, "kind": "duration_model", "path": str(path.resolve()), **fields})
+
+
 def save_trm(src: Path, dst: Path, *, half: bool, duration: Path | None, frame_rate: float) -> None:
     """A TRM release part -> `dst`, with its tokenizer, speakers and length source; its duration model
     (`duration`, else the part's own) travels inside as `length_model/` at the codec's frame rate."""
@@ -30,14 +41,8 @@ def save_trm(src: Path, dst: Path, *, half: bool, duration: Path | None, frame_r
 
     model = TTSTRM.load(src)
     extra = part_extra(src, TTSTRM.model_type, *TRM_RUN_KEYS)
-    length = dict(extra.get("length") or {})
-    if duration is None and length.get("kind") == "duration_model":
-        duration = Path(length["path"]) if Path(length["path"]).is_absolute() else Path(src) / length["path"]
-    files = None
-    if duration is not None:
-        files = {f"{LENGTH_MODEL_DIR}/{f.name}": f.read_bytes() for f in Path(duration).iterdir() if f.is_file()}
-        extra["length"] = {"kind": "duration_model", "path": LENGTH_MODEL_DIR, "frame_rate": frame_rate,
-                           "min_frames": 1, "max_frames": model.cfg.max_frames}
+    extra["length"], files = carried_length(src, dict(extra.get("length") or {}), duration, frame_rate=frame_rate,
+                                            min_frames=1, max_frames=model.cfg.max_frames)
     model.save(dst, half=half, extra=extra, files=files)
 
 
@@ -45,19 +50,13 @@ def save_csm(src: Path, dst: Path, *, half: bool, duration: Path | None = None) 
     """A CSM part -> `dst` with its tokenizer (and everything else its config carries); an aligned CSM's
     duration model (`duration`, else the part's own) travels inside it as `length_model/`; -> its codebooks."""
     from codectts.models.csm import CSM
-    from codectts.models.length import bundle_length_model
 
     model = CSM.load(src)
     extra, files = part_extra(src, CSM.model_type), None
     if duration is not None and not model.cfg.aligned:
         raise ConfigError("a duration part is for aligned csm voices (an interleaved csm ends speech itself)")
     if extra.get("length"):
-        length = dict(extra["length"])
-        if duration is not None:
-            length["path"] = str(Path(duration).resolve())
-        elif not Path(length["path"]).is_absolute():
-            length["path"] = str(Path(src) / length["path"])
-        extra["length"], files = bundle_length_model(length)
+        extra["length"], files = carried_length(src, dict(extra["length"]), duration)
     model.save(dst, half=half, extra=extra, files=files)
     return model.cfg.n_codebooks
 
