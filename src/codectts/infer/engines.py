@@ -47,7 +47,7 @@ def _encode_or_skip(tokenizer, sentence: str) -> list[int] | None:
 class SentencePlan:
     text: str
     ids: torch.Tensor | None = None  # [1, P] (Talker)
-    durations: torch.Tensor | None = None  # [1, P] (aligned Talker)
+    durations: torch.Tensor | None = None  # [1, P] (aligned Talker, aligned CSM)
     speed: float = 1.0
 
 
@@ -223,22 +223,26 @@ class CSMEngine(_TextEngine):
         return not self.aligned
 
     def plan(self, sentence: str, speed: float) -> SentencePlan | None:
-        if abs(speed - 1.0) > 1e-6 and not self.aligned:
-            raise ConfigError("a csm voice speaks at its own (or its reference's) rate: speed must be 1.0")
-        return super().plan(sentence, speed)
+        if not self.aligned:
+            if abs(speed - 1.0) > 1e-6:
+                raise ConfigError("a csm voice speaks at its own (or its reference's) rate: speed must be 1.0")
+            return super().plan(sentence, speed)
+        ids = _encode_or_skip(self.tokenizer, sentence)
+        if ids is None:
+            return None
+        d = self.generator.plan_durations(sentence, speed)  # planned once: generation reads them from the plan
+        room = self.generator.model.cfg.max_seq_len
+        if max(sum(d), len(ids)) > room:
+            raise TooLong(f"{sum(d)} frames ({len(ids)} phonemes) do not fit max_seq_len {room}")
+        return SentencePlan(sentence, durations=torch.tensor([d]), speed=speed)
 
     def bound(self, text: str) -> int:
         """Frames a sentence may take before generation stops without end-of-speech."""
         return math.ceil(len(text) * CSM_BOUND_SECONDS_PER_CHAR * self.generator.codec.frame_rate) + 25
 
     def check_length(self, sentence: str, n_ids: int, speed: float) -> None:
-        room = self.generator.model.cfg.max_seq_len
-        if self.aligned:
-            n = sum(self.generator.plan_durations(sentence, speed))
-            if max(n, n_ids) > room:
-                raise TooLong(f"{n} frames ({n_ids} phonemes) do not fit max_seq_len {room}")
-            return
         n_prompt = self.generator.prompt(sentence, self.default_reference)[0].shape[1]
+        room = self.generator.model.cfg.max_seq_len
         if n_prompt + self.bound(sentence) > room:
             raise TooLong(f"prompt of {n_prompt} positions and its frames do not fit max_seq_len {room}")
 
@@ -248,7 +252,7 @@ class CSMEngine(_TextEngine):
         if self.aligned:
             _no_reference("aligned csm", reference)
             res = self.generator.generate(plan.text, sampling=sampling, seed=seed_from(gen), decode=False,
-                                          speed=plan.speed)
+                                          durations=plan.durations[0].tolist())
             yield from chunked(res.codes[None].to(self.device), chunk)
             return
         ref = reference if reference is not None else self.default_reference
