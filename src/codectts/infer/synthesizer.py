@@ -223,7 +223,7 @@ class Synthesizer:
 
             gen = CSMGenerator.load(model_path, codec=codec, device=device)
             engine = CSMEngine(gen, device=device)
-            if spec.reference and engine.aligned:
+            if spec.reference and not engine.clones:
                 raise ConfigError(f"voice {name!r}: an aligned csm speaks in its training voice; drop 'reference'")
             if spec.reference:  # the voice's own speaker: a reference clip stored in the voice folder
                 engine.default_reference = cls._reference(gen, inside(root, spec.reference.audio, "reference audio"),

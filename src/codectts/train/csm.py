@@ -59,6 +59,9 @@ class CSMRunConfig:
     def __post_init__(self):
         if self.conditioning == "aligned" and self.tokenizer != "phoneme":
             raise ConfigError("--conditioning aligned needs --tokenizer phoneme (durations are per phoneme)")
+        if self.conditioning == "aligned" and self.length_model is None:
+            raise ConfigError("--conditioning aligned needs --length-model (a duration part: it plans the frames "
+                              "at inference)")
         if self.tokenizer not in ("char", "phoneme"):
             raise ConfigError(f"tokenizer must be char or phoneme, got {self.tokenizer!r}")
         if not 0.0 <= self.context_prob <= 1.0:
@@ -321,9 +324,6 @@ def train_csm(rc: CSMRunConfig, tcfg: TrainConfig, resume: bool = False) -> dict
         prev_frame_dropout=rc.prev_frame_dropout,
     )
     aligned = cfg.aligned
-    if aligned and rc.length_model is None:
-        raise ConfigError("--conditioning aligned needs --length-model (a duration part: it plans the frames "
-                          "at inference)")
     max_len = min(rc.max_tokens, cfg.max_seq_len)
     train = load_utts(cache, tokenizer, max_len, durations=aligned)
     dev_cache = CodeCache(rc.codes, "dev")
