@@ -112,17 +112,18 @@ def build_voice(out: Path, *, name: str, codec: Path, talker: Path | None = None
 
     if sum(x is not None for x in (talker, trm, csm)) != 1:
         raise ConfigError("give exactly one acoustic model: a talker, a trm or a csm part")
-    if duration is not None and csm is not None and not is_mel_codec(codec):
+    over_mimi = csm is not None and not is_mel_codec(codec)  # else the mel codec + vocoder layout
+    if duration is not None and over_mimi:
         raise ConfigError("a duration part is for aligned csm voices over a mel codec")
     if decode != "codes" and trm is None:
         raise ConfigError(f"decode {decode!r} is for trm voices only")
-    if reference is not None and (csm is None or is_mel_codec(codec)):
+    if reference is not None and not over_mimi:
         raise ConfigError("a reference clip is for csm voices over Mimi only")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp"))
     try:
-        if csm is not None and not is_mel_codec(codec):
+        if over_mimi:
             meta = {"format_version": VOICE_FORMAT, "name": name, "description": description,
                     "sampling": asdict(SamplingConfig.from_dict(sampling or {})), "sentence_pause_s": sentence_pause_s}
             build_csm_voice(tmp, meta, csm=csm, codec=codec, half=half, reference=reference,
