@@ -37,12 +37,15 @@ def corpus_build(out: Path = typer.Option(..., "--out", help="Corpus folder to w
                  speakers: int = typer.Option(1, help="Number of synthetic speakers (1 = the teacher only)."),
                  workers: int | None = typer.Option(None, help="Parallel teacher processes (default: CPU count)."),
                  text_file: Path | None = typer.Option(None, help="UTF-8 sentences, one a line (default: fortunes)."),
-                 dev_size: int = typer.Option(100, help="Held-out sentences written to dev.jsonl.")):
+                 dev_size: int = typer.Option(100, help="Held-out sentences written to dev.jsonl."),
+                 extra_text: str | None = typer.Option(
+                     None, help="More training sentences once the text source is spoken: 'wordnet' (Debian's "
+                     "wordnet-base usage examples) or a file, one sentence a line. Never in dev.")):
     """Speak sentences with the Piper teacher into an LJSpeech folder with alignments."""
     from codectts.data.corpus import build_corpus
 
     info = build_corpus(out, hours=hours, seed=seed, speakers=speakers, workers=workers, text_file=text_file,
-                        dev_size=dev_size)
+                        dev_size=dev_size, extra_text=extra_text)
     typer.echo(json.dumps(info, indent=1))
 
 

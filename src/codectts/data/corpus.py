@@ -131,9 +131,11 @@ def _run_job(args: tuple[Job, str]) -> dict | None:
 
 
 def plan_jobs(sentences: list[str], hours: float, seed: int, speakers: int, dev_size: int,
-              rate_range: tuple[float, float] = (0.9, 1.15)) -> tuple[list[Job], list[Job]]:
-    """Deterministic (train, dev) job lists: dev takes the first `dev_size` sentences, train the rest
-    until the estimated audio reaches `hours`. Speaker and speaking rate are drawn per utterance."""
+              rate_range: tuple[float, float] = (0.9, 1.15), extra: list[str] = ()) -> tuple[list[Job], list[Job]]:
+    """Deterministic (train, dev) job lists: dev takes the first `dev_size` sentences, train the rest and
+    then the `extra` sentences (ids `ext...`) until the estimated audio reaches `hours`. Speaker and
+    speaking rate are drawn per utterance. Extra text never changes the dev set or the primary source's
+    ids, so a corpus built before it is extended, not rebuilt."""
     if len(sentences) <= dev_size:
         dev_size = max(0, len(sentences) // 10)
     budget = hours * 3600.0
@@ -146,20 +148,22 @@ def plan_jobs(sentences: list[str], hours: float, seed: int, speakers: int, dev_
 
     dev = [job(i, s, "dev") for i, s in enumerate(sentences[:dev_size])]
     train, total = [], 0.0
-    for i, s in enumerate(sentences[dev_size:]):
-        if total >= budget:
-            break
-        j = job(i, s, "utt")
-        train.append(j)
-        total += len(s) * SECONDS_PER_CHAR * j.length_scale
+    for prefix, source in (("utt", sentences[dev_size:]), ("ext", extra)):
+        for i, s in enumerate(source):
+            if total >= budget:
+                break
+            j = job(i, s, prefix)
+            train.append(j)
+            total += len(s) * SECONDS_PER_CHAR * j.length_scale
     return train, dev
 
 
 def build_corpus(out_dir: str | Path, hours: float, seed: int = 0, speakers: int = 1, workers: int | None = None,
-                 text_file: str | Path | None = None, dev_size: int = 100, progress: bool = True) -> dict:
+                 text_file: str | Path | None = None, dev_size: int = 100, progress: bool = True,
+                 extra_text: str | None = None) -> dict:
     from tqdm import tqdm
 
-    from codectts.data.textsource import load_sentences
+    from codectts.data.textsource import load_extra_sentences, load_sentences
 
     if hours <= 0:
         raise ConfigError("--hours must be positive")
@@ -170,7 +174,8 @@ def build_corpus(out_dir: str | Path, hours: float, seed: int = 0, speakers: int
     sentences = load_sentences(text_file, seed=seed)
     if not sentences:
         raise DataError("the text source gave no usable sentences")
-    train, dev = plan_jobs(sentences, hours, seed, speakers, dev_size)
+    extra = load_extra_sentences(extra_text, seed=seed, exclude=sentences) if extra_text else []
+    train, dev = plan_jobs(sentences, hours, seed, speakers, dev_size, extra=extra)
     jobs = dev + train
     workers = workers or max(1, min(os.cpu_count() or 1, len(jobs)))
     t0 = time.time()
@@ -190,6 +195,7 @@ def build_corpus(out_dir: str | Path, hours: float, seed: int = 0, speakers: int
     write_ljspeech(out, train_utts)
     audio_s = sum(u.duration for u in train_utts + dev_utts)
     info = {"teacher": TEACHER, "text_source": str(text_file) if text_file else "debian fortunes, fortunes-min (BSD)",
+            "extra_text": extra_text, "extra_utterances": sum(j.id.startswith("ext") for j in train),
             "seed": seed, "hours_requested": hours, "speakers": speakers,
             "speaker_factors": [speaker_factor(k) for k in range(speakers)], "sample_rate": TEACHER_SR,
             "hop": TEACHER_HOP, "train_utterances": len(train_utts), "dev_utterances": len(dev_utts),

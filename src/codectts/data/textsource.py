@@ -4,6 +4,11 @@ Source: Debian's `fortunes` and `fortunes-min` packages (BSD-style licence; fetc
 `apt-get download` and unpacked with `dpkg -x`, no system install). Records are split on `%`,
 then into sentences; we keep 5-20-word sentences of plain letters and basic punctuation.
 Any UTF-8 text file with one sentence per line works as well (`--text-file`).
+
+Extra training text (`--extra-text wordnet`): the usage examples of Debian's `wordnet-base`
+(WordNet 3.0, Princeton's permissive licence), everyday sentences and phrases of 3-20 words with
+questions, numbers and names, which the aphorisms of the fortunes lack. Extra text only ever goes to
+the training split, so the dev set stays the primary source's first sentences.
 """
 from __future__ import annotations
 
@@ -21,37 +26,46 @@ from codectts.text.split import split_sentences
 log = logging.getLogger(__name__)
 
 FORTUNE_PACKAGES = ("fortunes", "fortunes-min")
+WORDNET_PACKAGES = ("wordnet-base",)
 SKIP_FILES = {"art", "ascii-art", "definitions", "linuxcookie", "debian", "computers", "startrek", "songs-poems"}
 _ALLOWED = re.compile(r"^[A-Za-z][A-Za-z ,.'?!;:\-]*[.?!]$")
-_CACHE = Path.home() / ".cache" / "codectts" / "fortunes"
+_ALLOWED_DIGITS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ,.'?!;:\-]*[.?!]$")
+_CACHE_ROOT = Path.home() / ".cache" / "codectts"
+_CACHE = _CACHE_ROOT / "fortunes"
 
 
 def fetch_fortunes(cache: Path = _CACHE) -> Path:
     """Download and unpack the fortune files once; returns the folder holding them."""
-    target = cache / "usr" / "share" / "games" / "fortunes"
+    return fetch_debian(FORTUNE_PACKAGES, cache, Path("usr/share/games/fortunes"))
+
+
+def fetch_debian(packages: tuple[str, ...], cache: Path, subdir: Path) -> Path:
+    """Download Debian packages with `apt-get download`, unpack them under `cache` with `dpkg -x` (no
+    system install) once, and return `cache/subdir`."""
+    target = cache / subdir
     if target.is_dir() and any(target.iterdir()):
         return target
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache) as tmp:
         try:
-            subprocess.run(["apt-get", "download", *FORTUNE_PACKAGES], cwd=tmp, check=True,
+            subprocess.run(["apt-get", "download", *packages], cwd=tmp, check=True,
                            capture_output=True, timeout=300)
             staging = Path(tmp) / "x"
             for deb in Path(tmp).glob("*.deb"):
                 subprocess.run(["dpkg", "-x", str(deb), str(staging)], check=True, capture_output=True)
         except (OSError, subprocess.SubprocessError) as e:
-            raise DataError("could not fetch Debian's fortunes packages (needs apt-get and dpkg, and Debian's "
-                            f"archive reachable); pass --text-file with one sentence per line instead ({e})") from None
+            raise DataError(f"could not fetch Debian's {', '.join(packages)} (needs apt-get and dpkg, and Debian's "
+                            f"archive reachable); pass a text file with one sentence per line instead ({e})") from None
         if target.exists():
             shutil.rmtree(cache / "usr")
         shutil.move(str(staging / "usr"), str(cache / "usr"))
     return target
 
 
-def clean_sentence(s: str, min_words: int = 5, max_words: int = 20) -> str | None:
+def clean_sentence(s: str, min_words: int = 5, max_words: int = 20, digits: bool = False) -> str | None:
     s = re.sub(r"\s+", " ", s).strip().strip('"').strip()
     s = re.sub(r"^[-\u2014\s]+", "", s)
-    if not _ALLOWED.match(s) or "--" in s or " -" in s or "- " in s:
+    if not (_ALLOWED_DIGITS if digits else _ALLOWED).match(s) or "--" in s or " -" in s or "- " in s:
         return None
     words = s.split()
     if not (min_words <= len(words) <= max_words):
@@ -76,6 +90,60 @@ def fortune_sentences(folder: Path) -> list[str]:
     return out
 
 
+def wordnet_sentences(folder: Path) -> list[str]:
+    """The quoted usage examples of WordNet's data files ("he ran a mile in four minutes"), as sentences:
+    first letter capitalised, a full stop added where the example has no end punctuation."""
+    out: list[str] = []
+    for name in ("data.noun", "data.verb", "data.adj", "data.adv"):
+        f = folder / name
+        if not f.is_file():
+            continue
+        for line in f.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("  ") or "|" not in line:  # the licence header
+                continue
+            for example in re.findall(r'"([^"]+)"', line.split("|", 1)[1]):
+                example = example.strip().rstrip(";,:").strip()
+                if not example:
+                    continue
+                if example[-1] not in ".?!":
+                    example += "."
+                c = clean_sentence(example[0].upper() + example[1:], min_words=3, digits=True)
+                if c:
+                    out.append(c)
+    return out
+
+
+EXTRA_SOURCES = {"wordnet": lambda: wordnet_sentences(
+    fetch_debian(WORDNET_PACKAGES, _CACHE_ROOT / "wordnet", Path("usr/share/wordnet")))}
+
+
+def load_extra_sentences(source: str, seed: int = 0, exclude: list[str] = ()) -> list[str]:
+    """Extra training sentences: a named source (`wordnet`) or a UTF-8 file with one sentence per line,
+    without any sentence of `exclude` (the primary source, so no dev sentence comes back in training)."""
+    if source in EXTRA_SOURCES:
+        sents = EXTRA_SOURCES[source]()
+    else:
+        sents = load_sentences(source, seed=seed)
+    taken = {_key(s) for s in exclude}
+    return [s for s in _unique(sents, seed) if _key(s) not in taken]
+
+
+def _key(s: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", s.lower())
+
+
+def _unique(sents: list[str], seed: int) -> list[str]:
+    """First occurrence of each sentence (compared on letters and digits), sorted by a seeded hash."""
+    seen, uniq = set(), []
+    for s in sents:
+        key = _key(s)
+        if key and key not in seen:
+            seen.add(key)
+            uniq.append(s)
+    uniq.sort(key=lambda s: hashlib.sha1(f"{seed}:{s}".encode()).hexdigest())
+    return uniq
+
+
 def load_sentences(text_file: str | Path | None = None, seed: int = 0) -> list[str]:
     """Unique sentences in a deterministic order (shuffled by `seed`)."""
     if text_file is not None:
@@ -89,11 +157,4 @@ def load_sentences(text_file: str | Path | None = None, seed: int = 0) -> list[s
         sents = [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
     else:
         sents = fortune_sentences(fetch_fortunes())
-    seen, uniq = set(), []
-    for s in sents:
-        key = re.sub(r"[^a-z]", "", s.lower())
-        if key and key not in seen:
-            seen.add(key)
-            uniq.append(s)
-    uniq.sort(key=lambda s: hashlib.sha1(f"{seed}:{s}".encode()).hexdigest())
-    return uniq
+    return _unique(sents, seed)
