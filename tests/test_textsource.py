@@ -2,13 +2,21 @@
 from pathlib import Path
 
 from codectts.data.corpus import plan_jobs
-from codectts.data.textsource import clean_sentence, load_extra_sentences, load_sentences, wordnet_sentences
+from codectts.data.textsource import (
+    clean_sentence,
+    load_extra_sentences,
+    load_sentences,
+    wordnet_sentences,
+)
 
-WORDNET_DATA = """  1 This software and database is being provided to you, the LICENSEE, by Princeton "AS IS"
-00002137 03 n 02 abstraction 0 abstract_entity 0 | a general concept; "how big is that part compared to the whole?"; "the team is a unit"
-00002452 03 n 01 thing 0 | a separate entity; "he ran a mile in 4 minutes"; "it was full of rackets, balls and other objects"; "too short"
-00002684 03 n 01 object 0 | a tangible entity; "the DNA of the FBI and the CIA"; "he wrote \u00e9clair"
-"""
+WORDNET_DATA = "\n".join([
+    '  1 This software and database is being provided to you, the LICENSEE, by Princeton "AS IS"',
+    '00002137 03 n 02 abstraction 0 | a general concept; "how big is that part compared to the whole?"; '
+    '"the team is a unit"',
+    '00002452 03 n 01 thing 0 | a separate entity; "he ran a mile in 4 minutes"; '
+    '"it was full of rackets, balls and other objects"; "too short"',
+    '00002684 03 n 01 object 0 | a tangible entity; "the DNA of the FBI and the CIA"; "he wrote \u00e9clair"',
+])
 
 
 def test_clean_sentence_keeps_plain_sentences_and_digits_only_when_asked():

@@ -264,3 +264,24 @@ def test_duration_length_source_speed_and_errors(tmp_path):
         src.n_frames("hello", speed=10.0)
     with pytest.raises(CheckpointError, match="not a model directory"):
         DurationLength(tmp_path / "missing", frame_rate=20.0)
+
+
+def test_init_from_a_part_starts_from_its_weights_and_refuses_another_architecture(tmp_path):
+    """`train trm --init-from PART`: fine-tune a shipped TRM on more data or your own."""
+    from codectts.models.trm import TTSTRM
+
+    cache = make_cache(tmp_path / "codes")
+    base = ["trm", "--codes", str(cache), "--preset", "tiny", "--batch-size", "4", "--eval-every", "0",
+            "--max-dev", "2", "--no-progress"]
+    res = CliRunner().invoke(cli(), [*base, "--out", str(tmp_path / "a"), "--max-steps", "3", "--lr", "3e-3"])
+    assert res.exit_code == 0, res.output
+    source = TTSTRM.load(tmp_path / "a" / "last")
+    res = CliRunner().invoke(cli(), [*base, "--out", str(tmp_path / "b"), "--max-steps", "1", "--lr", "1e-12",
+                                     "--dropout", "0.1", "--init-from", str(tmp_path / "a" / "last")])
+    assert res.exit_code == 0, res.output
+    tuned = TTSTRM.load(tmp_path / "b" / "last")
+    for (name, a), b in zip(source.state_dict().items(), tuned.state_dict().values(), strict=True):
+        assert torch.allclose(a, b, atol=1e-4), name  # lr 1e-12: still the source's weights after one step
+    res = CliRunner().invoke(cli(), [*base, "--out", str(tmp_path / "c"), "--max-steps", "1",
+                                     "--audio-embed-dim", "48", "--init-from", str(tmp_path / "a" / "last")])
+    assert res.exit_code != 0 and "differs" in str(res.exception)

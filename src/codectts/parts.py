@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -29,6 +30,8 @@ from codectts.errors import CheckpointError, ConfigError
 from codectts.fileio import fsync_dir, fsync_tree
 from codectts.schema import check_fields
 from codectts.schema import from_dict as _schema_from_dict
+
+log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
@@ -186,6 +189,18 @@ class PartModel:
         `files`: more files inside the folder)."""
         return save_part(path, self.part_module().state_dict(), self.cfg, self.model_type, extra=extra, half=half,
                          files=files)
+
+    def init_from(self, path: str | os.PathLike, ignore: tuple[str, ...] = ("dropout", "prev_frame_dropout")) -> None:
+        """Copy the weights of the trained part at `path` into this model (fine-tuning): its config must equal
+        this model's but for regularisation (`ignore`), which may change when fine-tuning."""
+        src = type(self).load(path)
+        have, want = config_to_dict(src.cfg), config_to_dict(self.cfg)
+        diff = {k: (v, want.get(k)) for k, v in have.items() if k not in ignore and want.get(k) != v}
+        if diff:
+            raise CheckpointError(f"--init-from {path}: its {self.model_type} differs from the run's "
+                                  f"(part vs run: {diff})")
+        self.part_module().load_state_dict(src.part_module().state_dict())
+        log.info("initialised from %s", path)
 
     @classmethod
     def load(cls: type[M], path: str | os.PathLike, device: str | torch.device = "cpu", **kwargs: Any) -> M:

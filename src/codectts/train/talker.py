@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import typer
 
-from codectts.errors import CheckpointError, ConfigError, DataError
+from codectts.errors import ConfigError, DataError
 from codectts.schema import from_dict
 from codectts.train.cli import RunOptions, codes_option, recipe_command
 from codectts.train.loop import Task, TrainConfig, Trainer, world_size
@@ -201,20 +201,6 @@ def build_model(rc: TalkerRunConfig, text_vocab: int, n_speakers: int):
     return Talker(cfg)
 
 
-def init_from_part(model, path: str | Path) -> None:
-    """Copy a trained talker's weights into `model` (fine-tuning); its architecture must match exactly."""
-    from codectts.models.talker import Talker
-
-    src = Talker.load(path)
-    ignore = {"dropout", "prev_frame_dropout"}  # regularisation may change when fine-tuning
-    have, want = src.cfg.to_dict(), model.cfg.to_dict()
-    diff = {k: (v, want.get(k)) for k, v in have.items() if k not in ignore and want.get(k) != v}
-    if diff:
-        raise CheckpointError(f"--init-from {path}: its talker differs from the config's (part vs config: {diff})")
-    model.load_state_dict(src.state_dict())
-    log.info("initialised from %s", path)
-
-
 def train_talker(rc: TalkerRunConfig, resume: bool = False, **train: Any) -> dict:
     """Train on `rc.data_path`; `train` sets TrainConfig fields the JSON does not carry (keep_last, log_every,
     grad_clip, save_every, progress)."""
@@ -241,7 +227,7 @@ def train_talker(rc: TalkerRunConfig, resume: bool = False, **train: Any) -> dic
     n_speakers = len({e.speaker for e in cache.entries})
     model = build_model(rc, tok.vocab_size, n_speakers)
     if rc.init_from:  # a --resume that finds a checkpoint overwrites these weights with the run's own
-        init_from_part(model, rc.init_from)
+        model.init_from(rc.init_from)
     task = TalkerTask(model, items, dev_items, rc, max_frames)
     steps_per_epoch = max(1, len(task.sampler.batches(0)) // world_size())
     tcfg = TrainConfig(**{**dict(out_dir=rc.out_dir, max_steps=rc.max_steps or rc.num_epochs * steps_per_epoch,

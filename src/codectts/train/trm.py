@@ -453,6 +453,7 @@ class TRMRunConfig:
     sample_top_k: int | None = DEFAULT_SAMPLING.top_k
     sample_top_p: float | None = DEFAULT_SAMPLING.top_p
     latent_weight: float = 0.0  # weight of the expected-latent error (mel RVQ codecs), 0 = the seed's CE only
+    init_from: str | None = None  # a TRM part (e.g. a voice's trm/) to fine-tune from
     seed: int = 42
 
 
@@ -531,6 +532,8 @@ def train_trm(rc: TRMRunConfig, tcfg: TrainConfig, resume: bool = False) -> dict
 
     torch.manual_seed(rc.seed)
     model = TTSTRM(cfg)
+    if rc.init_from:  # a --resume that finds a checkpoint overwrites these weights with the run's own
+        model.init_from(rc.init_from)
     n_batches = len(_sampler(train.lengths(), rc.batch_size, rc.max_tokens, rc.seed, shuffle=True).batches(0))
     n_batches //= world_size()
     max_steps = rc.max_steps or (rc.epochs or 100) * n_batches  # the seed's default: 100 epochs
@@ -591,6 +594,9 @@ def register(app: typer.Typer) -> None:
         latent_weight: float = opt(0.0, help="Add this weight x the error of the expected codec latent (what a "
                                              "--decode soft voice plays; mel RVQ codecs), normalised to 1 for the "
                                              "mean latent. 0: the seed's cross-entropy only."),
+        init_from: Path | None = opt(None, help="Start from a trained TRM part, e.g. src/codectts/voices/joe-trm/"
+                                                "trm (more data, or your own; preset and flags must give its "
+                                                "architecture)."),
     ):
         """Train the non-autoregressive TTS TRM on a code cache (checkpoints, --resume, samples)."""
         model = {"text_dim": text_embed_dim, "dim": audio_embed_dim, "ffn_dim": hidden_dim, "text_layers": text_layers,
@@ -605,7 +611,7 @@ def register(app: typer.Typer) -> None:
                           sample_prompts_file=str(sample_prompts_file) if sample_prompts_file else None,
                           sample_speaker=sample_speaker, sample_temperature=sample_temperature,
                           sample_top_k=sample_top_k, sample_top_p=sample_top_p, latent_weight=latent_weight,
-                          seed=opts.seed)
+                          init_from=str(init_from) if init_from else None, seed=opts.seed)
         metrics = train_trm(rc, opts.train_config(), resume=opts.resume)
         typer.echo(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}))
 
