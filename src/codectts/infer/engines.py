@@ -47,7 +47,7 @@ def _encode_or_skip(tokenizer, sentence: str) -> list[int] | None:
 class SentencePlan:
     text: str
     ids: torch.Tensor | None = None  # [1, P] (Talker)
-    durations: torch.Tensor | None = None  # [1, P] (aligned Talker, aligned CSM)
+    durations: torch.Tensor | None = None  # [1, P] frames per token (aligned Talker and CSM, durations TRM)
     speed: float = 1.0
 
 
@@ -187,19 +187,26 @@ class TRMEngine(_TextEngine):
                 f"voice {name!r}: the TRM was trained on {rate} Hz codes, the codec runs at {codec.frame_rate} Hz"
             )
 
-    def check_length(self, sentence: str, n_ids: int, speed: float) -> None:
+    def plan(self, sentence: str, speed: float) -> SentencePlan | None:
+        ids = _encode_or_skip(self.tokenizer, sentence)
+        if ids is None:
+            return None
         cfg = self.generator.model.cfg
-        if n_ids > cfg.max_text_len:
-            raise TooLong(f"{n_ids} text tokens; this TRM takes at most {cfg.max_text_len} at once")
-        if self.generator.n_frames(sentence, speed) > cfg.max_frames:
-            raise TooLong(f"more frames than this TRM makes at once ({cfg.max_frames})")
+        if len(ids) > cfg.max_text_len:
+            raise TooLong(f"{len(ids)} text tokens; this TRM takes at most {cfg.max_text_len} at once")
+        d = self.generator.plan_durations(sentence, speed)  # planned once: generation reads them from the plan
+        n_frames = sum(d) if d is not None else self.generator.length.n_frames(sentence, speed)
+        if n_frames > cfg.max_frames:
+            raise TooLong(f"{n_frames} frames; this TRM makes at most {cfg.max_frames} at once")
+        return SentencePlan(sentence, durations=None if d is None else torch.tensor([d]), speed=speed)
 
     def code_chunks(
         self, plan: SentencePlan, sampling: SamplingConfig, gen: torch.Generator, chunk: int, reference=None
     ) -> Iterator[torch.Tensor]:
         _no_reference(self.kind, reference)
+        durations = None if plan.durations is None else plan.durations[0].tolist()
         codes = self.generator.generate(plan.text, speed=plan.speed, sampling=sampling, seed=seed_from(gen),
-                                        decode=self.decode)  # [K, F], or [K, F, N] distributions when soft
+                                        durations=durations, decode=self.decode)  # [K, F] ([K, F, N] soft)
         yield from chunked(codes[None].to(self.device), chunk)  # non-autoregressive: all frames at once
 
 
