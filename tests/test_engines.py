@@ -268,3 +268,50 @@ def test_make_voice_builds_a_csm_voice(csm_voice, tmp_path):
     with pytest.raises(ConfigError, match="exactly one"):
         build_voice(tmp_path / "x", name="x", csm=csm_voice / "csm", trm=csm_voice / "csm", codec=csm_voice / "mimi")
     assert not (tmp_path / "x").exists()
+
+
+def test_a_trm_trained_on_speaker_vectors_clones_a_reference_clip(tmp_path, tiny_mel_codec, monkeypatch):
+    """A speaker-vector TRM voice: by name it speaks as a training speaker (their mean vector); with
+    `reference(clip, text)` it takes the clip's vector, so the clip steers the audio."""
+    import codectts.eval.speaker as speaker
+    from codectts.infer import Synthesizer
+    from codectts.infer.trm import SpeakerReference
+    from codectts.models.length import CharRateLength
+    from codectts.models.trm import TTSTRM, preset
+    from codectts.text.tokenizers import CharTokenizer
+    from codectts.vocoders import GriffinLim
+
+    torch.manual_seed(0)
+    codec = tiny_mel_codec()
+    codec.save(tmp_path / "codec")
+    tok = CharTokenizer()
+    model = TTSTRM(preset("tiny", vocab_size=tok.vocab_size, n_speakers=2, n_codebooks=4, codebook_size=64,
+                          speaker_vector_dim=3))
+    model.save(tmp_path / "trm", extra={"tokenizer": tok.to_dict(), "speakers": ["ann", "bob"],
+                                        "speaker_vectors": {"ann": [1.0, 0.0, 0.0], "bob": [0.0, 1.0, 0.0]},
+                                        "frame_rate": codec.frame_rate,
+                                        "length": CharRateLength(frame_rate=codec.frame_rate,
+                                                                 seconds_per_char=0.07).to_dict()})
+    voice = write_voice(tmp_path, {"name": "clone", "model": {"type": "trm", "path": "trm"},
+                                   "codec": {"type": "mel_rvq", "path": "codec"},
+                                   "vocoder": GriffinLim(codec.cfg.mel, n_iter=4).spec(),
+                                   "sampling": {"temperature": 1.0}})
+    sf.write(tmp_path / "ref.wav", np.sin(np.arange(16000) * 0.05).astype(np.float32) * 0.3, 16000)
+    monkeypatch.setattr(speaker, "embed", lambda wav, sr: np.array([0.0, 0.0, 2.0], dtype=np.float32))
+    s = Synthesizer.load(voice)
+    assert s.engine.clones
+    ref = s.reference(tmp_path / "ref.wav", "a tone")
+    assert isinstance(ref, SpeakerReference) and ref.vector.tolist() == [0.0, 0.0, 2.0]
+    gen = s.engine.generator
+    with torch.no_grad():  # a random model's logits are small: compare the distributions, not drawn codes
+        gen.model.speaker_vector_proj.weight.mul_(100)
+    plain = gen.generate("hi there", speaker="ann", decode="soft")
+    assert torch.equal(plain, gen.generate("hi there", decode="soft"))  # the first speaker by default
+    assert not torch.allclose(plain, gen.generate("hi there", decode="soft", reference=ref))  # the clip sets the voice
+    assert gen.speaker_vector("bob", None).tolist() == [0.0, 1.0, 0.0]
+    wav, _ = s.synthesize("Hello there.", seed=0, reference=ref)
+    assert np.isfinite(wav).all() and wav.std() > 0
+    with pytest.raises(ConfigError, match="reference must come from"):
+        s.synthesize("Hello there.", reference=(torch.zeros(4, 3, dtype=torch.long), "codes"))
+    with pytest.raises(ConfigError, match="speaker_vector"):
+        model(torch.ones(1, 3, dtype=torch.long), torch.tensor([3]), torch.tensor([0]), torch.tensor([4]))

@@ -285,3 +285,53 @@ def test_init_from_a_part_starts_from_its_weights_and_refuses_another_architectu
     res = CliRunner().invoke(cli(), [*base, "--out", str(tmp_path / "c"), "--max-steps", "1",
                                      "--audio-embed-dim", "48", "--init-from", str(tmp_path / "a" / "last")])
     assert res.exit_code != 0 and "differs" in str(res.exception)
+
+
+def test_speaker_vectors_are_extracted_and_condition_training(tmp_path):
+    """`codes speaker-vectors` writes a vector per utterance (resumable; refused clips counted), and
+    `train trm --speaker-vectors` trains on them and stores each speaker's mean vector in the part."""
+    import soundfile as sf
+
+    from codectts.data.codecache import CodeCache
+    from codectts.data.speaker_vectors import extract_speaker_vectors, read_speaker_vector
+    from codectts.errors import AudioError
+    from codectts.infer.trm import TRMGenerator
+
+    cache = make_cache(tmp_path / "codes")
+    corpus = tmp_path / "corpus"
+    (corpus / "wavs").mkdir(parents=True)
+    rows = []
+    for e in CodeCache(cache).entries:
+        level = 0.0 if e.id == "u0" else 0.1 if e.speaker == "ann" else -0.1  # u0: a clip the encoder refuses
+        sf.write(corpus / "wavs" / f"{e.id}.wav", np.full(1600, level, np.float32), 16000)
+        rows.append(json.dumps({"id": e.id, "audio": f"wavs/{e.id}.wav", "text": e.text, "speaker": e.speaker}))
+    (corpus / "manifest.jsonl").write_text("\n".join(rows) + "\n")
+
+    def embed(wav, sr):  # a stand-in for resemblyzer: the clip's sign tells the speaker
+        if abs(wav.mean()) < 1e-6:
+            raise AudioError("silent")
+        return np.array([1.0, 0.0] if wav.mean() > 0 else [0.0, 1.0], np.float32) + 0.01
+
+    assert extract_speaker_vectors(cache, corpus, embed=embed, progress=False) == \
+        {"written": len(SENTENCES) - 1, "existing": 0, "failed": 1}
+    assert extract_speaker_vectors(cache, corpus, embed=embed, progress=False)["existing"] == len(SENTENCES) - 1
+    assert read_speaker_vector(cache, "u1")[:2] == pytest.approx([1.01, 0.01], abs=1e-3)  # u1 is ann's
+    assert read_speaker_vector(cache, "u0") is None
+
+    run = tmp_path / "run"
+    res = CliRunner().invoke(cli(), ["trm", "--codes", str(cache), "--out", str(run), "--preset", "tiny",
+                                     "--max-steps", "2", "--batch-size", "4", "--eval-every", "2",
+                                     "--max-dev", "2", "--no-progress", "--speaker-vectors"])
+    assert res.exit_code == 0, res.output
+    gen = TRMGenerator.load(run / "last")
+    assert gen.clones and gen.model.cfg.speaker_vector_dim == 2
+    assert set(gen.speaker_vectors) <= {"ann", "bob"} and gen.speaker_vectors
+    name = next(iter(gen.speaker_vectors))
+    assert gen.generate("hello", speaker=name, seed=0).shape[0] == K
+    res = CliRunner().invoke(cli(), ["trm", "--codes", str(tmp_path / "nocodes"), "--out", str(tmp_path / "r2"),
+                                     "--speaker-vectors"])
+    assert res.exit_code != 0
+    bare = make_cache(tmp_path / "bare")
+    res = CliRunner().invoke(cli(), ["trm", "--codes", str(bare), "--out", str(tmp_path / "r3"), "--preset", "tiny",
+                                     "--max-steps", "1", "--speaker-vectors", "--no-progress"])
+    assert res.exit_code != 0 and "codes speaker-vectors" in str(res.exception)

@@ -26,3 +26,14 @@ def extract(codec: str = typer.Option(..., help="Codec part folder (mel RVQ) or 
     model = load_codec(spec, device=device)
     counts = extract_codes(model, data, out, codec_spec=spec)
     typer.echo(json.dumps({"out": str(out), **counts}))
+
+
+@app.command("speaker-vectors")
+def speaker_vectors(codes: Path = typer.Option(..., help="Code cache folder (codectts codes extract)."),
+                    data: Path | None = typer.Option(None, help="Corpus folder (default: the cache's source)."),
+                    progress: bool = typer.Option(True, "--progress/--no-progress")):
+    """Speaker vector (resemblyzer d-vector) of every utterance's audio, beside its codes: what `train trm
+    --speaker-vectors` conditions on, so the voice can clone a reference clip (needs the eval extra)."""
+    from codectts.data.speaker_vectors import extract_speaker_vectors
+
+    typer.echo(json.dumps({"codes": str(codes), **extract_speaker_vectors(codes, data, progress=progress)}))

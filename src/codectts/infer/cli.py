@@ -54,7 +54,7 @@ def register(app: typer.Typer) -> None:
         top_p: float | None = typer.Option(None, help="Keep the smallest set of codes reaching this mass."),
         seed: int | None = typer.Option(None, help="Random seed (same seed + text = same audio)."),
         play: bool = typer.Option(False, help="Also play the audio when an audio device exists."),
-        reference: Path | None = typer.Option(None, help="Clip whose voice to speak in (csm voices)."),
+        reference: Path | None = typer.Option(None, help="Clip whose voice to speak in (cloning voices)."),
         reference_text: str | None = typer.Option(None, help="What is said in --reference."),
         threads: int = typer.Option(
             0,

@@ -71,7 +71,8 @@ def chunked(codes: torch.Tensor, chunk: int) -> Iterator[torch.Tensor]:
 
 def _no_reference(kind: str, reference) -> None:
     if reference is not None:
-        raise ConfigError(f"{kind} voices cannot clone a reference voice (only interleaved csm voices can)")
+        raise ConfigError(f"{kind} voices cannot clone a reference voice (only interleaved csm voices and trm voices "
+                          "trained on speaker vectors can)")
 
 
 class TalkerEngine:
@@ -175,6 +176,10 @@ class TRMEngine(_TextEngine):
             raise ConfigError(f"decode must be one of {DECODES}, got {decode!r}")
         self.generator, self.tokenizer, self.device, self.decode = generator, generator.tokenizer, device, decode
 
+    @property
+    def clones(self) -> bool:
+        return self.generator.clones
+
     def check(self, codec, name: str) -> None:
         cfg = self.generator.model.cfg
         self.check_codes(cfg.n_codebooks, cfg.codebook_size, codec, name)
@@ -203,10 +208,12 @@ class TRMEngine(_TextEngine):
     def code_chunks(
         self, plan: SentencePlan, sampling: SamplingConfig, gen: torch.Generator, chunk: int, reference=None
     ) -> Iterator[torch.Tensor]:
-        _no_reference(self.kind, reference)
+        if not self.clones:
+            _no_reference(self.kind, reference)
         durations = None if plan.durations is None else plan.durations[0].tolist()
         codes = self.generator.generate(plan.text, speed=plan.speed, sampling=sampling, seed=seed_from(gen),
-                                        durations=durations, decode=self.decode)  # [K, F] ([K, F, N] soft)
+                                        durations=durations, decode=self.decode,
+                                        reference=reference)  # [K, F] ([K, F, N] soft)
         yield from chunked(codes[None].to(self.device), chunk)  # non-autoregressive: all frames at once
 
 

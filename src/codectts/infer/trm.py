@@ -32,14 +32,15 @@ DECODES = ("codes", "soft")  # drawn codes per codebook | per-codebook distribut
 def generate(model: TTSTRM, text: str | Sequence[int], speaker: int = 0, n_frames: int | None = None,
              length_source: LengthSource | None = None, *, tokenizer: Tokenizer | None = None, speed: float = 1.0,
              sampling: SamplingConfig | None = None, seed: int | None = None,
-             durations: Sequence[int] | None = None, decode: str = "codes") -> torch.Tensor:
+             durations: Sequence[int] | None = None, decode: str = "codes",
+             speaker_vector: Sequence[float] | torch.Tensor | None = None) -> torch.Tensor:
     """Codes [K, F] for one utterance, F = n_frames, length_source.n_frames(text, speed) or sum(durations);
     with `decode="soft"`, probabilities [K, F, N] (softmax of the logits; `sampling` and `seed` unused).
 
     `text` is a string (needs `tokenizer`) or already-encoded ids (with BOS/EOS). Exactly one of
     `n_frames`, `length_source` and `durations` (frames per text token, e.g. from a duration model;
-    they also place each frame on its token) must be given. Raises TextError when the text has
-    nothing to speak.
+    they also place each frame on its token) must be given. A model trained on speaker vectors needs
+    `speaker_vector` [V] (and ignores `speaker`). Raises TextError when the text has nothing to speak.
     """
     speed = check_speed(speed)
     if decode not in DECODES:
@@ -67,15 +68,24 @@ def generate(model: TTSTRM, text: str | Sequence[int], speaker: int = 0, n_frame
     if durations is not None and len(durations) != len(ids):
         raise ConfigError(f"{len(durations)} durations for {len(ids)} text tokens")
     dev = model.device
+    vec = None if speaker_vector is None else torch.as_tensor(speaker_vector, dtype=torch.float32, device=dev)[None]
     logits = model.predict(torch.tensor([ids], device=dev), torch.tensor([len(ids)], device=dev),
                            torch.tensor([int(speaker)], device=dev), torch.tensor([int(n_frames)], device=dev),
-                           frame_positions=None if positions is None else positions[None].to(dev))
+                           frame_positions=None if positions is None else positions[None].to(dev), speaker_vector=vec)
     if not torch.isfinite(logits).all():
         raise GenerationError("the TRM produced non-finite logits (NaN/Inf weights or activations)")
     if decode == "soft":
         return torch.softmax(logits[0].float(), dim=-1)  # [K, F, N]
     gen = torch.Generator(device=dev).manual_seed(seed) if seed is not None else None
     return sample_logits(logits[0], sampling, gen)  # [K, F]
+
+
+@dataclass(frozen=True)
+class SpeakerReference:
+    """A voice to clone: the speaker vector of a clip (and what the clip says, kept for the record)."""
+
+    vector: torch.Tensor  # [V]
+    transcript: str
 
 
 @dataclass
@@ -88,6 +98,7 @@ class TRMGenerator:
     speakers: list[str] = field(default_factory=lambda: ["0"])
     codec: dict | None = None  # the codec spec the codes belong to (from the code cache)
     frame_rate: float | None = None
+    speaker_vectors: dict[str, list[float]] | None = None  # a cloning part: each training speaker's mean vector
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> TRMGenerator:
@@ -102,7 +113,41 @@ class TRMGenerator:
             speakers=list(meta.get("speakers", ["0"])),
             codec=meta.get("codec"),
             frame_rate=meta.get("frame_rate"),
+            speaker_vectors=meta.get("speaker_vectors"),
         )
+
+    @property
+    def clones(self) -> bool:
+        """Whether the part reads its speaker from a vector, so a reference clip sets the voice."""
+        return self.model.cfg.speaker_vector_dim > 0
+
+    def reference_from_audio(self, wav, sr: int, transcript: str) -> SpeakerReference:
+        """The speaker vector of mono audio [T] at `sr` (the encoder the part was trained with)."""
+        from codectts.eval.speaker import embed
+
+        if not self.clones:
+            raise ConfigError("this TRM was trained on speaker ids, not speaker vectors: it cannot clone a clip")
+        wav = wav.detach().cpu().numpy() if isinstance(wav, torch.Tensor) else wav
+        vec = torch.from_numpy(embed(wav, sr)).float()
+        if vec.numel() != self.model.cfg.speaker_vector_dim:
+            raise ConfigError(f"the speaker encoder gives {vec.numel()} values; this TRM takes "
+                              f"{self.model.cfg.speaker_vector_dim}")
+        return SpeakerReference(vec, transcript)
+
+    def speaker_vector(self, speaker: int | str | None, reference: SpeakerReference | None) -> torch.Tensor | None:
+        """What a cloning part is conditioned on: the reference's vector, else the named training speaker's mean."""
+        if not self.clones:
+            if reference is not None:
+                raise ConfigError("this TRM was trained on speaker ids, not speaker vectors: it cannot clone a clip")
+            return None
+        if reference is not None:
+            return reference.vector
+        if not self.speaker_vectors:
+            raise CheckpointError("this cloning TRM part has no speaker vectors of its training speakers")
+        name = self.speakers[self.speaker_id(speaker)]
+        if name not in self.speaker_vectors:
+            raise ConfigError(f"this part has no speaker vector for {name!r}; give a reference clip")
+        return torch.tensor(self.speaker_vectors[name])
 
     def plan_durations(self, text: str, speed: float = 1.0) -> list[int] | None:
         """Frames per token of `self.tokenizer.encode(text)` from the length source, for a model trained with
@@ -142,6 +187,7 @@ class TRMGenerator:
         seed: int | None = None,
         durations: Sequence[int] | None = None,
         decode: str = "codes",
+        reference: SpeakerReference | None = None,
     ) -> torch.Tensor:
         """Codes [K, F] (probabilities [K, F, N] with decode="soft"). The length comes from the part's length
         source unless n_frames or durations (frames per token of `self.tokenizer.encode(text)`) are given;
@@ -160,4 +206,5 @@ class TRMGenerator:
             seed=seed,
             durations=durations,
             decode=decode,
+            speaker_vector=self.speaker_vector(speaker, reference),
         )

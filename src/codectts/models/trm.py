@@ -2,6 +2,8 @@
 
     text ids [B, S] --Embedding--> bidirectional Transformer (padding-masked) --> text ctx [B, S, Dt]
     speaker [B] --Embedding--> Linear --> added to every text position
+      (or, with speaker_vector_dim > 0, a speaker vector [B, V] (a d-vector of a clip of the speaker) --> Linear:
+       a voice the model never saw is cloned from its vector)
     y, z = learned init vectors, broadcast to [B, F, D]            (y = answer, z = latent)
     for h in H_cycles:
         for l in L_cycles:
@@ -76,6 +78,7 @@ class TRMConfig(PartConfig):
     H_cycles: int = 3
     L_cycles: int = 6
     speaker_dim: int = 64
+    speaker_vector_dim: int = 0  # > 0: condition on speaker vectors of this size instead of a speaker-id table
     codebook_dim: int = 64
     share_output_heads: bool = False
     max_text_len: int = 512
@@ -97,6 +100,8 @@ class TRMConfig(PartConfig):
             if getattr(self, name) % self.n_heads or (getattr(self, name) // self.n_heads) % 2:
                 raise ConfigError(f"TRMConfig.{name}={getattr(self, name)} must split into {self.n_heads} "
                                   "heads of even size (rotary positions)")
+        if self.speaker_vector_dim < 0:
+            raise ConfigError(f"TRMConfig.speaker_vector_dim must be >= 0, got {self.speaker_vector_dim}")
         if self.alignment not in ALIGNMENTS:
             raise ConfigError(f"TRMConfig.alignment must be one of {ALIGNMENTS}, got {self.alignment!r}")
         if not 0 <= self.grad_cycles <= self.H_cycles:
@@ -274,8 +279,13 @@ class TTSTRM(PartModel, nn.Module):
         self.cfg = cfg
         self.text_embed = nn.Embedding(cfg.vocab_size, cfg.text_dim)
         self.text_encoder = Transformer(cfg.text_transformer())
-        self.speaker_embed = nn.Embedding(cfg.n_speakers, cfg.speaker_dim)
-        self.speaker_proj = nn.Linear(cfg.speaker_dim, cfg.text_dim, bias=False)
+        if cfg.speaker_vector_dim:  # no id table: the model must read the voice from the vector alone
+            self.speaker_vector_proj = nn.Linear(cfg.speaker_vector_dim, cfg.text_dim, bias=False)
+            speaker_modules = [self.speaker_vector_proj]
+        else:
+            self.speaker_embed = nn.Embedding(cfg.n_speakers, cfg.speaker_dim)
+            self.speaker_proj = nn.Linear(cfg.speaker_dim, cfg.text_dim, bias=False)
+            speaker_modules = [self.speaker_embed, self.speaker_proj]
         self.text_to_audio = nn.Linear(cfg.text_dim, cfg.dim, bias=False) if cfg.text_dim != cfg.dim else nn.Identity()
         self.init_y = nn.Parameter(torch.randn(cfg.dim))
         self.init_z = nn.Parameter(torch.randn(cfg.dim))
@@ -287,12 +297,12 @@ class TTSTRM(PartModel, nn.Module):
         n_heads_out = 1 if cfg.share_output_heads else cfg.n_codebooks
         self.out_weight = nn.Parameter(torch.empty(n_heads_out, cfg.codebook_size, cfg.dim))  # [K|1, N, D]
         self.register_buffer("loss_weights", codebook_weights(cfg.n_codebooks), persistent=False)
-        self._init_weights()
+        self._init_weights(speaker_modules)
 
-    def _init_weights(self) -> None:
+    def _init_weights(self, speaker_modules: list[nn.Module]) -> None:
         """Normal(0.02) everywhere (the text encoder does its own); residual outputs of the recursive
         blocks scaled by the number of block applications, as nanoGPT scales by depth."""
-        for m in [self.text_embed, self.speaker_embed, self.speaker_proj, self.text_to_audio, *self.blocks,
+        for m in [self.text_embed, *speaker_modules, self.text_to_audio, *self.blocks,
                   self.answer, self.codebook_embed, self.codebook_proj]:
             for sub in m.modules():
                 if isinstance(sub, (nn.Linear, nn.Embedding)):
@@ -308,14 +318,19 @@ class TTSTRM(PartModel, nn.Module):
     def device(self) -> torch.device:
         return self.init_y.device
 
-    def encode_text(self, text_ids: torch.Tensor, text_lengths: torch.Tensor, speaker: torch.Tensor) -> torch.Tensor:
-        """[B, S] ids -> [B, S, D] text context with the speaker added (padded positions are junk, masked later)."""
+    def encode_text(self, text_ids: torch.Tensor, text_lengths: torch.Tensor, speaker: torch.Tensor,
+                    speaker_vector: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, S] ids -> [B, S, D] text context with the speaker added (padded positions are junk, masked later).
+        A model with `speaker_vector_dim` reads the speaker from `speaker_vector` [B, V] (unit-normalised here)."""
         s = text_ids.shape[1]
         if s > self.cfg.max_text_len:
             raise TextError(f"text of {s} tokens exceeds this model's max_text_len {self.cfg.max_text_len}")
         mask = padding_mask(text_lengths, s)[:, None, None, :]  # [B, 1, 1, S]
         h = self.text_encoder(self.text_embed(text_ids), mask=mask)
-        h = h + self.speaker_proj(self.speaker_embed(speaker))[:, None, :]
+        if self.cfg.speaker_vector_dim:
+            h = h + self.speaker_vector_proj(F.normalize(speaker_vector.float(), dim=-1).to(h.dtype))[:, None, :]
+        else:
+            h = h + self.speaker_proj(self.speaker_embed(speaker))[:, None, :]
         return self.text_to_audio(h)
 
     def _context(self, text: torch.Tensor, text_lengths: torch.Tensor, frame_lengths: torch.Tensor,
@@ -359,9 +374,10 @@ class TTSTRM(PartModel, nn.Module):
 
     def forward(self, text_ids: torch.Tensor, text_lengths: torch.Tensor, speaker: torch.Tensor,
                 frame_lengths: torch.Tensor, targets: torch.Tensor | None = None,
-                frame_positions: torch.Tensor | None = None) -> TRMOutput:
+                frame_positions: torch.Tensor | None = None, speaker_vector: torch.Tensor | None = None) -> TRMOutput:
         """`frame_positions` [B, F]: the text position each frame belongs to (e.g. from durations,
-        `positions_from_durations`); None = a uniform reading rate. Values past an item's length are ignored."""
+        `positions_from_durations`); None = a uniform reading rate. Values past an item's length are ignored.
+        `speaker_vector` [B, V]: required by (and only by) a model with `speaker_vector_dim` V."""
         cfg = self.cfg
         if text_ids.dim() != 2 or text_lengths.shape != text_ids.shape[:1] or speaker.shape != text_ids.shape[:1]:
             raise ConfigError(f"expected text_ids [B, S], text_lengths [B], speaker [B]; got "
@@ -370,6 +386,13 @@ class TTSTRM(PartModel, nn.Module):
             raise ConfigError("every item needs at least one text token and one frame")
         if int(speaker.min()) < 0 or int(speaker.max()) >= cfg.n_speakers:
             raise ConfigError(f"speaker id out of range [0, {cfg.n_speakers}): {speaker.tolist()}")
+        if cfg.speaker_vector_dim and (speaker_vector is None
+                                       or speaker_vector.shape != (text_ids.shape[0], cfg.speaker_vector_dim)):
+            got = None if speaker_vector is None else tuple(speaker_vector.shape)
+            raise ConfigError(f"this TRM reads the speaker from speaker_vector [B, {cfg.speaker_vector_dim}], "
+                              f"got {got}")
+        if not cfg.speaker_vector_dim and speaker_vector is not None:
+            raise ConfigError("this TRM knows its speakers by id; it takes no speaker_vector")
         n_frames = int(frame_lengths.max()) if targets is None else targets.shape[-1]
         if n_frames > cfg.max_frames:
             raise ConfigError(f"{n_frames} frames asked for; this model handles at most max_frames={cfg.max_frames}")
@@ -381,7 +404,7 @@ class TTSTRM(PartModel, nn.Module):
             frame_positions = uniform_positions(text_lengths, frame_lengths, n_frames)
         elif frame_positions.shape != (text_ids.shape[0], n_frames):
             raise ConfigError(f"frame_positions must be [B, {n_frames}], got {tuple(frame_positions.shape)}")
-        text = self.encode_text(text_ids, text_lengths, speaker)
+        text = self.encode_text(text_ids, text_lengths, speaker, speaker_vector)
         y = self.refine(text, text_lengths, frame_lengths, n_frames, frame_positions.float())
         logits = self.head(y)
         if targets is None:
@@ -390,13 +413,15 @@ class TTSTRM(PartModel, nn.Module):
 
     @torch.no_grad()
     def predict(self, text_ids: torch.Tensor, text_lengths: torch.Tensor, speaker: torch.Tensor,
-                frame_lengths: torch.Tensor, frame_positions: torch.Tensor | None = None) -> torch.Tensor:
+                frame_lengths: torch.Tensor, frame_positions: torch.Tensor | None = None,
+                speaker_vector: torch.Tensor | None = None) -> torch.Tensor:
         """Inference: logits [B, K, F, N] from one pass through every refinement cycle. No gradient, and
         dropout off whatever mode the module is in (a training loop samples mid-run), the mode kept."""
         was_training = self.training
         self.eval()
         try:
-            return self(text_ids, text_lengths, speaker, frame_lengths, frame_positions=frame_positions).logits
+            return self(text_ids, text_lengths, speaker, frame_lengths, frame_positions=frame_positions,
+                        speaker_vector=speaker_vector).logits
         finally:
             self.train(was_training)
 

@@ -44,11 +44,12 @@ class TRMBatch:
     frame_lengths: torch.Tensor  # [B]
     codes: torch.Tensor  # [B, K, F] padded with 0 (masked by frame_lengths)
     frame_positions: torch.Tensor | None = None  # [B, F] from teacher durations (--align durations)
+    speaker_vector: torch.Tensor | None = None  # [B, V] each item's own speaker vector (--speaker-vectors)
 
     def to(self, device) -> TRMBatch:
         return TRMBatch(*(t.to(device) if t is not None else None
                           for t in (self.text_ids, self.text_lengths, self.speaker, self.frame_lengths, self.codes,
-                                    self.frame_positions)))
+                                    self.frame_positions, self.speaker_vector)))
 
     def model_args(self) -> tuple:
         return self.text_ids, self.text_lengths, self.speaker, self.frame_lengths, self.codes
@@ -67,16 +68,20 @@ class TRMData:
     """The usable items of one code cache split: text ids, speaker index, frame count (codes read lazily).
 
     With `durations=True` the text is the cache's teacher phonemes (one id each, strictly) and each
-    item keeps its teacher durations, which place every frame on its phoneme."""
+    item keeps its teacher durations, which place every frame on its phoneme. With `vectors=True` each
+    item keeps its speaker vector (`codectts codes speaker-vectors`); items without one are skipped."""
 
     def __init__(self, cache, tokenizer, speakers: list[str], max_frames: int, max_text_len: int,
-                 durations: bool = False):
+                 durations: bool = False, vectors: bool = False):
+        from codectts.data.speaker_vectors import read_speaker_vector
+
         self.cache = cache
         self.index: list[int] = []
         self.ids: list[list[int]] = []
         self.speaker: list[int] = []
         self.durations: list[list[int]] | None = [] if durations else None
-        skipped = {"text": 0, "speaker": 0, "too_long": 0, "alignment": 0}
+        self.vectors: list[np.ndarray] | None = [] if vectors else None
+        skipped = {"text": 0, "speaker": 0, "too_long": 0, "alignment": 0, "vector": 0}
         spk_index = {s: i for i, s in enumerate(speakers)}
         for i, e in enumerate(cache.entries):
             if e.speaker not in spk_index:
@@ -100,6 +105,12 @@ class TRMData:
             if len(ids) > max_text_len:
                 skipped["too_long"] += 1
                 continue
+            vec = read_speaker_vector(cache.root, e.id) if vectors else None
+            if vectors and vec is None:
+                skipped["vector"] += 1
+                continue
+            if self.vectors is not None:
+                self.vectors.append(vec)
             self.index.append(i)
             self.ids.append(ids)
             self.speaker.append(spk_index[e.speaker])
@@ -139,8 +150,19 @@ class TRMData:
             positions = torch.zeros(b, f)  # padded frames: masked, any value
             for row, j in enumerate(js):
                 positions[row, :self.n_frames(j)] = positions_from_durations(self.durations[j])
+        vectors = None if self.vectors is None else torch.from_numpy(np.stack([self.vectors[j] for j in js]))
         return TRMBatch(text, torch.tensor([len(self.ids[j]) for j in js]), torch.tensor([self.speaker[j] for j in js]),
-                        torch.tensor([self.n_frames(j) for j in js]), codes, positions)
+                        torch.tensor([self.n_frames(j) for j in js]), codes, positions, vectors)
+
+    def speaker_means(self, speakers: list[str]) -> dict[str, list[float]]:
+        """Each speaker's mean unit speaker vector: how a cloning model speaks as a training speaker by name."""
+        out = {}
+        for k, name in enumerate(speakers):
+            vs = [v / np.linalg.norm(v) for v, s in zip(self.vectors or [], self.speaker, strict=True) if s == k]
+            if vs:
+                m = np.mean(vs, axis=0)
+                out[name] = [round(float(x), 6) for x in m / np.linalg.norm(m)]
+        return out
 
 
 def read_prompts(path: str | Path) -> list[tuple[str | None, str]]:
@@ -266,7 +288,7 @@ class TRMTask(Task):
 
     def loss(self, batch: TRMBatch):
         b = batch.to(self.device)
-        out = self.model(*b.model_args(), frame_positions=b.frame_positions)
+        out = self.model(*b.model_args(), frame_positions=b.frame_positions, speaker_vector=b.speaker_vector)
         logs = {"ce_0": float(out.codebook_loss[0].detach()), "acc_0": float(out.codebook_accuracy[0]),
                 "acc_mean": float(out.codebook_accuracy.mean()), "frames": float(b.frame_lengths.sum())}
         if not self.latent_weight:
@@ -284,7 +306,7 @@ class TRMTask(Task):
         wrong, wrong_frames = 0.0, 0.0
         for js in self.dev_batches:
             b = self.dev.collate(js).to(self.device)
-            out = self.model(*b.model_args(), frame_positions=b.frame_positions)
+            out = self.model(*b.model_args(), frame_positions=b.frame_positions, speaker_vector=b.speaker_vector)
             n = float(b.frame_lengths.sum())
             ce += out.codebook_loss.float().cpu() * n
             acc += out.codebook_accuracy.float().cpu() * n
@@ -294,7 +316,7 @@ class TRMTask(Task):
             frames += n
             if len(js) > 1:  # batches are length-sorted: the neighbour's text has a similar length
                 swapped = self.model(b.text_ids.roll(1, 0), b.text_lengths.roll(1, 0), b.speaker, b.frame_lengths,
-                                     b.codes, frame_positions=b.frame_positions)
+                                     b.codes, frame_positions=b.frame_positions, speaker_vector=b.speaker_vector)
                 wrong += float(swapped.loss) * n
                 wrong_frames += n
         if not frames:
@@ -357,9 +379,10 @@ class TRMTask(Task):
             try:
                 given = p.durations is not None
                 text = [tok.index[u] for u in self.dev.cache.entries[p.cache_index].phonemes] if given else p.text
+                vectors = self.extra.get("speaker_vectors")
                 codes = generate(model, text, p.speaker, n_frames=None if given else p.n_frames,
                                  length_source=None if p.n_frames or given else length, tokenizer=tok,
-                                 durations=p.durations,
+                                 durations=p.durations, speaker_vector=vectors[rec["speaker"]] if vectors else None,
                                  seed=self.sampling["seed"] + n,
                                  sampling=SamplingConfig.from_dict({k: v for k, v in self.sampling.items()
                                                                     if k != "seed"}))
@@ -453,6 +476,7 @@ class TRMRunConfig:
     sample_top_k: int | None = DEFAULT_SAMPLING.top_k
     sample_top_p: float | None = DEFAULT_SAMPLING.top_p
     latent_weight: float = 0.0  # weight of the expected-latent error (mel RVQ codecs), 0 = the seed's CE only
+    speaker_vectors: bool = False  # condition on each utterance's speaker vector (cloning) instead of speaker ids
     init_from: str | None = None  # a TRM part (e.g. a voice's trm/) to fine-tune from
     seed: int = 42
 
@@ -471,9 +495,13 @@ def _model_config(rc: TRMRunConfig, out: Path, train_cache, resume: bool):
         return TRMConfig.from_dict(run_meta["model"]), tokenizer_from_dict(run_meta["tokenizer"]), run_meta["speakers"]
     tok = build_tokenizer(rc.text)
     speakers = sorted({e.speaker for e in train_cache.entries})
+    if rc.speaker_vectors:
+        from codectts.data.speaker_vectors import vector_size
+
+        n_vec = vector_size(train_cache.root)
     cfg = trm_preset(rc.preset, **{k: v for k, v in rc.model.items() if v is not None}, alignment=rc.align,
                      vocab_size=tok.vocab_size, n_speakers=len(speakers), n_codebooks=train_cache.n_codebooks,
-                     codebook_size=train_cache.codebook_size)
+                     codebook_size=train_cache.codebook_size, speaker_vector_dim=n_vec if rc.speaker_vectors else 0)
     from codectts.fileio import atomic_write_bytes
 
     meta = {"model": asdict(cfg), "tokenizer": tok.to_dict(), "speakers": speakers}
@@ -507,10 +535,10 @@ def train_trm(rc: TRMRunConfig, tcfg: TrainConfig, resume: bool = False) -> dict
                           f"the run's model expects {cfg.n_codebooks} x {cfg.codebook_size}")
     if cfg.alignment == "durations" and tok.kind != "phoneme":
         raise ConfigError("--align durations needs --text phoneme (the teacher's durations are per phoneme)")
-    use_dur = cfg.alignment == "durations"
-    train = TRMData(train_cache, tok, speakers, cfg.max_frames, cfg.max_text_len, durations=use_dur)
+    use_dur, use_vec = cfg.alignment == "durations", cfg.speaker_vector_dim > 0
+    train = TRMData(train_cache, tok, speakers, cfg.max_frames, cfg.max_text_len, durations=use_dur, vectors=use_vec)
     if held is None:
-        dev = TRMData(dev_cache, tok, speakers, cfg.max_frames, cfg.max_text_len, durations=use_dur)
+        dev = TRMData(dev_cache, tok, speakers, cfg.max_frames, cfg.max_text_len, durations=use_dur, vectors=use_vec)
     else:  # no dev split in the cache: hold out items of the training split
         held_set = set(held)
         dev = _subset(train, [j for j, i in enumerate(train.index) if i in held_set])
@@ -527,6 +555,8 @@ def train_trm(rc: TRMRunConfig, tcfg: TrainConfig, resume: bool = False) -> dict
                                     frame_rate=train_cache.frame_rate, max_frames=cfg.max_frames)
     extra = {"tokenizer": tok.to_dict(), "speakers": speakers, "length": length.to_dict(),
              "codec": train_cache.meta.get("codec"), "frame_rate": train_cache.frame_rate, "codes": str(codes)}
+    if use_vec:  # a training speaker by name = its mean vector; a clip of anyone = that clip's vector
+        extra["speaker_vectors"] = train.speaker_means(speakers)
     sampling = {"temperature": rc.sample_temperature, "top_k": rc.sample_top_k, "top_p": rc.sample_top_p,
                 "seed": rc.seed}
 
@@ -594,6 +624,9 @@ def register(app: typer.Typer) -> None:
         latent_weight: float = opt(0.0, help="Add this weight x the error of the expected codec latent (what a "
                                              "--decode soft voice plays; mel RVQ codecs), normalised to 1 for the "
                                              "mean latent. 0: the seed's cross-entropy only."),
+        speaker_vectors: bool = opt(False, "--speaker-vectors", help="Condition on each utterance's speaker vector "
+                                    "(`codectts codes speaker-vectors`) instead of a speaker-id table, so the voice "
+                                    "clones a reference clip (`say --reference`)."),
         init_from: Path | None = opt(None, help="Start from a trained TRM part, e.g. src/codectts/voices/joe-trm/"
                                                 "trm (more data, or your own; preset and flags must give its "
                                                 "architecture)."),
@@ -611,7 +644,8 @@ def register(app: typer.Typer) -> None:
                           sample_prompts_file=str(sample_prompts_file) if sample_prompts_file else None,
                           sample_speaker=sample_speaker, sample_temperature=sample_temperature,
                           sample_top_k=sample_top_k, sample_top_p=sample_top_p, latent_weight=latent_weight,
-                          init_from=str(init_from) if init_from else None, seed=opts.seed)
+                          speaker_vectors=speaker_vectors, init_from=str(init_from) if init_from else None,
+                          seed=opts.seed)
         metrics = train_trm(rc, opts.train_config(), resume=opts.resume)
         typer.echo(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}))
 
@@ -624,4 +658,5 @@ def _subset(data: TRMData, keep: list[int]) -> TRMData:
     sub.ids = [data.ids[j] for j in keep]
     sub.speaker = [data.speaker[j] for j in keep]
     sub.durations = [data.durations[j] for j in keep] if data.durations is not None else None
+    sub.vectors = [data.vectors[j] for j in keep] if data.vectors is not None else None
     return sub
