@@ -85,6 +85,18 @@ def corpus_import(ljspeech: Path = typer.Option(..., "--ljspeech", help="LJSpeec
     typer.echo(json.dumps({k: v for k, v in report.items() if k not in ("warnings", "config")}, indent=1))
 
 
+@corpus_app.command("merge")
+def corpus_merge(sources: list[str] = typer.Argument(
+                     ..., help="Corpus folders, each PATH=SPEAKER (or PATH: the folder's name is the speaker)."),
+                 out: Path = typer.Option(..., "--out", help="Merged corpus folder (manifests only; audio stays)."),
+                 hours: float | None = typer.Option(None, help="Keep each source's leading train rows up to this "
+                                                               "much audio.")):
+    """Merge corpora into one multi-speaker corpus, one speaker per source (for cloning)."""
+    from codectts.data.merge import merge_corpora
+
+    typer.echo(json.dumps(merge_corpora(out, sources, hours=hours), indent=1))
+
+
 @app.command("align")
 def align(data: Path = typer.Option(..., "--data", help="Corpus folder (e.g. from `corpus import`)."),
           aligner: Path | None = typer.Option(None, help="A trained aligner part (default: train one on DATA)."),

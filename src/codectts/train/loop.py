@@ -486,6 +486,9 @@ class Trainer:
         if state.get("schedule_fitted"):  # keep the shortened cosine the run was following
             self.cfg.max_steps = min(self.cfg.max_steps, state["max_steps"])
             self.schedule_fitted = True
+            log.info("the resumed run's learning-rate schedule was fitted to its time budget and ends at "
+                     "step %d; to train longer, start a new run initialised from its best part (--init-from)",
+                     self.cfg.max_steps)
         rngs = state["rng"]
         if isinstance(rngs, list):
             set_rng_state(rngs[self.rank] if self.rank < len(rngs) else rngs[0])
