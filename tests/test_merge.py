@@ -36,16 +36,20 @@ def test_merge_relabels_and_keeps_dev_out_of_training(tmp_path):
     assert root == out
     assert [u.id for u in train] == ["joe-utt000", "joe-utt002", "b-utt001"]
     assert {u.speaker for u in train} == {"joe", "b"} and {u.speaker for u in dev} == {"joe", "b"}
-    assert summary["sources"]["joe"]["dropped_dev_text"] == 1 and summary["sources"]["b"]["dropped_dev_text"] == 1
+    assert summary["speakers"]["joe"]["dropped_dev_text"] == 1 and summary["speakers"]["b"]["dropped_dev_text"] == 1
     for u in train + dev:  # relative paths that reach the sources' audio
         assert not u.audio.startswith("/") and u.audio_path(root).exists()
-    assert json.loads((out / "corpus.json").read_text())["speakers"] == ["joe", "b"]
+    assert list(json.loads((out / "corpus.json").read_text())["speakers"]) == ["joe", "b"]
+    again = merge_corpora(tmp_path / "again", [str(out), f"{tmp_path / 'a'}=ann"], hours=1 / 3600)
+    assert list(again["speakers"]) == ["joe", "b", "ann"]  # a merged source keeps its speakers
+    assert [again["speakers"][s]["train_utterances"] for s in ("joe", "b", "ann")] == [1, 1, 1]
+    assert read_corpus(tmp_path / "again", "train")[0][0].id == "joe-joe-utt000"
 
 
 def test_merge_hours_keeps_leading_rows(tmp_path):
     make_corpus(tmp_path / "a", [f"Sentence {w}." for w in "abcdefgh"], ["Dev."], seconds=1.0)
     summary = merge_corpora(tmp_path / "m", [str(tmp_path / "a")], hours=2.5 / 3600)
-    assert summary["sources"]["a"]["train_utterances"] == 3  # 1 + 1 + 1 s reaches 2.5 s
+    assert summary["speakers"]["a"]["train_utterances"] == 3  # 1 + 1 + 1 s reaches 2.5 s
 
 
 def test_merge_refuses_mismatches(tmp_path):
@@ -56,7 +60,7 @@ def test_merge_refuses_mismatches(tmp_path):
         merge_corpora(tmp_path / "m1", [str(tmp_path / "a"), str(tmp_path / "b16")])
     with pytest.raises(DataError, match="align"):
         merge_corpora(tmp_path / "m2", [str(tmp_path / "a"), str(tmp_path / "nodur")])
-    with pytest.raises(ConfigError, match="share a speaker"):
+    with pytest.raises(ConfigError, match="share the speaker"):
         merge_corpora(tmp_path / "m3", [f"{tmp_path / 'a'}=x", f"{tmp_path / 'nodur'}=x"])
     with pytest.raises(ConfigError, match="speaker name"):
         parse_source("a=two words")
@@ -70,7 +74,7 @@ def test_merge_cli(tmp_path):
     r = CliRunner().invoke(app, ["corpus", "merge", "--out", str(tmp_path / "m"), f"{tmp_path / 'a'}=kal",
                                  f"{tmp_path / 'b'}=ked"])
     assert r.exit_code == 0, r.output
-    assert json.loads(r.output)["speakers"] == ["kal", "ked"]
+    assert list(json.loads(r.output)["speakers"]) == ["kal", "ked"]
     r = CliRunner().invoke(app, ["corpus", "merge", "--out", str(tmp_path / "m2"), f"{tmp_path / 'a'}=k",
                                  f"{tmp_path / 'b'}=k"])
-    assert isinstance(r.exception, ConfigError) and "share a speaker" in str(r.exception)  # run() prints it
+    assert isinstance(r.exception, ConfigError) and "share the speaker" in str(r.exception)  # run() prints it

@@ -287,6 +287,32 @@ def test_init_from_a_part_starts_from_its_weights_and_refuses_another_architectu
     assert res.exit_code != 0 and "differs" in str(res.exception)
 
 
+def test_init_from_a_single_speaker_part_into_a_cloning_model(tmp_path):
+    """A shipped single-speaker TRM seeds a cloning one: everything but the speaker conditioning is copied."""
+    from codectts.errors import CheckpointError
+    from codectts.models.trm import TTSTRM
+    from codectts.models.trm import preset as trm_preset
+
+    torch.manual_seed(0)
+    single = TTSTRM(trm_preset("tiny", vocab_size=40, n_codebooks=K, codebook_size=N))
+    part = single.save(tmp_path / "single")
+    cloning = TTSTRM(trm_preset("tiny", vocab_size=40, n_codebooks=K, codebook_size=N, n_speakers=3,
+                                speaker_vector_dim=16))
+    proj = cloning.speaker_vector_proj.weight.clone()
+    with pytest.raises(CheckpointError, match="differs"):
+        cloning.init_from(part)
+    cloning.init_from(part, adaptable=("n_speakers", "speaker_vector_dim"))
+    theirs = single.state_dict()
+    for name, w in cloning.state_dict().items():
+        if name.startswith("speaker_vector_proj"):
+            assert torch.equal(w, proj)  # new: left at its initialisation
+        else:
+            assert torch.equal(w, theirs[name]), name
+    wider = TTSTRM(trm_preset("tiny", vocab_size=40, n_codebooks=K, codebook_size=N, dim=48))
+    with pytest.raises(CheckpointError, match="differs"):  # adaptable never covers the architecture
+        wider.init_from(part, adaptable=("n_speakers", "speaker_vector_dim"))
+
+
 def test_speaker_vectors_are_extracted_and_condition_training(tmp_path):
     """`codes speaker-vectors` writes a vector per utterance (resumable; refused clips counted), and
     `train trm --speaker-vectors` trains on them and stores each speaker's mean vector in the part."""

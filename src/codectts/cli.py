@@ -87,11 +87,12 @@ def corpus_import(ljspeech: Path = typer.Option(..., "--ljspeech", help="LJSpeec
 
 @corpus_app.command("merge")
 def corpus_merge(sources: list[str] = typer.Argument(
-                     ..., help="Corpus folders, each PATH=SPEAKER (or PATH: the folder's name is the speaker)."),
+                     ..., help="Corpus folders: PATH=SPEAKER makes a source one speaker; a bare PATH keeps its "
+                              "speakers (a single-speaker one takes the folder's name)."),
                  out: Path = typer.Option(..., "--out", help="Merged corpus folder (manifests only; audio stays)."),
-                 hours: float | None = typer.Option(None, help="Keep each source's leading train rows up to this "
+                 hours: float | None = typer.Option(None, help="Keep each speaker's leading train rows up to this "
                                                                "much audio.")):
-    """Merge corpora into one multi-speaker corpus, one speaker per source (for cloning)."""
+    """Merge corpora into one multi-speaker corpus (for cloning): manifests only, audio stays in place."""
     from codectts.data.merge import merge_corpora
 
     typer.echo(json.dumps(merge_corpora(out, sources, hours=hours), indent=1))

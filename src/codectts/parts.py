@@ -190,17 +190,28 @@ class PartModel:
         return save_part(path, self.part_module().state_dict(), self.cfg, self.model_type, extra=extra, half=half,
                          files=files)
 
-    def init_from(self, path: str | os.PathLike, ignore: tuple[str, ...] = ("dropout", "prev_frame_dropout")) -> None:
+    def init_from(self, path: str | os.PathLike, ignore: tuple[str, ...] = ("dropout", "prev_frame_dropout"),
+                  adaptable: tuple[str, ...] = ()) -> None:
         """Copy the weights of the trained part at `path` into this model (fine-tuning): its config must equal
-        this model's but for regularisation (`ignore`), which may change when fine-tuning."""
+        this model's but for regularisation (`ignore`), which may change when fine-tuning, and `adaptable`
+        fields (e.g. the speaker conditioning of a single-speaker model that becomes a cloning one): when those
+        differ, every weight of the same name and shape is copied and the rest start from initialisation."""
         src = type(self).load(path)
         have, want = config_to_dict(src.cfg), config_to_dict(self.cfg)
         diff = {k: (v, want.get(k)) for k, v in have.items() if k not in ignore and want.get(k) != v}
-        if diff:
+        if set(diff) - set(adaptable):
             raise CheckpointError(f"--init-from {path}: its {self.model_type} differs from the run's "
                                   f"(part vs run: {diff})")
-        self.part_module().load_state_dict(src.part_module().state_dict())
-        log.info("initialised from %s", path)
+        theirs, ours = src.part_module().state_dict(), self.part_module().state_dict()
+        if not diff:
+            self.part_module().load_state_dict(theirs)
+            log.info("initialised from %s", path)
+            return
+        copied = {k: v for k, v in theirs.items() if k in ours and ours[k].shape == v.shape}
+        self.part_module().load_state_dict({**ours, **copied})
+        fresh, dropped = sorted(set(ours) - set(copied)), sorted(set(theirs) - set(copied))
+        log.info("initialised from %s (%s changed): %d tensors copied; new: %s; not used: %s", path,
+                 ", ".join(diff), len(copied), ", ".join(fresh) or "none", ", ".join(dropped) or "none")
 
     @classmethod
     def load(cls: type[M], path: str | os.PathLike, device: str | torch.device = "cpu", **kwargs: Any) -> M:

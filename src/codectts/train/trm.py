@@ -563,7 +563,7 @@ def train_trm(rc: TRMRunConfig, tcfg: TrainConfig, resume: bool = False) -> dict
     torch.manual_seed(rc.seed)
     model = TTSTRM(cfg)
     if rc.init_from:  # a --resume that finds a checkpoint overwrites these weights with the run's own
-        model.init_from(rc.init_from)
+        model.init_from(rc.init_from, adaptable=("n_speakers", "speaker_vector_dim"))  # e.g. joe-trm -> cloning
     n_batches = len(_sampler(train.lengths(), rc.batch_size, rc.max_tokens, rc.seed, shuffle=True).batches(0))
     n_batches //= world_size()
     max_steps = rc.max_steps or (rc.epochs or 100) * n_batches  # the seed's default: 100 epochs
