@@ -193,10 +193,10 @@ def test_cli_say_roundtrip(tiny_voice, tmp_path):
 
 def test_shipped_default_voice_speaks():
     """The voice inside the package loads without training or network and makes plausible audio."""
-    from codectts.infer import Synthesizer
+    from codectts.infer import DEFAULT_VOICE, Synthesizer
 
     s = Synthesizer.load()
-    assert s.name == "joe"
+    assert s.name == DEFAULT_VOICE == "joe-trm"
     wav, sr = s.synthesize("Hello, this is a test.", seed=0)
     assert sr == 22050 and 0.6 * sr < len(wav) < 4 * sr
     assert np.abs(wav).max() > 0.05 and np.isfinite(wav).all()

@@ -36,7 +36,7 @@ from codectts.schema import from_dict
 
 VOICE_FORMAT = 1
 PACKAGE_VOICES = Path(__file__).resolve().parent.parent / "voices"
-DEFAULT_VOICE = "joe"
+DEFAULT_VOICE = "joe-trm"  # 3.1 % dev WER beside the Talker joe's 5.6 % (src/codectts/voices/joe-trm/MODEL_CARD.md)
 RUNTIMES = ("torch", "onnx", "onnx-int8")  # how a Talker's frames run (infer/onnx_talker.py, docs/speed.md)
 MAX_PAUSE_S = 5.0  # between sentences; longer is a typo (ms for s), not a style
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
