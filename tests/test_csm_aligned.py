@@ -129,21 +129,14 @@ def test_aligned_model_reads_its_phonemes(trained):
         gen.generate("3 4", durations=[1, 2, 3])
 
 
-def test_recipe_trains_exports_and_speaks_as_a_voice(tmp_path):
-    """`train csm --conditioning aligned` on a cache with teacher durations: the part carries its duration
-    model; make-voice over the mel codec builds a voice that speaks at the duration model's length."""
-    import soundfile as sf
-
+def write_aligned_cache(tmp_path, speakers=("0",)):
+    """A mel codec, a code cache with teacher durations (speakers in turn) and a tiny duration part."""
     from codectts.audio import mel_preset
     from codectts.codecs.mel_rvq import MelRVQCodec, MelRVQConfig
     from codectts.data.codecache import CacheEntry, write_cache_meta, write_codes, write_index
-    from codectts.infer.packaging import build_voice
-    from codectts.infer.synthesizer import Synthesizer
     from codectts.models.duration import DurationModel
     from codectts.models.duration import preset as dur_preset
     from codectts.text import PhonemeTokenizer
-    from codectts.train.csm import CSMRunConfig, train_csm
-    from codectts.train.loop import TrainConfig
 
     codec_cfg = MelRVQConfig(mel=mel_preset("vocoder"), stack=4, n_codebooks=K, codebook_size=N, codebook_dim=8)
     codec = MelRVQCodec(codec_cfg)
@@ -154,21 +147,40 @@ def test_recipe_trains_exports_and_speaks_as_a_voice(tmp_path):
                      frame_rate=codec.frame_rate, sample_rate=codec.sample_rate, source="test")
     rng = np.random.default_rng(0)
     for split, texts in (("train", ["the cat sat", "a dog ran home", "birds sing", "rain falls"]),
-                         ("dev", ["the sun is warm"])):
+                         ("dev", ["the sun is warm", "wind blows"])):
         entries = []
         for i, text in enumerate(texts):
             phonemes = ["^", *tok.units(text), "$"]
             durs = rng.integers(1, 4, size=len(phonemes)).tolist()
             codes = rng.integers(0, N, size=(K, sum(durs)))
             uid = f"{split}{i}"
-            entries.append(CacheEntry(id=uid, text=text, n_frames=sum(durs), speaker="0", phonemes=phonemes,
-                                      durations=durs, file=write_codes(root, uid, codes, N)))
+            entries.append(CacheEntry(id=uid, text=text, n_frames=sum(durs), speaker=speakers[i % len(speakers)],
+                                      phonemes=phonemes, durations=durs, file=write_codes(root, uid, codes, N)))
         write_index(root, entries, split)
     dur = DurationModel(dur_preset("tiny", text_vocab=tok.vocab_size, frame_rate=codec.frame_rate))
     dur.save(tmp_path / "duration")
+    return codec, root
+
+
+def tiny_train_config(out, steps: int = 3):
+    from codectts.train.loop import TrainConfig
+
+    return TrainConfig(out_dir=str(out), lr=1e-3, warmup_steps=1, max_steps=steps, log_every=1, eval_every=steps,
+                       save_every=steps, tensorboard=False, progress=False)
+
+
+def test_recipe_trains_exports_and_speaks_as_a_voice(tmp_path):
+    """`train csm --conditioning aligned` on a cache with teacher durations: the part carries its duration
+    model; make-voice over the mel codec builds a voice that speaks at the duration model's length."""
+    import soundfile as sf
+
+    from codectts.infer.packaging import build_voice
+    from codectts.infer.synthesizer import Synthesizer
+    from codectts.train.csm import CSMRunConfig, train_csm
+
+    codec, root = write_aligned_cache(tmp_path)
     out = tmp_path / "run"
-    tcfg = TrainConfig(out_dir=str(out), lr=1e-3, warmup_steps=1, max_steps=3, log_every=1, eval_every=3,
-                       save_every=3, tensorboard=False, progress=False)
+    tcfg = tiny_train_config(out)
     with pytest.raises(ConfigError, match="--length-model"):
         train_csm(CSMRunConfig(codes=str(root), preset="tiny", tokenizer="phoneme", conditioning="aligned"), tcfg)
     with pytest.raises(ConfigError, match="--tokenizer phoneme"):
@@ -186,7 +198,7 @@ def test_recipe_trains_exports_and_speaks_as_a_voice(tmp_path):
     text = "the cat sat"
     n = sum(gen.plan_durations(text))
     wav, sr = synth.synthesize(text, seed=0)
-    assert sr == codec.sample_rate and len(wav) == n * codec_cfg.samples_per_frame
+    assert sr == codec.sample_rate and len(wav) == n * codec.cfg.samples_per_frame
     assert len(synth.synthesize(text, seed=0, speed=0.5)[0]) > len(wav)
     sf.write(tmp_path / "say.wav", wav, sr)
     with pytest.raises(ConfigError, match="only interleaved csm voices"):
@@ -197,6 +209,84 @@ def test_recipe_trains_exports_and_speaks_as_a_voice(tmp_path):
     with pytest.raises(ConfigError, match="reference"):
         build_voice(tmp_path / "voice2", name="x", codec=tmp_path / "codec", csm=out / "best",
                     reference=tmp_path / "say.wav", reference_text="hi")
+
+
+def test_speaker_vectors_condition_every_frame():
+    torch.manual_seed(0)
+    with pytest.raises(ConfigError, match="aligned"):
+        preset("tiny", speaker_vector_dim=4)
+    model = aligned_model(speaker_vector_dim=4).eval()
+    codes, ids, durations = random_item(random.Random(1))
+    batch = collate_aligned([(codes, ids, durations, np.array([1.0, 0, 0, 0], np.float32))])
+    assert batch[-1].shape == (1, 4)
+    with torch.no_grad():
+        model.speaker_vector_proj.weight.mul_(50)
+        a = model(*batch).loss
+        b = model(*batch[:-1], torch.tensor([[0.0, 3.0, 0, 0]])).loss
+        scaled = model(*batch[:-1], torch.tensor([[7.0, 0, 0, 0]])).loss  # the vector's direction counts
+    assert not torch.equal(a, b) and torch.allclose(a, scaled)
+    with pytest.raises(ConfigError, match="speaker_vector"):
+        model(*batch[:-1])
+    with pytest.raises(ConfigError, match="without speaker vectors"):
+        aligned_model()(*batch)
+
+
+def test_a_speaker_vector_csm_fine_tunes_a_single_speaker_part_and_clones(tmp_path, monkeypatch):
+    """`train csm --speaker-vectors --init-from PART`: every weight of the single-speaker part is copied but
+    the new speaker projection; the part names its speakers' mean vectors; its voice clones a clip
+    (`Synthesizer.reference`), and speaks as its first training speaker without one."""
+    import soundfile as sf
+
+    import codectts.eval.speaker as speaker
+    from codectts.data.speaker_vectors import vector_path
+    from codectts.infer.packaging import build_voice
+    from codectts.infer.speakers import SpeakerReference
+    from codectts.infer.synthesizer import Synthesizer
+    from codectts.train.csm import CSMRunConfig, train_csm
+
+    codec, root = write_aligned_cache(tmp_path, speakers=("ann", "bob"))
+    common = dict(codes=str(root), preset="tiny", tokenizer="phoneme", conditioning="aligned",
+                  length_model=str(tmp_path / "duration"), max_tokens=400)
+    train_csm(CSMRunConfig(**common), tiny_train_config(tmp_path / "single"))
+    with pytest.raises(ConfigError, match="--conditioning aligned"):
+        CSMRunConfig(codes=str(root), speaker_vectors=True)
+    from codectts.errors import DataError
+
+    with pytest.raises(DataError, match="speaker-vectors"):
+        train_csm(CSMRunConfig(**common, speaker_vectors=True), tiny_train_config(tmp_path / "none"))
+    for split, n in (("train", 4), ("dev", 2)):
+        for i in range(n):
+            p = vector_path(root, f"{split}{i}")
+            p.parent.mkdir(parents=True, exist_ok=True)
+            np.save(p, np.eye(3, dtype=np.float16)[i % 2])  # ann: e0, bob: e1
+    out = tmp_path / "clone"
+    rc = CSMRunConfig(**common, speaker_vectors=True, init_from=str(tmp_path / "single" / "best"))
+    assert np.isfinite(train_csm(rc, tiny_train_config(out))["dev_loss"])
+    meta = json.loads((out / "best" / "config.json").read_text())
+    assert meta["config"]["speaker_vector_dim"] == 3 and meta["speakers"] == ["ann", "bob"]
+    assert meta["speaker_vectors"] == {"ann": [1.0, 0.0, 0.0], "bob": [0.0, 1.0, 0.0]}
+    part, single = CSM.load(out / "best"), CSM.load(tmp_path / "single" / "best")
+    # three steps moved the copied weights a little; the fresh projection is not in the single part at all
+    assert not hasattr(single, "speaker_vector_proj") and part.speaker_vector_proj.weight.shape == (64, 3)
+
+    voice = build_voice(tmp_path / "voice", name="clone-csm", codec=tmp_path / "codec", csm=out / "best")
+    synth = Synthesizer.load(voice)
+    assert synth.engine.clones
+    gen = synth.engine.generator
+    sf.write(tmp_path / "ref.wav", np.sin(np.arange(16000) * 0.05).astype(np.float32) * 0.3, 16000)
+    monkeypatch.setattr(speaker, "embed", lambda wav, sr: np.array([0.0, 0.0, 2.0], dtype=np.float32))
+    ref = synth.reference(tmp_path / "ref.wav", "a tone")
+    assert isinstance(ref, SpeakerReference) and ref.vector.tolist() == [0.0, 0.0, 2.0]
+    assert gen.speaker_vector(None).tolist() == [1.0, 0.0, 0.0]  # the first training speaker
+    with torch.no_grad():  # a tiny model's logits are small: make the speaker matter for drawn codes
+        gen.model.speaker_vector_proj.weight.mul_(200)
+    plain = gen.generate("the cat sat", seed=0, decode=False).codes
+    cloned = gen.generate("the cat sat", ref, seed=0, decode=False).codes
+    assert plain.shape == cloned.shape and not torch.equal(plain, cloned)
+    wav, _ = synth.synthesize("The cat sat.", seed=0, reference=ref)
+    assert np.isfinite(wav).all() and wav.std() > 0
+    with pytest.raises(ConfigError, match="reference must come from"):
+        synth.synthesize("The cat sat.", reference=(torch.zeros(K, 3, dtype=torch.long), "codes"))
 
 
 def test_prev_frame_dropout_acts_in_training_only():

@@ -84,6 +84,19 @@ def read_speaker_vector(root: str | Path, uid: str) -> np.ndarray | None:
     return v
 
 
+def speaker_means(vectors, speakers) -> dict[str, list[float]]:
+    """Each speaker's mean unit vector from per-utterance `vectors` [V] and their `speakers` (names): how a
+    cloning model speaks as a training speaker by name, with no clip."""
+    by: dict[str, list[np.ndarray]] = {}
+    for v, s in zip(vectors, speakers, strict=True):
+        by.setdefault(str(s), []).append(v / np.linalg.norm(v))
+    out = {}
+    for name, vs in by.items():
+        m = np.mean(vs, axis=0)
+        out[name] = [round(float(x), 6) for x in m / np.linalg.norm(m)]
+    return out
+
+
 def vector_size(root: str | Path) -> int:
     """V of the cache's speaker vectors; DataError naming the command when there are none."""
     folder = Path(root) / VECTORS_DIR

@@ -7,6 +7,10 @@ text, exactly as training sequences put one utterance before another:
 
 so the continuation is predicted in the reference's voice. Without a reference the model speaks in
 whatever voice the text alone makes most likely (for a one-speaker corpus, that speaker).
+
+An aligned CSM trained with `--speaker-vectors` clones differently: the reference is a clip's speaker
+vector (`SpeakerReference`, as the cloning TRM's), added to every frame's conditioning; without one it
+speaks as its first training speaker (the mean of that speaker's vectors).
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ import torch
 
 from codectts.audio.io import resample
 from codectts.errors import CheckpointError, ConfigError, TextError
+from codectts.infer.speakers import SpeakerReference, choose_vector, clip_reference
 from codectts.models.csm import CSM, Segment, build_sequence
 from codectts.models.length import length_source_from_dict, planned_durations
 from codectts.models.sampling import SamplingConfig, sample_logits
@@ -45,8 +50,10 @@ class CSMResult:
 class CSMGenerator:
     """Receives its parts (model, codec, tokenizer); fetches nothing itself."""
 
-    def __init__(self, model: CSM, codec=None, tokenizer: Tokenizer | None = None, length=None):
+    def __init__(self, model: CSM, codec=None, tokenizer: Tokenizer | None = None, length=None,
+                 speaker_vectors: dict[str, list[float]] | None = None):
         self.model = model.eval()
+        self.speaker_vectors = speaker_vectors  # a --speaker-vectors part: each training speaker's mean vector
         self.codec = codec
         if tokenizer is None:
             raise ConfigError("CSMGenerator needs the tokenizer the model was trained with")
@@ -68,7 +75,21 @@ class CSMGenerator:
         if "tokenizer" not in meta:
             raise CheckpointError(f"{path}: config.json has no 'tokenizer' (not a CSM trained by codectts train csm)")
         length = length_source_from_dict(meta["length"], root=path) if meta.get("length") else None
-        return cls(model, codec, tokenizer_from_dict(meta["tokenizer"]), length)
+        return cls(model, codec, tokenizer_from_dict(meta["tokenizer"]), length, meta.get("speaker_vectors"))
+
+    @property
+    def clones(self) -> bool:
+        """Whether a reference clip sets the voice: interleaved (the clip's codes as context) or aligned
+        with speaker vectors (the clip's vector)."""
+        return not self.model.cfg.aligned or self.model.cfg.speaker_vector_dim > 0
+
+    def speaker_vector(self, reference: SpeakerReference | None) -> torch.Tensor | None:
+        """An aligned part's speaker conditioning: the reference's vector, else the first training speaker's."""
+        if reference is not None and not self.model.cfg.speaker_vector_dim:
+            raise ConfigError("an aligned CSM without speaker vectors speaks in the voice it was trained on; "
+                              "it takes no reference")
+        first = next(iter(self.speaker_vectors or {}), "")
+        return choose_vector(self.model.cfg.speaker_vector_dim, first, self.speaker_vectors, reference, "CSM")
 
     def plan_durations(self, text: str, speed: float = 1.0) -> list[int]:
         """Aligned mode: frames per phoneme token of `text` from the duration model, at the codes' rate."""
@@ -81,8 +102,12 @@ class CSMGenerator:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def reference_from_audio(self, wav: np.ndarray | torch.Tensor, sr: int, transcript: str) -> Reference:
-        """Encode mono reference audio [T] at `sr` with this generator's codec (resampled to its rate)."""
+    def reference_from_audio(self, wav: np.ndarray | torch.Tensor, sr: int, transcript: str
+                             ) -> Reference | SpeakerReference:
+        """Encode mono reference audio [T] at `sr` with this generator's codec (resampled to its rate); an
+        aligned part with speaker vectors takes the clip's speaker vector instead."""
+        if self.model.cfg.aligned:
+            return clip_reference(wav, sr, transcript, self.model.cfg.speaker_vector_dim, "aligned CSM")
         if self.codec is None:
             raise ConfigError("a reference given as audio needs a codec; pass codes instead")
         wav = wav.detach().cpu().numpy() if isinstance(wav, torch.Tensor) else np.asarray(wav, dtype=np.float32)
@@ -94,6 +119,8 @@ class CSMGenerator:
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The backbone prompt ([1, S], [1, S, K], [1, S]) for `text` after an optional reference."""
         segments = []
+        if isinstance(reference, SpeakerReference):
+            raise ConfigError("an interleaved CSM clones from a clip's codes, not a speaker vector")
         if reference is not None:
             ref = reference if isinstance(reference, Reference) else Reference(*reference)
             if not ref.transcript.strip():
@@ -108,7 +135,7 @@ class CSMGenerator:
         return tuple(t[None].to(self.device) for t in seq)  # type: ignore[return-value]
 
     @torch.inference_mode()
-    def frames(self, text: str, reference: Reference | tuple[torch.Tensor, str] | None = None, *,
+    def frames(self, text: str, reference: Reference | SpeakerReference | tuple[torch.Tensor, str] | None = None, *,
                sampling: SamplingConfig | None = None, max_frames: int | None = None, min_frames: int = 0,
                seed: int | None = None, speed: float = 1.0,
                durations: Sequence[int] | None = None) -> Generator[torch.Tensor, None, bool]:
@@ -120,9 +147,8 @@ class CSMGenerator:
         cfg = self.model.cfg
         gen = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
         if cfg.aligned:
-            if reference is not None:
-                raise ConfigError("an aligned CSM speaks in the voice it was trained on; it takes no reference")
-            yield from self._aligned_frames(text, sampling, gen, speed, durations)
+            vector = self.speaker_vector(reference)  # type: ignore[arg-type]
+            yield from self._aligned_frames(text, sampling, gen, speed, durations, vector)
             return True
         if abs(speed - 1.0) > 1e-6:
             raise ConfigError("an interleaved CSM speaks at its own (or its reference's) rate: speed must be 1.0")
@@ -155,7 +181,8 @@ class CSMGenerator:
         return False
 
     def _aligned_frames(self, text: str, sampling: SamplingConfig | None, gen: torch.Generator | None,
-                        speed: float, durations: Sequence[int] | None) -> Iterator[torch.Tensor]:
+                        speed: float, durations: Sequence[int] | None,
+                        speaker_vector: torch.Tensor | None = None) -> Iterator[torch.Tensor]:
         """Aligned mode: one backbone step per planned frame, the previous frame plus this frame's
         phoneme conditioning in; end-of-speech is never drawn (the durations set the length)."""
         cfg = self.model.cfg
@@ -168,8 +195,9 @@ class CSMGenerator:
             raise TextError(f"{n} frames ({len(ids)} phonemes) do not fit max_seq_len {cfg.max_seq_len}: "
                             f"split the text")
         dev = self.device
+        vec = None if speaker_vector is None else speaker_vector.to(dev, torch.float32)[None]
         cond = self.model.frame_conditioning(torch.tensor([ids], device=dev), torch.tensor([len(ids)], device=dev),
-                                             torch.tensor([d], device=dev), n)  # [1, F, D]
+                                             torch.tensor([d], device=dev), n, vec)  # [1, F, D]
 
         def sample(logits: torch.Tensor, codebook: int) -> torch.Tensor:
             if codebook == 0:
@@ -185,7 +213,8 @@ class CSMGenerator:
             frame = self.model.generate_frame(h, dec_caches, sample).codes
             yield frame[0]
 
-    def generate(self, text: str, reference: Reference | tuple[torch.Tensor, str] | None = None, *,
+    def generate(self, text: str, reference: Reference | SpeakerReference | tuple[torch.Tensor, str] | None = None,
+                 *,
                  sampling: SamplingConfig | None = None, max_frames: int | None = None, min_frames: int = 0,
                  seed: int | None = None, decode: bool = True, speed: float = 1.0,
                  durations: Sequence[int] | None = None) -> CSMResult:

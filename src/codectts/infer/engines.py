@@ -71,8 +71,8 @@ def chunked(codes: torch.Tensor, chunk: int) -> Iterator[torch.Tensor]:
 
 def _no_reference(kind: str, reference) -> None:
     if reference is not None:
-        raise ConfigError(f"{kind} voices cannot clone a reference voice (only interleaved csm voices and trm voices "
-                          "trained on speaker vectors can)")
+        raise ConfigError(f"{kind} voices cannot clone a reference voice (only interleaved csm voices, and trm and "
+                          "aligned csm voices trained on speaker vectors, can)")
 
 
 class TalkerEngine:
@@ -234,7 +234,7 @@ class CSMEngine(_TextEngine):
 
     @property
     def clones(self) -> bool:
-        return not self.aligned
+        return self.generator.clones
 
     def plan(self, sentence: str, speed: float) -> SentencePlan | None:
         if not self.aligned:
@@ -264,8 +264,9 @@ class CSMEngine(_TextEngine):
         self, plan: SentencePlan, sampling: SamplingConfig, gen: torch.Generator, chunk: int, reference=None
     ) -> Iterator[torch.Tensor]:
         if self.aligned:
-            _no_reference("aligned csm", reference)
-            res = self.generator.generate(plan.text, sampling=sampling, seed=seed_from(gen), decode=False,
+            if not self.clones:
+                _no_reference("aligned csm", reference)
+            res = self.generator.generate(plan.text, reference, sampling=sampling, seed=seed_from(gen), decode=False,
                                           durations=plan.durations[0].tolist())
             yield from chunked(res.codes[None].to(self.device), chunk)
             return

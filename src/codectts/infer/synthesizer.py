@@ -270,16 +270,16 @@ class Synthesizer:
         return generator.reference_from_audio(wav, sr, transcript)
 
     def reference(self, audio: str | os.PathLike, transcript: str):
-        """A voice to clone: a short clip and what it says (interleaved csm voices, and trm voices trained on
-        speaker vectors)."""
+        """A voice to clone: a short clip and what it says (interleaved csm voices, and trm and aligned csm
+        voices trained on speaker vectors)."""
         self._check_clones()
         return self._reference(self.engine.generator, audio, transcript)
 
     # ---- checking and planning ----------------------------------------------------------------
     def _check_clones(self) -> None:
         if not getattr(self.engine, "clones", False):
-            raise ConfigError(f"voice {self.name!r} ({self.engine.kind}) cannot clone a reference voice "
-                              f"(only interleaved csm voices and trm voices trained on speaker vectors can)")
+            raise ConfigError(f"voice {self.name!r} ({self.engine.kind}) cannot clone a reference voice (only "
+                              "interleaved csm voices, and trm and aligned csm voices trained on speaker vectors, can)")
 
     def options(self, speed=1.0, temperature=None, top_k=None, top_p=None, seed=None, reference=None) -> Options:
         """The request's options, checked (ConfigError names the bad one); None = the voice's default."""
@@ -287,12 +287,13 @@ class Synthesizer:
                              seed=seed)
         if reference is not None:
             from codectts.infer.csm import Reference
-            from codectts.infer.trm import SpeakerReference
+            from codectts.infer.speakers import SpeakerReference
 
             self._check_clones()
             pair = isinstance(reference, tuple) and len(reference) == 2 and torch.is_tensor(reference[0]) \
                 and isinstance(reference[1], str)
-            kind = SpeakerReference if self.engine.kind == "trm" else Reference
+            vectors = self.engine.kind == "trm" or getattr(self.engine, "aligned", False)
+            kind = SpeakerReference if vectors else Reference
             if not isinstance(reference, kind) and (kind is SpeakerReference or not pair):
                 raise ConfigError("reference must come from Synthesizer.reference(clip, transcript)")
         return opts

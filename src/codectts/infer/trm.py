@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import torch
 
 from codectts.errors import CheckpointError, ConfigError, GenerationError
+from codectts.infer.speakers import SpeakerReference, choose_vector, clip_reference
 from codectts.models.length import LengthSource, length_source_from_dict, planned_durations
 from codectts.models.sampling import SamplingConfig, sample_logits
 from codectts.models.speed import check_speed
@@ -80,14 +81,6 @@ def generate(model: TTSTRM, text: str | Sequence[int], speaker: int = 0, n_frame
     return sample_logits(logits[0], sampling, gen)  # [K, F]
 
 
-@dataclass(frozen=True)
-class SpeakerReference:
-    """A voice to clone: the speaker vector of a clip (and what the clip says, kept for the record)."""
-
-    vector: torch.Tensor  # [V]
-    transcript: str
-
-
 @dataclass
 class TRMGenerator:
     """A trained TRM with what it needs at run time; built by `load` from a release part."""
@@ -123,31 +116,12 @@ class TRMGenerator:
 
     def reference_from_audio(self, wav, sr: int, transcript: str) -> SpeakerReference:
         """The speaker vector of mono audio [T] at `sr` (the encoder the part was trained with)."""
-        from codectts.eval.speaker import embed
-
-        if not self.clones:
-            raise ConfigError("this TRM was trained on speaker ids, not speaker vectors: it cannot clone a clip")
-        wav = wav.detach().cpu().numpy() if isinstance(wav, torch.Tensor) else wav
-        vec = torch.from_numpy(embed(wav, sr)).float()
-        if vec.numel() != self.model.cfg.speaker_vector_dim:
-            raise ConfigError(f"the speaker encoder gives {vec.numel()} values; this TRM takes "
-                              f"{self.model.cfg.speaker_vector_dim}")
-        return SpeakerReference(vec, transcript)
+        return clip_reference(wav, sr, transcript, self.model.cfg.speaker_vector_dim, "TRM")
 
     def speaker_vector(self, speaker: int | str | None, reference: SpeakerReference | None) -> torch.Tensor | None:
         """What a cloning part is conditioned on: the reference's vector, else the named training speaker's mean."""
-        if not self.clones:
-            if reference is not None:
-                raise ConfigError("this TRM was trained on speaker ids, not speaker vectors: it cannot clone a clip")
-            return None
-        if reference is not None:
-            return reference.vector
-        if not self.speaker_vectors:
-            raise CheckpointError("this cloning TRM part has no speaker vectors of its training speakers")
-        name = self.speakers[self.speaker_id(speaker)]
-        if name not in self.speaker_vectors:
-            raise ConfigError(f"this part has no speaker vector for {name!r}; give a reference clip")
-        return torch.tensor(self.speaker_vectors[name])
+        return choose_vector(self.model.cfg.speaker_vector_dim, self.speakers[self.speaker_id(speaker)],
+                             self.speaker_vectors, reference, "TRM")
 
     def plan_durations(self, text: str, speed: float = 1.0) -> list[int] | None:
         """Frames per token of `self.tokenizer.encode(text)` from the length source, for a model trained with

@@ -21,7 +21,9 @@ the conditioning of frame t: a bidirectional phoneme encoder's output for the ph
 to, by durations (the teacher's in training, a duration model's at inference), with the frame's offset
 and frames left inside that phoneme, as the aligned Talker does. The model need not learn where it is
 in the text, which an interleaved model must find on its own (and on a CPU budget does not); the
-duration model sets the length, so there is no end-of-speech to emit.
+duration model sets the length, so there is no end-of-speech to emit. With `speaker_vector_dim` V > 0
+(aligned only) every frame's conditioning also carries a projected speaker vector [B, V] (a d-vector of a
+clip of the speaker, as the cloning TRM): the voice is read from one clip, which is how it clones.
 
 End of speech: a dedicated EOS code, `eos_code = codebook_size`, one extra row per codebook in the
 embedding table and one extra class in the codebook-0 head; the EOS frame is all codebooks = eos_code.
@@ -79,8 +81,13 @@ class CSMConfig(PartConfig):
     conditioning: str = "interleaved"  # the seed's text-then-frames sequence | "aligned" (frames + durations)
     text_layers: int = 3  # aligned: depth of the bidirectional phoneme encoder (backbone width)
     prev_frame_dropout: float = 0.0  # aligned, training: hide the previous frame sometimes (rely on the text)
+    speaker_vector_dim: int = 0  # aligned: > 0 conditions every frame on a speaker vector of this size (cloning)
 
     def __post_init__(self):
+        if self.speaker_vector_dim < 0:
+            raise ConfigError(f"CSMConfig.speaker_vector_dim must be >= 0, got {self.speaker_vector_dim}")
+        if self.speaker_vector_dim and self.conditioning != "aligned":
+            raise ConfigError("speaker vectors condition an aligned CSM; an interleaved one clones from its context")
         if self.conditioning not in CONDITIONING:
             raise ConfigError(f"conditioning must be one of {CONDITIONING}, got {self.conditioning!r}")
         if self.conditioning == "aligned" and self.text_layers < 1:
@@ -232,6 +239,9 @@ class CSM(PartModel, nn.Module):
             self.offset_emb = nn.Embedding(MAX_IN_PHONEME + 1, cfg.dim)
             self.left_emb = nn.Embedding(MAX_IN_PHONEME + 1, cfg.dim)
             inits += [self.offset_emb.weight, self.left_emb.weight]
+        if cfg.speaker_vector_dim:
+            self.speaker_vector_proj = nn.Linear(cfg.speaker_vector_dim, cfg.dim, bias=False)
+            inits.append(self.speaker_vector_proj.weight)
         for w in inits:
             nn.init.normal_(w, std=0.02)
 
@@ -243,6 +253,7 @@ class CSM(PartModel, nn.Module):
             "embeddings": count_params(self.text_embed) + count_params(self.audio_embed),
             **({"text_encoder": count_params(self.text_encoder) + count_params(self.offset_emb)
                 + count_params(self.left_emb)} if self.cfg.aligned else {}),
+            **({"speaker": count_params(self.speaker_vector_proj)} if self.cfg.speaker_vector_dim else {}),
             "heads": count_params(self.c0_head) + self.audio_head.numel() + count_params(self.projection),
         }
         parts["total"] = sum(parts.values())
@@ -271,7 +282,7 @@ class CSM(PartModel, nn.Module):
                 generator: torch.Generator | None = None) -> CSMOutput:
         """Teacher-forced loss = CE(codebook 0, backbone) + CE(codebooks 1..K-1, decoder). `batch` is
         (text, audio, audio_mask) for the interleaved layout (`forward_interleaved`), (codes, frame_lengths,
-        text, text_lengths, durations) in aligned mode (`forward_aligned`).
+        text, text_lengths, durations[, speaker_vector]) in aligned mode (`forward_aligned`).
 
         `decoder_fraction` < 1 trains the decoder on a random subset of frames (CSM's compute amortisation;
         the backbone always sees every frame).
@@ -292,21 +303,35 @@ class CSM(PartModel, nn.Module):
         return self.frame_loss(h[:, :-1][target_mask], audio[:, 1:][target_mask], decoder_fraction, generator)
 
     def frame_conditioning(self, text: torch.Tensor, text_lengths: torch.Tensor, durations: torch.Tensor,
-                           n_frames: int | None = None) -> torch.Tensor:
-        """Aligned mode: phoneme ids [B, P] and their durations [B, P] -> each frame's conditioning [B, F, D]."""
+                           n_frames: int | None = None, speaker_vector: torch.Tensor | None = None) -> torch.Tensor:
+        """Aligned mode: phoneme ids [B, P] and their durations [B, P] -> each frame's conditioning [B, F, D];
+        a model with `speaker_vector_dim` V adds its speaker vector [B, V] (unit-normalised here) to every frame."""
         enc = self.text_encoder(self.text_embed(text), mask=padding_mask(text_lengths, text.shape[1])[:, None, None])
         frames, _, offset, left, _ = length_regulate(enc, durations, n_frames)
-        return frames + self.offset_emb(offset) + self.left_emb(left)
+        cond = frames + self.offset_emb(offset) + self.left_emb(left)
+        v = self.cfg.speaker_vector_dim
+        if v:
+            if speaker_vector is None or tuple(speaker_vector.shape) != (text.shape[0], v):
+                got = None if speaker_vector is None else tuple(speaker_vector.shape)
+                raise ConfigError(f"this CSM reads its speaker from a vector: pass speaker_vector [{text.shape[0]}, "
+                                  f"{v}], got {got}")
+            spk = self.speaker_vector_proj(F.normalize(speaker_vector.float(), dim=-1).to(cond.dtype))
+            cond = cond + spk[:, None, :]
+        elif speaker_vector is not None:
+            raise ConfigError("this CSM was trained without speaker vectors; it takes none")
+        return cond
 
     def start_frame(self, batch: int, device=None) -> torch.Tensor:
         """The frame before the first one in aligned mode: all EOS codes ([B, K])."""
         return torch.full((batch, self.cfg.n_codebooks), self.cfg.eos_code, dtype=torch.long, device=device)
 
     def forward_aligned(self, codes: torch.Tensor, frame_lengths: torch.Tensor, text: torch.Tensor,
-                        text_lengths: torch.Tensor, durations: torch.Tensor, decoder_fraction: float = 1.0,
+                        text_lengths: torch.Tensor, durations: torch.Tensor,
+                        speaker_vector: torch.Tensor | None = None, decoder_fraction: float = 1.0,
                         generator: torch.Generator | None = None) -> CSMOutput:
         """Aligned mode, teacher-forced: codes [B, K, F] (right-padded to frame_lengths), phoneme ids [B, P]
-        and durations [B, P] (each item's durations sum to its frame length)."""
+        and durations [B, P] (each item's durations sum to its frame length), and each item's speaker
+        vector [B, V] for a model with `speaker_vector_dim`."""
         cfg = self.cfg
         if not cfg.aligned:
             raise ConfigError("forward_aligned needs a CSM built with conditioning='aligned'")
@@ -318,7 +343,7 @@ class CSM(PartModel, nn.Module):
         x = self.embed_codes(prev).sum(-2)
         if self.training and cfg.prev_frame_dropout > 0:  # as the aligned Talker: lean on the text too
             x = x * (torch.rand(b, f, 1, device=x.device, generator=generator) >= cfg.prev_frame_dropout).to(x.dtype)
-        x = x + self.frame_conditioning(text, text_lengths, durations, f)
+        x = x + self.frame_conditioning(text, text_lengths, durations, f, speaker_vector)
         valid = padding_mask(frame_lengths, f)
         return self.frame_loss(self.backbone(x)[valid], frames[valid], decoder_fraction, generator)
 

@@ -10,7 +10,9 @@ by another utterance of the same speaker, so the model learns to continue in the
 
 `--conditioning aligned` trains the aligned mode instead (models/csm.py): frames only, each told its
 phoneme by the cache's teacher durations; no context prefix. `--length-model` (a duration part) then
-gives the durations at inference and travels inside the released part as `length_model/`.
+gives the durations at inference and travels inside the released part as `length_model/`. With
+`--speaker-vectors` each frame is also told its utterance's speaker vector (`codectts codes
+speaker-vectors`), so the part clones the speaker of any clip it is given, as the cloning TRM does.
 """
 from __future__ import annotations
 
@@ -54,6 +56,8 @@ class CSMRunConfig:
     conditioning: str = "interleaved"  # interleaved (the seed's) | aligned (teacher durations; no context)
     prev_frame_dropout: float = 0.0  # aligned: share of previous frames hidden in training
     length_model: str | None = None  # aligned: the duration part that plans frames at inference
+    speaker_vectors: bool = False  # aligned: condition on each utterance's speaker vector (cloning)
+    init_from: str | None = None  # a trained CSM part to start from (fine-tuning; speaker conditioning may differ)
     seed: int = 0
 
     def __post_init__(self):
@@ -62,6 +66,9 @@ class CSMRunConfig:
         if self.conditioning == "aligned" and self.length_model is None:
             raise ConfigError("--conditioning aligned needs --length-model (a duration part: it plans the frames "
                               "at inference)")
+        if self.speaker_vectors and self.conditioning != "aligned":
+            raise ConfigError("--speaker-vectors needs --conditioning aligned (an interleaved CSM clones from its "
+                              "context)")
         if self.tokenizer not in ("char", "phoneme"):
             raise ConfigError(f"tokenizer must be char or phoneme, got {self.tokenizer!r}")
         if not 0.0 <= self.context_prob <= 1.0:
@@ -77,6 +84,7 @@ class Utt:
     n_frames: int
     speaker: str
     durations: list[int] | None = None  # per text id, summing to n_frames (aligned mode)
+    vector: np.ndarray | None = None  # the utterance's speaker vector (--speaker-vectors)
 
     @property
     def length(self) -> int:
@@ -90,9 +98,10 @@ def make_tokenizer(kind: str):
     return CharTokenizer() if kind == "char" else PhonemeTokenizer()
 
 
-def load_utts(cache, tokenizer, max_len: int, durations: bool = False) -> list[Utt]:
-    """Index entries with their text ids (and, with `durations`, their teacher durations); drop (with a
-    warning) those that cannot be used."""
+def load_utts(cache, tokenizer, max_len: int, durations: bool = False, vectors: bool = False) -> list[Utt]:
+    """Index entries with their text ids (and, with `durations`, their teacher durations; with `vectors`,
+    their speaker vectors); drop (with a warning) those that cannot be used."""
+    from codectts.data.speaker_vectors import read_speaker_vector
     from codectts.errors import TextError
 
     utts, skipped = [], 0
@@ -112,12 +121,18 @@ def load_utts(cache, tokenizer, max_len: int, durations: bool = False) -> list[U
                 skipped += 1
                 continue
             u.durations = list(e.durations)
+        if vectors:
+            u.vector = read_speaker_vector(cache.root, e.id)
+            if u.vector is None:
+                skipped += 1
+                continue
         if u.n_frames < 1 or u.length > max_len:
             skipped += 1
             continue
         utts.append(u)
     if skipped:
-        log.warning("%s split: skipped %d of %d utterances (no frames, untokenizable, or longer than %d positions)",
+        log.warning("%s split: skipped %d of %d utterances (no frames, untokenizable, no alignment or speaker "
+                    "vector when needed, or longer than %d positions)",
                     cache.split, skipped, len(cache.entries), max_len)
     return utts
 
@@ -165,8 +180,8 @@ class CSMTask(Task):
     def _sequence(self, cache, u: Utt, ctx: Utt | None):
         from codectts.models.csm import Segment, build_sequence
 
-        if self.core.cfg.aligned:  # (codes [K, F], text ids, durations): collated by _batch
-            return cache.codes(u.index)[: self.k], u.text_ids, u.durations
+        if self.core.cfg.aligned:  # (codes [K, F], text ids, durations, vector or None): collated by _batch
+            return cache.codes(u.index)[: self.k], u.text_ids, u.durations, u.vector
         segs = [] if ctx is None else [Segment(ctx.text_ids, cache.codes(ctx.index))]
         segs.append(Segment(u.text_ids, cache.codes(u.index)))
         return build_sequence(segs, self.k, self.core.cfg.eos_code)
@@ -260,7 +275,8 @@ class CSMTask(Task):
             from codectts.models.length import length_source_from_dict
 
             length = length_source_from_dict(self.export_meta["length"])
-        gen = CSMGenerator(self.core, codec, self.tokenizer, length)
+        gen = CSMGenerator(self.core, codec, self.tokenizer, length,
+                           speaker_vectors=self.export_meta.get("speaker_vectors"))
         for n, u in enumerate(self.dev[:2]):
             text = self.dev_cache.entries[u.index].text
             res = gen.generate(text, seed=step + n, max_frames=2 * u.n_frames + 10)
@@ -287,23 +303,28 @@ class CSMTask(Task):
 
 
 def collate_aligned(items) -> tuple[torch.Tensor, ...]:
-    """[(codes [K, F], ids, durations)] -> (codes [B, K, F], frame lengths, text [B, P], text lengths,
-    durations [B, P]), right-padded (padded durations are 0)."""
+    """[(codes [K, F], ids, durations[, vector [V] or None])] -> (codes [B, K, F], frame lengths, text [B, P],
+    text lengths, durations [B, P][, vectors [B, V]]), right-padded (padded durations are 0)."""
     b, k = len(items), items[0][0].shape[0]
-    f, p = max(c.shape[1] for c, _, _ in items), max(len(ids) for _, ids, _ in items)
+    f, p = max(it[0].shape[1] for it in items), max(len(it[1]) for it in items)
     codes = torch.zeros(b, k, f, dtype=torch.long)
     text = torch.zeros(b, p, dtype=torch.long)
     durations = torch.zeros(b, p, dtype=torch.long)
-    for row, (c, ids, d) in enumerate(items):
+    for row, (c, ids, d, *_) in enumerate(items):
         codes[row, :, : c.shape[1]] = c
         text[row, : len(ids)] = torch.tensor(ids)
         durations[row, : len(d)] = torch.tensor(d)
-    return (codes, torch.tensor([c.shape[1] for c, _, _ in items]), text,
-            torch.tensor([len(ids) for _, ids, _ in items]), durations)
+    batch = (codes, torch.tensor([it[0].shape[1] for it in items]), text,
+             torch.tensor([len(it[1]) for it in items]), durations)
+    vectors = [it[3] if len(it) > 3 else None for it in items]
+    if any(v is None for v in vectors):
+        return batch
+    return (*batch, torch.from_numpy(np.stack(vectors)).float())
 
 
 def train_csm(rc: CSMRunConfig, tcfg: TrainConfig, resume: bool = False) -> dict:
     from codectts.data.codecache import CodeCache
+    from codectts.data.speaker_vectors import speaker_means, vector_size
     from codectts.models.csm import CSM
     from codectts.models.csm import preset as csm_preset
 
@@ -322,12 +343,14 @@ def train_csm(rc: CSMRunConfig, tcfg: TrainConfig, resume: bool = False) -> dict
         dropout=rc.dropout,
         conditioning=rc.conditioning,
         prev_frame_dropout=rc.prev_frame_dropout,
+        speaker_vector_dim=vector_size(rc.codes) if rc.speaker_vectors else 0,
     )
     aligned = cfg.aligned
     max_len = min(rc.max_tokens, cfg.max_seq_len)
-    train = load_utts(cache, tokenizer, max_len, durations=aligned)
+    train = load_utts(cache, tokenizer, max_len, durations=aligned, vectors=rc.speaker_vectors)
     dev_cache = CodeCache(rc.codes, "dev")
-    dev = load_utts(dev_cache, tokenizer, max_len, durations=aligned) if len(dev_cache) else []
+    dev = (load_utts(dev_cache, tokenizer, max_len, durations=aligned, vectors=rc.speaker_vectors)
+           if len(dev_cache) else [])
     if not dev:
         n = min(DEV_HOLDOUT, len(train) // 10)
         dev, train, dev_cache = train[:n], train[n:], cache
@@ -335,6 +358,8 @@ def train_csm(rc: CSMRunConfig, tcfg: TrainConfig, resume: bool = False) -> dict
         raise DataError(f"{rc.codes}: no usable training utterances")
     torch.manual_seed(rc.seed)
     model = CSM(cfg)
+    if rc.init_from:  # a --resume that finds a checkpoint overwrites these weights with the run's own
+        model.init_from(rc.init_from, adaptable=("speaker_vector_dim",))  # e.g. joe-csm -> cloning
     codec_spec = dict(cache.meta.get("codec") or {})
     if codec_spec.get("type") == "mimi":  # Mimi decodes any prefix of its codebooks: record the one used
         codec_spec["n_codebooks"] = k
@@ -345,6 +370,9 @@ def train_csm(rc: CSMRunConfig, tcfg: TrainConfig, resume: bool = False) -> dict
         "sample_rate": cache.meta.get("sample_rate"),
         "preset": rc.preset,
     }
+    if rc.speaker_vectors:  # a training speaker by name = its mean vector; a clip of anyone = that clip's vector
+        meta["speakers"] = sorted({u.speaker for u in train})
+        meta["speaker_vectors"] = speaker_means([u.vector for u in train], [u.speaker for u in train])
     if aligned:
         from codectts.models.length import DurationLength
 
@@ -390,11 +418,17 @@ def register(app: typer.Typer) -> None:
         dropout: float = typer.Option(0.0, help="Dropout in both transformers."),
         prev_frame_dropout: float = typer.Option(0.0, help="Aligned: hide this share of previous frames in "
                                                  "training, so the model leans on the text (the Talker uses 0.1)."),
+        speaker_vectors: bool = typer.Option(False, "--speaker-vectors", help="Aligned: condition every frame on "
+                                             "its utterance's speaker vector (`codectts codes speaker-vectors`), "
+                                             "so the voice clones a reference clip (say --reference)."),
+        init_from: Path | None = typer.Option(None, help="Start from this trained CSM part (fine-tuning); a "
+                                              "single-speaker part may become a --speaker-vectors one."),
     ):
         """Train a CSM / Marvis-style model (backbone + depth decoder) on a code cache."""
         rc = CSMRunConfig(codes=str(codes), preset=preset, n_codebooks=n_codebooks, tokenizer=tokenizer,
                           batch_size=opts.batch_size, max_tokens=max_tokens, context_prob=context_prob,
                           decoder_fraction=decoder_fraction, dropout=dropout, conditioning=conditioning,
                           prev_frame_dropout=prev_frame_dropout,
-                          length_model=str(length_model) if length_model else None, seed=opts.seed)
+                          length_model=str(length_model) if length_model else None, speaker_vectors=speaker_vectors,
+                          init_from=str(init_from) if init_from else None, seed=opts.seed)
         typer.echo(json.dumps(train_csm(rc, opts.train_config(), resume=opts.resume), indent=1))

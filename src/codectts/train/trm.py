@@ -156,13 +156,12 @@ class TRMData:
 
     def speaker_means(self, speakers: list[str]) -> dict[str, list[float]]:
         """Each speaker's mean unit speaker vector: how a cloning model speaks as a training speaker by name."""
-        out = {}
-        for k, name in enumerate(speakers):
-            vs = [v / np.linalg.norm(v) for v, s in zip(self.vectors or [], self.speaker, strict=True) if s == k]
-            if vs:
-                m = np.mean(vs, axis=0)
-                out[name] = [round(float(x), 6) for x in m / np.linalg.norm(m)]
-        return out
+        from codectts.data.speaker_vectors import speaker_means
+
+        if not self.vectors:
+            return {}
+        means = speaker_means(self.vectors, [speakers[k] for k in self.speaker])
+        return {name: means[name] for name in speakers if name in means}
 
 
 def read_prompts(path: str | Path) -> list[tuple[str | None, str]]:
