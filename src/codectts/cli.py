@@ -98,6 +98,20 @@ def corpus_merge(sources: list[str] = typer.Argument(
     typer.echo(json.dumps(merge_corpora(out, sources, hours=hours), indent=1))
 
 
+@corpus_app.command("shift")
+def corpus_shift(data: Path = typer.Option(..., "--data", help="Corpus folder to copy (e.g. from `corpus import`)."),
+                 out: Path = typer.Option(..., "--out", help="New corpus folder (its own shifted wavs)."),
+                 semitones: float = typer.Option(..., help="Pitch and formant shift, e.g. -2 or 1.5 (non-zero, "
+                                                           "within an octave)."),
+                 hours: float | None = typer.Option(None, help="Shift only the leading train rows up to this much "
+                                                               "audio (dev rows: all)."),
+                 progress: bool = typer.Option(True, help="Show a progress bar.")):
+    """A pitch-shifted copy of a corpus (same rows, durations still valid): a new speaker for cloning."""
+    from codectts.data.shift import shift_corpus
+
+    typer.echo(json.dumps(shift_corpus(data, out, semitones, hours=hours, progress=progress), indent=1))
+
+
 @app.command("align")
 def align(data: Path = typer.Option(..., "--data", help="Corpus folder (e.g. from `corpus import`)."),
           aligner: Path | None = typer.Option(None, help="A trained aligner part (default: train one on DATA)."),

@@ -56,7 +56,7 @@ def _relabel(utts: list[Utterance], speaker: str | None, root: Path, out: Path) 
     return moved
 
 
-def _leading_hours(utts: list[Utterance], hours: float | None) -> list[Utterance]:
+def leading_hours(utts: list[Utterance], hours: float | None) -> list[Utterance]:
     """Each speaker's leading rows up to `hours` of audio, in the source's order."""
     if hours is None:
         return utts
@@ -93,7 +93,7 @@ def merge_corpora(out: str | Path, sources: list[str], hours: float | None = Non
             if spk in trains:
                 raise ConfigError(f"two sources share the speaker {spk!r} (name them: PATH=SPEAKER)")
             names.append(spk)
-            trains[spk] = _leading_hours([u for u in train if u.speaker == spk], hours)
+            trains[spk] = leading_hours([u for u in train if u.speaker == spk], hours)
             devs[spk] = [u for u in dev if u.speaker == spk]
             sources_of[spk] = str(path)
     everything = [u for group in (trains, devs) for utts in group.values() for u in utts]
