@@ -66,12 +66,13 @@ class ToneSynthesizer:
 
     def synthesize(self, text: str, *, speed: float = 1.0, temperature: float | None = None,
                    top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
-                   should_stop: Callable[[], bool] | None = None) -> tuple[np.ndarray, int]:
+                   should_stop: Callable[[], bool] | None = None, reference=None) -> tuple[np.ndarray, int]:
         n = self._samples(text, speed)
         self._enter(
             "synthesize",
             text,
-            {"speed": speed, "temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed},
+            {"speed": speed, "temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed,
+             **({"reference": reference} if reference is not None else {})},
         )
         try:
             for _ in range(0, n, int(CHUNK_S * self.sample_rate)):  # a chunk stands for a sentence here:
@@ -96,10 +97,12 @@ class ToneSynthesizer:
         top_k: int | None = None,
         top_p: float | None = None,
         seed: int | None = None,
+        reference=None,
     ) -> Iterator[np.ndarray]:
         n = self._samples(text, speed)  # raises before the first chunk, like a real voice
         return self._stream(
-            n, text, {"speed": speed, "temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed}
+            n, text, {"speed": speed, "temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed,
+                      **({"reference": reference} if reference is not None else {})}
         )
 
     def _stream(self, n: int, text: str, kwargs: dict) -> Iterator[np.ndarray]:

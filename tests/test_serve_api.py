@@ -455,3 +455,47 @@ def test_serve_command_is_registered_and_binds_localhost_by_default():
     assert "127.0.0.1" in out.output
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.2") and not is_loopback("example.com")
+
+
+class CloningTone(ToneSynthesizer):
+    """A tone voice that clones: `reference(clip, text)` reads the clip, as a real cloning voice does."""
+
+    class engine:  # noqa: N801 - what cloned_voices looks at
+        clones = True
+
+    def reference(self, clip, text):
+        return ("ref", sf.read(clip)[0].size, text)
+
+
+def test_serve_clone_names_a_clips_speaker_as_a_voice(tmp_path):
+    """`serve --clone ann=ann.wav`: voice 'ann' is the first cloning voice given ann.wav's reference (made once);
+    bad specs, a missing transcript and a server without a cloning voice are refused by name."""
+    from codectts.serve.cli import cloned_voices, parse_clones
+
+    sf.write(tmp_path / "ann.wav", np.zeros(1600, np.float32), 16000)
+    (tmp_path / "ann.txt").write_text("What ann says.\n")
+    sf.write(tmp_path / "bob.wav", np.zeros(800, np.float32), 16000)
+    clones = parse_clones([f"ann={tmp_path / 'ann.wav'}"])
+    assert clones == {"ann": (tmp_path / "ann.wav", "What ann says.")}
+    for spec, why in (("ann", "NAME=CLIP"), ("=x.wav", "NAME=CLIP"), (f"ann={tmp_path / 'no.wav'}", "no clip"),
+                      (f"bob={tmp_path / 'bob.wav'}", "bob.txt")):
+        with pytest.raises(ConfigError, match=why):
+            parse_clones([spec])
+    plain, base = ToneSynthesizer("plain"), CloningTone("clone")
+    with pytest.raises(ConfigError, match="voice that clones"):
+        cloned_voices(clones, {"plain": plain})
+    with pytest.raises(ConfigError, match="already loaded"):
+        cloned_voices({"plain": clones["ann"]}, {"plain": plain, "clone": base})
+    voices = {"plain": plain, "clone": base, **cloned_voices(clones, {"plain": plain, "clone": base})}
+    with TestClient(create_app(voices), base_url=BASE) as c:
+        listed = {v["name"]: v["description"] for v in c.get("/v1/voices").json()["voices"]}
+        assert listed["ann"] == "clone speaking as the speaker of ann.wav"
+        for stream in (False, True):
+            r = c.post(SPEECH, json={"model": "tts-1", "input": TEXT, "voice": "ann", "response_format": "wav",
+                                     "stream": stream})
+            assert r.status_code == 200, r.text
+        r = c.post(SPEECH, json={"model": "tts-1", "input": TEXT, "voice": "clone", "response_format": "wav"})
+        assert r.status_code == 200
+    assert [(call["kind"], call.get("reference")) for call in base.calls] == [
+        ("synthesize", ("ref", 1600, "What ann says.")), ("stream", ("ref", 1600, "What ann says.")),
+        ("synthesize", None)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -90,6 +91,10 @@ def register(app: typer.Typer) -> None:
             "--voice-alias", metavar="NAME=VOICE",
             help="Answer voice NAME with a loaded VOICE; repeat for several. OpenAI's voice names "
                  "(alloy, nova, ...) speak with the default voice unless given here.")] = None,
+        clone: Annotated[list[str] | None, typer.Option(
+            "--clone", metavar="NAME=CLIP",
+            help="Serve voice NAME: the first loaded voice that clones, speaking as the speaker of CLIP (a "
+                 "5-10 s wav; what it says in CLIP's .txt beside it); repeat for several.")] = None,
     ) -> None:
         """Serve voices over HTTP: OpenAI-compatible /v1/audio/speech, streaming, and a web page at /."""
         aliases = parse_aliases(voice_alias or [])
@@ -113,6 +118,7 @@ def register(app: typer.Typer) -> None:
             synthesizers[synth.name] = synth
             log.info("loaded voice %s (%d Hz, backend %s%s)", synth.name, synth.sample_rate, synth.backend,
                      ", batched" if getattr(synth.engine, "batcher", None) else "")
+        synthesizers.update(cloned_voices(parse_clones(clone or []), synthesizers))
         config = ServeConfig(max_input_chars=max_input_chars, max_concurrent=max_concurrent,
                              request_timeout_s=timeout, allowed_hosts=(host, *(allow_host or [])),
                              voice_aliases=aliases)
@@ -121,6 +127,44 @@ def register(app: typer.Typer) -> None:
             log.warning("binding to %s: anyone who can reach this address can use the server", host)
         configure_access_log()
         uvicorn.run(app_, host=host, port=port, access_log=False, log_level="info", **UVICORN_LIMITS)
+
+
+def parse_clones(specs: list[str]) -> dict[str, tuple[Path, str]]:
+    """['ann=clips/ann.wav', ...] -> {'ann': (clip, its transcript from clips/ann.txt)}; ConfigError names
+    a malformed spec, a missing clip or a missing transcript."""
+    clones = {}
+    for spec in specs:
+        name, sep, clip = spec.partition("=")
+        name, path = name.strip(), Path(clip.strip())
+        if not sep or not name or not clip.strip():
+            raise ConfigError(f"--clone {spec!r}: expected NAME=CLIP, e.g. ann=clips/ann.wav")
+        if not path.is_file():
+            raise ConfigError(f"--clone {spec!r}: no clip at {path}")
+        text_file = path.with_suffix(".txt")
+        text = text_file.read_text(encoding="utf-8").strip() if text_file.is_file() else ""
+        if not text:
+            raise ConfigError(f"--clone {spec!r}: put what is said in the clip in {text_file}")
+        clones[name] = (path, text)
+    return clones
+
+
+def cloned_voices(clones: dict[str, tuple[Path, str]], synthesizers: dict) -> dict:
+    """Served voices for `parse_clones`' clips, each the first loaded voice that clones, speaking as the
+    clip's speaker (the reference is made once, here)."""
+    from codectts.serve.service import ClonedVoice
+
+    if not clones:
+        return {}
+    base = next((s for s in synthesizers.values() if getattr(getattr(s, "engine", None), "clones", False)), None)
+    if base is None:
+        raise ConfigError(f"--clone needs a loaded voice that clones (trm or csm voices trained on speaker "
+                          f"vectors, interleaved csm voices); loaded: {', '.join(synthesizers)}")
+    out = {}
+    for name, (clip, text) in clones.items():
+        if name in synthesizers or name in out:
+            raise ConfigError(f"--clone {name}: a voice named {name!r} is already loaded")
+        out[name] = ClonedVoice(name, base, base.reference(clip, text), clip.name)
+    return out
 
 
 def parse_aliases(specs: list[str]) -> dict[str, str]:

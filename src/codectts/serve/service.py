@@ -178,6 +178,23 @@ class GenerationSlots:
         return max(1, math.ceil(self._mean_s))
 
 
+class ClonedVoice:
+    """A served voice that is a cloning voice speaking as one reference clip's speaker (`serve --clone
+    NAME=CLIP`): clients ask for NAME like any voice; every request passes the clip's reference, which was
+    made once at start-up (the speaker vector or codes of the clip)."""
+
+    def __init__(self, name: str, base, reference, clip: str) -> None:
+        self.name, self.base, self.reference = name, base, reference
+        self.sample_rate = base.sample_rate
+        self.description = f"{base.name} speaking as the speaker of {clip}"
+
+    def synthesize(self, text: str, **kwargs) -> tuple[np.ndarray, int]:
+        return self.base.synthesize(text, reference=self.reference, **kwargs)
+
+    def stream(self, text: str, **kwargs) -> Iterator[np.ndarray]:
+        return self.base.stream(text, reference=self.reference, **kwargs)
+
+
 def _description(synth: Synthesizer) -> str:
     """A voice's one-line description: its own attribute, else its voice.json `meta`, else ""."""
     text = getattr(synth, "description", None)
