@@ -5,10 +5,13 @@ is the reference; the voice speaks the same N dev sentences from it. Every outpu
 evaluation's speaker encoder (resemblyzer) and compared with each speaker's centroid, the mean embedding
 of that speaker's real dev clips other than the reference: a row per reference speaker, a column per
 speaker. Cloning works for a speaker when its own column is >= 0.8 and above every other column.
-Whisper scores what was said (WER/CER per speaker). The real clips' own similarities (each clip to its
-speaker's centroid, leave-one-out) are the ceiling, printed first.
+Whisper scores what was said (WER/CER per speaker), beside the same Whisper on N of the speaker's own
+real dev clips (their own sentences: how well the real voice is understood). The real clips' own
+similarities (each clip to its speaker's centroid, leave-one-out) are the ceiling, printed first.
+With several `--seeds` every sentence is spoken once per seed and the figures pool them (a voice that
+draws nothing, e.g. soft-decoded TRM, gives the same audio for every seed).
 
-    python benchmarks/cloning.py --voice VOICE --data MERGED --held-out ked --n 10 --out cloning.json
+    python benchmarks/cloning.py --voice VOICE --data MERGED --held-out ked --n 10 --seeds 0,1 --out cloning.json
 """
 from __future__ import annotations
 
@@ -38,7 +41,7 @@ def main() -> None:
     ap.add_argument("--data", required=True, help="Multi-speaker corpus whose dev clips are references.")
     ap.add_argument("--n", type=int, default=10, help="Dev sentences spoken per reference.")
     ap.add_argument("--held-out", default="", help="Comma-separated speakers not in the voice's training.")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", default="0", help="Comma-separated sampling seeds (figures pool them).")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="cloning.json")
     args = ap.parse_args()
@@ -65,9 +68,17 @@ def main() -> None:
         ceiling[s] = {"own": float(np.mean(own)), "best_other": other, "clips": len(own)}
         print(f"real {s}: own {ceiling[s]['own']:.3f}, nearest other speaker {other:.3f} ({len(own)} clips)")
 
+    seeds = [int(x) for x in args.seeds.split(",")]
     synth = Synthesizer.load(args.voice)
     texts = dev_texts()[: args.n]
     asr = Transcriber()
+    real_wer = {}
+    for s in speakers:  # the real voice on its own sentences: what Whisper makes of the speaker itself
+        clips = [u for u in by_speaker[s] if u.id != refs[s].id][: args.n]
+        heard = [asr.transcribe(*sf.read(u.audio_path(root), dtype="float32")) for u in clips]
+        real_wer[s] = wer_cer([u.text for u in clips], heard)
+        ceiling[s]["wer"], ceiling[s]["cer"] = real_wer[s]["wer"], real_wer[s]["cer"]
+        print(f"real {s}: WER {real_wer[s]['wer']:.3f} on {len(clips)} of its own dev clips")
     rows = {}
     for s in speakers:
         ref = refs[s]
@@ -75,19 +86,20 @@ def main() -> None:
         reference = synth.reference(ref.audio_path(root), ref.text)
         ref_emb = embed(wav, sr)
         sims, hyps, t0, audio_s = defaultdict(list), [], time.time(), 0.0
-        for text in texts:
-            out, out_sr = synth.synthesize(text, seed=args.seed, reference=reference)
-            audio_s += len(out) / out_sr
-            e = embed(out, out_sr)
-            for t in speakers:
-                sims[t].append(similarity(e, centroid[t]))
-            sims["reference clip"].append(similarity(e, ref_emb))
-            hyps.append(asr.transcribe(out, out_sr))
+        for seed in seeds:
+            for text in texts:
+                out, out_sr = synth.synthesize(text, seed=seed, reference=reference)
+                audio_s += len(out) / out_sr
+                e = embed(out, out_sr)
+                for t in speakers:
+                    sims[t].append(similarity(e, centroid[t]))
+                sims["reference clip"].append(similarity(e, ref_emb))
+                hyps.append(asr.transcribe(out, out_sr))
         mean = {t: float(np.mean(v)) for t, v in sims.items()}
         others = max(mean[t] for t in speakers if t != s)
         rows[s] = {"reference": ref.id, "reference_seconds": ref.duration, "similarity": mean,
                    "own": mean[s], "best_other": others, "passes": mean[s] >= 0.8 and mean[s] > others,
-                   "held_out": s in args.held_out.split(","), **wer_cer(texts, hyps),
+                   "held_out": s in args.held_out.split(","), **wer_cer(texts * len(seeds), hyps),
                    "rtf": (time.time() - t0) / audio_s}
         print(f"clone {s}{' (held out)' if rows[s]['held_out'] else ''}: own {mean[s]:.3f}, best other "
               f"{others:.3f}, reference clip {mean['reference clip']:.3f}, WER {rows[s]['wer']:.3f}, "
@@ -96,7 +108,7 @@ def main() -> None:
     print(header)
     for s in speakers:
         print(f"{s:>19} " + " ".join(f"{rows[s]['similarity'][t]:8.3f}" for t in speakers))
-    result = {"voice": args.voice, "data": args.data, "n": args.n, "seed": args.seed, "speakers": speakers,
+    result = {"voice": args.voice, "data": args.data, "n": args.n, "seeds": seeds, "speakers": speakers,
               "real": ceiling, "clones": rows}
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)
