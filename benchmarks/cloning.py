@@ -5,9 +5,10 @@ is the reference; the voice speaks the same N dev sentences from it. Every outpu
 evaluation's speaker encoder (resemblyzer) and compared with each speaker's centroid, the mean embedding
 of that speaker's real dev clips other than the reference: a row per reference speaker, a column per
 speaker. Cloning works for a speaker when its own column is >= 0.8 and above every other column.
-Whisper scores what was said (WER/CER per speaker), beside the same Whisper on N of the speaker's own
-real dev clips (their own sentences: how well the real voice is understood). The real clips' own
-similarities (each clip to its speaker's centroid, leave-one-out) are the ceiling, printed first.
+Whisper scores what was said (WER/CER per speaker) and DNSMOS how natural it sounds (OVRL), beside
+the same two on N of the speaker's own real dev clips (their own sentences: how the real voice fares).
+The real clips' own similarities (each clip to its speaker's centroid, leave-one-out) are the ceiling,
+printed first.
 With several `--seeds` every sentence is spoken once per seed and the figures pool them (a voice that
 draws nothing, e.g. soft-decoded TRM, gives the same audio for every seed).
 
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from collections import defaultdict
 
 import numpy as np
@@ -26,6 +26,7 @@ import soundfile as sf
 from codectts.data.manifest import read_corpus
 from codectts.eval.asr import Transcriber, wer_cer
 from codectts.eval.devset import dev_texts
+from codectts.eval.naturalness import default_dnsmos, dnsmos_summary
 from codectts.eval.speaker import embed, similarity
 from codectts.infer.synthesizer import Synthesizer
 
@@ -75,17 +76,19 @@ def main() -> None:
     real_wer = {}
     for s in speakers:  # the real voice on its own sentences: what Whisper makes of the speaker itself
         clips = [u for u in by_speaker[s] if u.id != refs[s].id][: args.n]
-        heard = [asr.transcribe(*sf.read(u.audio_path(root), dtype="float32")) for u in clips]
-        real_wer[s] = wer_cer([u.text for u in clips], heard)
+        audio = [sf.read(u.audio_path(root), dtype="float32") for u in clips]
+        real_wer[s] = wer_cer([u.text for u in clips], [asr.transcribe(*a) for a in audio])
         ceiling[s]["wer"], ceiling[s]["cer"] = real_wer[s]["wer"], real_wer[s]["cer"]
-        print(f"real {s}: WER {real_wer[s]['wer']:.3f} on {len(clips)} of its own dev clips")
+        ceiling[s]["dnsmos"] = dnsmos_summary([{"dnsmos": default_dnsmos().score(*a)} for a in audio])
+        print(f"real {s}: WER {real_wer[s]['wer']:.3f}, OVRL {ceiling[s]['dnsmos']['ovrl']:.2f} on {len(clips)} "
+              f"of its own dev clips")
     rows = {}
     for s in speakers:
         ref = refs[s]
         wav, sr = sf.read(ref.audio_path(root), dtype="float32")
         reference = synth.reference(ref.audio_path(root), ref.text)
         ref_emb = embed(wav, sr)
-        sims, hyps, t0, audio_s = defaultdict(list), [], time.time(), 0.0
+        sims, hyps, scores, audio_s = defaultdict(list), [], [], 0.0
         for seed in seeds:
             for text in texts:
                 out, out_sr = synth.synthesize(text, seed=seed, reference=reference)
@@ -95,14 +98,16 @@ def main() -> None:
                     sims[t].append(similarity(e, centroid[t]))
                 sims["reference clip"].append(similarity(e, ref_emb))
                 hyps.append(asr.transcribe(out, out_sr))
+                scores.append({"dnsmos": default_dnsmos().score(out, out_sr)})
         mean = {t: float(np.mean(v)) for t, v in sims.items()}
         others = max(mean[t] for t in speakers if t != s)
         rows[s] = {"reference": ref.id, "reference_seconds": ref.duration, "similarity": mean,
                    "own": mean[s], "best_other": others, "passes": mean[s] >= 0.8 and mean[s] > others,
                    "held_out": s in args.held_out.split(","), **wer_cer(texts * len(seeds), hyps),
-                   "rtf": (time.time() - t0) / audio_s}
+                   "dnsmos": dnsmos_summary(scores), "audio_seconds": audio_s}
         print(f"clone {s}{' (held out)' if rows[s]['held_out'] else ''}: own {mean[s]:.3f}, best other "
               f"{others:.3f}, reference clip {mean['reference clip']:.3f}, WER {rows[s]['wer']:.3f}, "
+              f"OVRL {rows[s]['dnsmos']['ovrl']:.2f}, "
               f"{'PASS' if rows[s]['passes'] else 'fail'}")
     header = "reference \\ speaker " + " ".join(f"{t:>8}" for t in speakers)
     print(header)
