@@ -41,3 +41,44 @@ def test_voice_loads_and_speaks(voice):
     seconds = audio.size / sr
     assert 1.5 < seconds < 6.0, f"{voice.name}: {seconds:.2f} s for nine words"
     assert np.isfinite(audio).all() and np.abs(audio).max() > 0.05
+
+
+def model_config(voice: Path) -> dict:
+    """The model part's config of a voice folder (the architecture's fields)."""
+    part = json.loads((voice / "voice.json").read_text(encoding="utf-8"))["model"]["path"]
+    return json.loads((voice / part / "config.json").read_text(encoding="utf-8"))["config"]
+
+
+CLONING = [p for p in VOICES if model_config(p).get("speaker_vector_dim")]  # trm / csm on speaker vectors
+
+
+def median_pitch(wav: np.ndarray, sr: int) -> float:
+    """Median F0 (Hz) of the loud frames."""
+    import librosa
+
+    f0 = librosa.yin(wav, fmin=60, fmax=400, sr=sr)
+    rms = librosa.feature.rms(y=wav)[0][: len(f0)]
+    return float(np.median(f0[: len(rms)][rms > 0.3 * rms.max()]))
+
+
+def test_a_cloning_voice_ships():
+    assert {"clone-trm", "clone-csm"} <= {p.name for p in CLONING}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("voice", CLONING, ids=lambda p: p.name)
+def test_cloning_voice_speaks_as_each_training_speaker(voice):
+    """The speaker vector sets the voice: slt (a woman) comes out pitched well above joe and kal (men)."""
+    import torch
+
+    from codectts.infer import Synthesizer
+    from codectts.infer.speakers import SpeakerReference
+
+    synth = Synthesizer.load(str(voice))
+    assert synth.engine.clones
+    means = synth.engine.generator.speaker_vectors
+    pitch = {}
+    for name in ("joe", "kal", "slt"):
+        audio, sr = synth.synthesize(TEXT, seed=0, reference=SpeakerReference(torch.tensor(means[name]), ""))
+        pitch[name] = median_pitch(audio, sr)
+    assert pitch["slt"] > 150 and pitch["joe"] < 130 and pitch["kal"] < 130, pitch
