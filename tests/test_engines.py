@@ -209,6 +209,12 @@ def test_make_voice_ships_a_vocos_part_and_refuses_one_made_for_another_codec(tr
     r = CliRunner().invoke(command(), [str(a) for a in make])
     assert r.exit_code == 0, str(r.exception)
     assert json.loads((tmp_path / "v" / "voice.json").read_text())["vocoder"]["type"] == "vocos"
+    from safetensors.torch import load_file
+
+    trained, shipped = load_file(tmp_path / "vocos" / "model.safetensors"), load_file(tmp_path / "v" / "vocoder"
+                                                                                          / "model.safetensors")
+    assert {v.dtype for v in shipped.values()} == {torch.float16}  # fp16 like every part (--half, the default)
+    assert all(torch.allclose(shipped[k].float(), v, atol=1e-3, rtol=1e-2) for k, v in trained.items())
     s = Synthesizer.load(tmp_path / "v")
     assert isinstance(s.vocoder, Vocos)
     wav, sr = s.synthesize("Hello world.", seed=3)

@@ -156,6 +156,8 @@ def build_voice(out: Path, *, name: str, codec: Path, talker: Path | None = None
         else:
             src = Path(vocoder)
             shutil.copytree(src, tmp / "vocoder")
+            if half:
+                halve_weights(tmp / "vocoder")
             meta["vocoder"] = load_vocoder_part(tmp / "vocoder").spec(root=tmp)
         if talker is not None:
             PhonemeTokenizer().save(tmp / "tokenizer.json")
@@ -163,6 +165,18 @@ def build_voice(out: Path, *, name: str, codec: Path, talker: Path | None = None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def halve_weights(part: Path) -> None:
+    """Store a part's floating weights as fp16 in place (a trained vocoder's run writes fp32; loading casts
+    back to the model's dtype)."""
+    from safetensors.torch import load_file, save
+
+    from codectts.fileio import atomic_write_bytes
+
+    path = part / "model.safetensors"
+    weights = load_file(path)
+    atomic_write_bytes(path, save({k: v.half() if v.is_floating_point() else v for k, v in weights.items()}))
 
 
 def _finish(tmp: Path, out: Path, meta: dict, model_card: Path | None) -> Path:
