@@ -78,6 +78,12 @@ class CSMGenerator:
         return cls(model, codec, tokenizer_from_dict(meta["tokenizer"]), length, meta.get("speaker_vectors"))
 
     @property
+    def reference_kind(self) -> type:
+        """What `reference_from_audio` makes and generation takes: a clip's speaker vector (aligned parts)
+        or its codes (interleaved)."""
+        return SpeakerReference if self.model.cfg.aligned else Reference
+
+    @property
     def clones(self) -> bool:
         """Whether a reference clip sets the voice: interleaved (the clip's codes as context) or aligned
         with speaker vectors (the clip's vector)."""
@@ -85,11 +91,8 @@ class CSMGenerator:
 
     def speaker_vector(self, reference: SpeakerReference | None) -> torch.Tensor | None:
         """An aligned part's speaker conditioning: the reference's vector, else the first training speaker's."""
-        if reference is not None and not self.model.cfg.speaker_vector_dim:
-            raise ConfigError("an aligned CSM without speaker vectors speaks in the voice it was trained on; "
-                              "it takes no reference")
         first = next(iter(self.speaker_vectors or {}), "")
-        return choose_vector(self.model.cfg.speaker_vector_dim, first, self.speaker_vectors, reference, "CSM")
+        return choose_vector(self.model.cfg.speaker_vector_dim, first, self.speaker_vectors, reference, "aligned CSM")
 
     def plan_durations(self, text: str, speed: float = 1.0) -> list[int]:
         """Aligned mode: frames per phoneme token of `text` from the duration model, at the codes' rate."""

@@ -14,6 +14,11 @@ import torch
 from codectts.errors import CheckpointError, ConfigError
 
 
+def _cannot_clone(what: str) -> ConfigError:
+    return ConfigError(f"this {what} was trained without speaker vectors (on speaker ids, or one voice): it speaks "
+                       f"in the voice it was trained on and takes no reference clip")
+
+
 @dataclass(frozen=True)
 class SpeakerReference:
     """A voice to clone: the speaker vector of a clip (and what the clip says, kept for the record)."""
@@ -27,7 +32,7 @@ def clip_reference(wav, sr: int, transcript: str, vector_dim: int, what: str) ->
     from codectts.eval.speaker import embed
 
     if not vector_dim:
-        raise ConfigError(f"this {what} was trained on speaker ids, not speaker vectors: it cannot clone a clip")
+        raise _cannot_clone(what)
     wav = wav.detach().cpu().numpy() if isinstance(wav, torch.Tensor) else np.asarray(wav, dtype=np.float32)
     vec = torch.from_numpy(embed(wav, sr)).float()
     if vec.numel() != vector_dim:
@@ -41,7 +46,7 @@ def choose_vector(vector_dim: int, name: str, means: dict[str, list[float]] | No
     there), else the reference's vector, else training speaker `name`'s mean vector."""
     if not vector_dim:
         if reference is not None:
-            raise ConfigError(f"this {what} was trained on speaker ids, not speaker vectors: it cannot clone a clip")
+            raise _cannot_clone(what)
         return None
     if reference is not None:
         if not isinstance(reference, SpeakerReference):

@@ -287,14 +287,12 @@ class Synthesizer:
                              seed=seed)
         if reference is not None:
             from codectts.infer.csm import Reference
-            from codectts.infer.speakers import SpeakerReference
 
             self._check_clones()
             pair = isinstance(reference, tuple) and len(reference) == 2 and torch.is_tensor(reference[0]) \
                 and isinstance(reference[1], str)
-            vectors = self.engine.kind == "trm" or getattr(self.engine, "aligned", False)
-            kind = SpeakerReference if vectors else Reference
-            if not isinstance(reference, kind) and (kind is SpeakerReference or not pair):
+            kind = self.engine.generator.reference_kind
+            if not isinstance(reference, kind) and (kind is not Reference or not pair):
                 raise ConfigError("reference must come from Synthesizer.reference(clip, transcript)")
         return opts
 

@@ -109,6 +109,8 @@ class TRMGenerator:
             speaker_vectors=meta.get("speaker_vectors"),
         )
 
+    reference_kind = SpeakerReference  # what `reference_from_audio` makes and generation takes
+
     @property
     def clones(self) -> bool:
         """Whether the part reads its speaker from a vector, so a reference clip sets the voice."""
