@@ -93,6 +93,21 @@ def test_generator_steps_reduce_the_mel_loss(corpus, tmp_path):
     assert last < 0.85 * first, (first, last)
 
 
+def test_short_window_mels_weigh_in_the_loss(corpus, tmp_path):
+    """`lambda_fine` adds exactly lambda x the short-window log-mel L1 to the generator loss; 0 turns it off."""
+    task = make_task(corpus, disc_start=10_000)
+    assert [m.cfg.hop_length for m in task.fine_melspecs] == [32, 64, 128]
+    batch = next(iter(task.train_batches(0)))
+    losses = {}
+    for weight in (0.0, 15.0):
+        torch.manual_seed(0)
+        task = make_task(corpus, disc_start=10_000, lambda_fine=weight)
+        losses[weight] = task.train_step(batch, Trainer(task, tcfg(tmp_path)))
+    assert "fine_mel_l1" not in losses[0.0]
+    added = losses[15.0]["loss"] - losses[0.0]["loss"]
+    assert added == pytest.approx(15.0 * losses[15.0]["fine_mel_l1"], rel=1e-3)
+
+
 def test_gan_step_runs_and_updates_both_sides(corpus, tmp_path):
     torch.manual_seed(0)
     task = make_task(corpus, disc_start=0)
