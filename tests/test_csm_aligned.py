@@ -278,6 +278,8 @@ def test_a_speaker_vector_csm_fine_tunes_a_single_speaker_part_and_clones(tmp_pa
     ref = synth.reference(tmp_path / "ref.wav", "a tone")
     assert isinstance(ref, SpeakerReference) and ref.vector.tolist() == [0.0, 0.0, 2.0]
     assert gen.speaker_vector(None).tolist() == [1.0, 0.0, 0.0]  # the first training speaker
+    gen.speaker_vectors = dict(reversed(gen.speaker_vectors.items()))  # stored order does not pick it: names do
+    assert gen.speaker_vector(None).tolist() == [1.0, 0.0, 0.0]
     with torch.no_grad():  # a tiny model's logits are small: make the speaker matter for drawn codes
         gen.model.speaker_vector_proj.weight.mul_(200)
     plain = gen.generate("the cat sat", seed=0, decode=False).codes

@@ -90,8 +90,9 @@ class CSMGenerator:
         return not self.model.cfg.aligned or self.model.cfg.speaker_vector_dim > 0
 
     def speaker_vector(self, reference: SpeakerReference | None) -> torch.Tensor | None:
-        """An aligned part's speaker conditioning: the reference's vector, else the first training speaker's."""
-        first = next(iter(self.speaker_vectors or {}), "")
+        """An aligned part's speaker conditioning: the reference's vector, else the first training speaker's in
+        name order (the part's `speakers` list and a TRM's speaker 0), whatever order the vectors were stored in."""
+        first = min(self.speaker_vectors or {""})
         return choose_vector(self.model.cfg.speaker_vector_dim, first, self.speaker_vectors, reference, "aligned CSM")
 
     def plan_durations(self, text: str, speed: float = 1.0) -> list[int]:
