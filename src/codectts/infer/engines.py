@@ -69,10 +69,15 @@ def chunked(codes: torch.Tensor, chunk: int) -> Iterator[torch.Tensor]:
         yield codes[:, :, a:a + step]
 
 
+def clone_refusal(what: str) -> ConfigError:
+    """The one answer to a reference clip given to a voice that cannot clone (Synthesizer and engines)."""
+    return ConfigError(f"{what} cannot clone a reference voice (only interleaved csm voices, and trm and "
+                       "aligned csm voices trained on speaker vectors, can)")
+
+
 def _no_reference(kind: str, reference) -> None:
     if reference is not None:
-        raise ConfigError(f"{kind} voices cannot clone a reference voice (only interleaved csm voices, and trm and "
-                          "aligned csm voices trained on speaker vectors, can)")
+        raise clone_refusal(f"{kind} voices")
 
 
 class TalkerEngine:

@@ -25,7 +25,7 @@ import torch
 
 from codectts.codecs.base import MelCodec
 from codectts.errors import CodecTTSError, ConfigError, GenerationError, TextError
-from codectts.infer.engines import SentencePlan, TooLong
+from codectts.infer.engines import SentencePlan, TooLong, clone_refusal
 from codectts.infer.options import Options, check_options
 from codectts.infer.precision import check_weights, with_weights
 from codectts.infer.voice import (
@@ -278,8 +278,7 @@ class Synthesizer:
     # ---- checking and planning ----------------------------------------------------------------
     def _check_clones(self) -> None:
         if not getattr(self.engine, "clones", False):
-            raise ConfigError(f"voice {self.name!r} ({self.engine.kind}) cannot clone a reference voice (only "
-                              "interleaved csm voices, and trm and aligned csm voices trained on speaker vectors, can)")
+            raise clone_refusal(f"voice {self.name!r} ({self.engine.kind})")
 
     def options(self, speed=1.0, temperature=None, top_k=None, top_p=None, seed=None, reference=None) -> Options:
         """The request's options, checked (ConfigError names the bad one); None = the voice's default."""
