@@ -8,8 +8,12 @@ The runs behind docs/codecs.md and docs/vocoders.md (dev utterances of the corpu
     $R --codec runs/codec-k8x1024-spec/best --vocoder griffinlim --out rt/k8x1024-spec-30 --no-reference --limit 30
     $R --vocoder runs/vocos-small/best --out rt/vocos-small-10 --no-reference --no-asr --limit 10
     python benchmarks/roundtrip_table.py rt/gl rt/k8x1024-spec-30 --n 30
+    python benchmarks/roundtrip_table.py rt/gl rt/vocos --against rt/gl   # + paired bootstrap WER intervals
 
 Every figure is recomputed from the per-utterance records, so `--n` compares runs on one subset.
+`--against RUN` adds each run's WER minus RUN's on the same sentences, its 95 % interval from a paired
+bootstrap over sentences, and how often the run is worse in the resamples: one word is about 0.1
+point on 100 dev sentences, so a gap of a few words is read against that interval.
 """
 from __future__ import annotations
 
@@ -54,24 +58,45 @@ def row(name: str, sc: dict, utts: list[dict], summary: dict | None) -> str:
     return "| " + " | ".join(c.replace("%", " %") for c in cells) + " |"
 
 
+def against_cell(utts: list[dict], base: dict[str, dict]) -> str:
+    """WER(run) - WER(base) over the sentences both transcribed, with the paired bootstrap interval."""
+    from codectts.eval.asr import paired_wer_bootstrap
+
+    both = [u for u in utts if "hypothesis" in u and "hypothesis" in base.get(u["id"], {})]
+    if not both:
+        return "-"
+    b = paired_wer_bootstrap([u["text"] for u in both], [base[u["id"]]["hypothesis"] for u in both],
+                             [u["hypothesis"] for u in both])
+    lo, hi = b["ci95"]
+    return f"{b['diff']:+.1%} [{lo:+.1%}, {hi:+.1%}] p={b['p_b_worse']:.2f}".replace("%", " %")
+
+
+def load_utts(path: Path, n: int | None) -> tuple[list[dict], dict]:
+    f = path / "roundtrip.json" if path.is_dir() else path
+    data = json.loads(f.read_text())
+    return [u for u in data["utterances"][:n] if "output" in u], data["summary"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+", type=Path, help="roundtrip --out folders (or their roundtrip.json)")
     ap.add_argument("--n", type=int, default=None, help="only the first N utterances of every run (common subset)")
+    ap.add_argument("--against", type=Path, default=None,
+                    help="a run to compare each row's WER with (paired bootstrap over the same sentences)")
     args = ap.parse_args()
+    base = {u["id"]: u for u in load_utts(args.against, args.n)[0]} if args.against else None
     print("| audio | WER | CER | OVRL | SIG | BAK | P808 | PESQ-wb | STOI | mel L1 | bits/s | frames/s | "
-          "codebooks | RTF |")
-    print("|---|" + "---:|" * 13)
+          "codebooks | RTF |" + (f" WER - {args.against.name} [95 %] |" if base else ""))
+    print("|---|" + "---:|" * (13 + bool(base)))
     gt_done = False
     for path in args.runs:
-        f = path / "roundtrip.json" if path.is_dir() else path
-        data = json.loads(f.read_text())
-        utts = [u for u in data["utterances"][: args.n] if "output" in u]
-        s = data["summary"]
+        utts, s = load_utts(path, args.n)
         if "dnsmos_input" in s and not gt_done:
-            print(row("ground truth (teacher audio)", scores(utts, "hypothesis_input", "dnsmos_input"), utts, None))
+            print(row("ground truth (teacher audio)", scores(utts, "hypothesis_input", "dnsmos_input"), utts, None)
+                  + (" - |" if base else ""))
             gt_done = True
-        print(row(s["name"], scores(utts, "hypothesis", "dnsmos"), utts, s))
+        print(row(s["name"], scores(utts, "hypothesis", "dnsmos"), utts, s) + (f" {against_cell(utts, base)} |"
+                                                                             if base else ""))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import pytest
 
 from codectts.errors import CheckpointError, ConfigError, TextError
 from codectts.eval import asr
-from codectts.eval.asr import Transcriber, TranscriberConfig, utterance_scores, wer_cer
+from codectts.eval.asr import Transcriber, TranscriberConfig, paired_wer_bootstrap, utterance_scores, wer_cer
 
 SENTENCE = "We counted 42 boats in the harbor, and the tickets cost $12."
 
@@ -26,6 +26,24 @@ def test_wer_is_corpus_level():
     assert s["wer"] == pytest.approx(2 / 6) and s["deletions"] == 2 and s["ref_words"] == 6
     per = utterance_scores(["one two three four", "five six"], ["one two three four", ""])
     assert [p["wer"] for p in per] == [0.0, 1.0]
+
+
+
+def test_paired_bootstrap_separates_a_real_difference_from_noise():
+    refs = ["the cat sat on the mat today"] * 40
+    same = paired_wer_bootstrap(refs, refs, list(refs))
+    assert same["diff"] == 0 and same["ci95"] == (0.0, 0.0) and same["p_b_worse"] == 0
+    # b drops one word in every sentence: worse in every resample, and by exactly 1/7 of the words
+    worse = [r.replace("cat ", "") for r in refs]
+    out = paired_wer_bootstrap(refs, refs, worse, n_resamples=500)
+    assert out["diff"] == pytest.approx(1 / 7) and out["ci95"][0] > 0 and out["p_b_worse"] == 1.0
+    # one wrong word in 40 sentences: the interval covers zero
+    one = list(refs)
+    one[3] = one[3].replace("mat", "hat")
+    out = paired_wer_bootstrap(refs, refs, one, n_resamples=500)
+    assert out["ci95"][0] == 0.0 < out["ci95"][1] and 0 < out["p_b_worse"] < 1
+    with pytest.raises(TextError):
+        paired_wer_bootstrap(refs, refs, refs[:-1])
 
 
 def test_bad_pairs_raise():

@@ -186,8 +186,9 @@ def train_codec(rc: CodecRunConfig, tcfg: TrainConfig, resume: bool = False) -> 
     except DataError:
         random.Random(rc.seed).shuffle(utts)
         dev_utts, dev_root, utts = utts[:rc.max_dev], root, utts[rc.max_dev:]
-    train_mels, _ = corpus_mels(utts, root, cfg.mel, min_frames=cfg.stack)
-    dev_mels, _ = corpus_mels(dev_utts[:rc.max_dev], dev_root, cfg.mel, min_frames=cfg.stack)
+    train_mels, _ = corpus_mels(utts, root, cfg.mel, progress=tcfg.progress, min_frames=cfg.stack)
+    dev_mels, _ = corpus_mels(dev_utts[:rc.max_dev], dev_root, cfg.mel, progress=tcfg.progress,
+                              min_frames=cfg.stack)
     if not train_mels or not dev_mels:
         raise DataError(f"{rc.data}: no usable audio for training/evaluation")
     if not rc.init:  # a codec from --init keeps the statistics its codes were made with
