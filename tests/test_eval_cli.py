@@ -85,6 +85,9 @@ def test_tts_teacher_one_sentence(tmp_path):
     assert s["n"] == 1 and s["wer"] < 0.2 and 0 < s["rtf"] < 5 and s["durations"]["total_s"] > 1
     r = runner.invoke(app, ["asr", "--wavs", str(wavs), "--quiet"])  # saved wavs + texts score again
     assert r.exit_code == 0 and "WER" in r.output
+    r = runner.invoke(app, ["tts", "--teacher", "--texts", str(texts), "--limit", "1", "--baseline", str(out),
+                            "--quiet", "--no-dnsmos"])  # the same deterministic teacher: no difference at all
+    assert r.exit_code == 0 and "WER voice - t: +0.0000, 95 % interval [+0.0000, +0.0000]" in r.output, r.output
 
 
 def test_asr_reports_dnsmos_beside_wer(silent_folder, tmp_path):
@@ -99,3 +102,20 @@ def test_asr_reports_dnsmos_beside_wer(silent_folder, tmp_path):
     assert data["utterances"][0]["dnsmos"] is None and "DNSMOS OVRL" in r.output
     r = runner.invoke(app, ["asr", "--wavs", str(silent_folder), "--no-dnsmos", "--out", str(out)])
     assert r.exit_code == 0 and "dnsmos" not in json.loads(out.read_text())["summary"]
+
+
+def test_baseline_json_pairs_each_seed_with_its_sentence(tmp_path):
+    from codectts.eval.cli import _against_baseline, _baseline
+
+    texts = ["the cat sat on the mat today", "a dog ran in the park"]
+    saved = tmp_path / "teacher.json"
+    saved.write_text(json.dumps({"utterances": [{"text": t, "hypothesis": t} for t in texts]}))
+    base, hyps = _baseline(str(saved), texts, transcriber=None)
+    assert base["wer"] == 0 and hyps == dict(zip(texts, texts, strict=True))
+    # two seeds of a voice: seed 0 perfect, seed 1 drops one word of the first sentence (1 of 26 words)
+    voice = [{"text": t, "hypothesis": t, "seed": 0} for t in texts]
+    voice += [{"text": texts[0], "hypothesis": "the cat sat on the mat", "seed": 1}, {**voice[1], "seed": 1}]
+    diff = _against_baseline(voice, hyps)
+    assert diff["diff"] == pytest.approx(1 / 26) and diff["n"] == 4 and diff["ci95"][0] == 0.0
+    with pytest.raises(DataError, match="not the 1 being evaluated"):
+        _baseline(str(saved), texts[:1], transcriber=None)

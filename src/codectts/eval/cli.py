@@ -133,8 +133,9 @@ def _seeds(text: str) -> list[int]:
     return seeds
 
 
-def _baseline(source: str, lines: list[str], transcriber, naturalness=None) -> dict:
-    """The teacher run now on the same texts ("teacher"), or a saved `eval tts --out` JSON of them."""
+def _baseline(source: str, lines: list[str], transcriber, naturalness=None) -> tuple[dict, dict[str, str]]:
+    """The teacher run now on the same texts ("teacher"), or a saved `eval tts --out` JSON of them: its
+    summary and its transcript of each text (the first seed's, when it was saved with several)."""
     from codectts.eval.asr import wer_cer
     from codectts.eval.naturalness import dnsmos_summary
     from codectts.eval.positions import position_scores
@@ -159,7 +160,19 @@ def _baseline(source: str, lines: list[str], transcriber, naturalness=None) -> d
            "positions": position_scores([normalize_for_wer(t) for t in refs], [normalize_for_wer(t) for t in hyps])}
     if (mos := dnsmos_summary(utts)) is not None:
         out["dnsmos"] = mos
-    return out
+    hyp_by_text: dict[str, str] = {}
+    for u in utts:
+        hyp_by_text.setdefault(u["text"], u["hypothesis"])
+    return out, hyp_by_text
+
+
+def _against_baseline(utts: list[dict], base_hyps: dict[str, str]) -> dict:
+    """The voice's WER minus the baseline's, paired sentence by sentence (each seed's run of a text beside
+    the baseline's transcript of it), with its 95 % bootstrap interval (eval.asr.paired_wer_bootstrap)."""
+    from codectts.eval.asr import paired_wer_bootstrap
+
+    refs = [u["text"] for u in utts]
+    return paired_wer_bootstrap(refs, [base_hyps[t] for t in refs], [u["hypothesis"] for u in utts])
 
 
 @app.command("tts")
@@ -228,14 +241,18 @@ def tts_cmd(
         typer.echo("seeds: " + ", ".join(f"{p['seed']}: WER {p['wer']:.4f} CER {p['cer']:.4f}" for p in s["per_seed"])
                    + f"; WER std {s['wer_spread']['std']:.4f}")
     if baseline is not None:
-        base = _baseline(baseline, lines, transcriber, scorer)
+        base, base_hyps = _baseline(baseline, lines, transcriber, scorer)
+        base["voice_minus_baseline"] = diff = _against_baseline(result["utterances"], base_hyps)
         result["baseline"] = base
         name = "teacher" if baseline == "teacher" else Path(baseline).stem
         columns[name] = base["positions"]
+        lo, hi = diff["ci95"]
         typer.echo(f"{name}: WER {base['wer']:.4f}, CER {base['cer']:.4f}; ratio WER "
                    f"{s['wer'] / base['wer'] if base['wer'] else float('inf'):.2f}x, CER "
                    f"{s['cer'] / base['cer'] if base['cer'] else float('inf'):.2f}x"
                    + (f"; {format_dnsmos(base['dnsmos'])}" if base.get("dnsmos") else ""))
+        typer.echo(f"WER voice - {name}: {diff['diff']:+.4f}, 95 % interval [{lo:+.4f}, {hi:+.4f}] (paired "
+                   f"bootstrap over sentences; voice worse in {diff['p_b_worse']:.0%} of resamples)")
     for line in format_positions(columns):
         typer.echo(line)
     _write_json(out, {"texts": str(texts) if texts else f"codectts dev {dev_set}", **result})
