@@ -92,6 +92,11 @@ def replace_dir(tmp: Path, final: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def half_floats(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Floating tensors as fp16, the rest as they are: how shipped parts are stored (loading casts back)."""
+    return {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
+
+
 def save_part(path: str | os.PathLike, state_dict: dict[str, torch.Tensor], config: Any, model_type: str,
               extra: dict | None = None, half: bool = False, files: dict[str, bytes] | None = None) -> Path:
     """Write weights + config (and optional extra files) as one directory, atomically."""
@@ -99,11 +104,8 @@ def save_part(path: str | os.PathLike, state_dict: dict[str, torch.Tensor], conf
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.tmp-{os.getpid()}-"))
     try:
-        tensors = {}
-        for k, v in state_dict.items():
-            v = v.detach().cpu().contiguous()
-            tensors[k] = v.half() if half and v.is_floating_point() else v
-        save_file(tensors, str(tmp / WEIGHTS))
+        tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
+        save_file(half_floats(tensors) if half else tensors, str(tmp / WEIGHTS))
         meta = {"model_type": model_type, "format_version": FORMAT_VERSION, "config": config_to_dict(config),
                 **(extra or {})}
         (tmp / CONFIG).write_text(json.dumps(meta, indent=1, ensure_ascii=False), encoding="utf-8")

@@ -173,10 +173,10 @@ def halve_weights(part: Path) -> None:
     from safetensors.torch import load_file, save
 
     from codectts.fileio import atomic_write_bytes
+    from codectts.parts import half_floats
 
     path = part / "model.safetensors"
-    weights = load_file(path)
-    atomic_write_bytes(path, save({k: v.half() if v.is_floating_point() else v for k, v in weights.items()}))
+    atomic_write_bytes(path, save(half_floats(load_file(path))))
 
 
 def _finish(tmp: Path, out: Path, meta: dict, model_card: Path | None) -> Path:
