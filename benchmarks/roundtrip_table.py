@@ -9,8 +9,10 @@ The runs behind docs/codecs.md and docs/vocoders.md (dev utterances of the corpu
     $R --vocoder runs/vocos-small/best --out rt/vocos-small-10 --no-reference --no-asr --limit 10
     python benchmarks/roundtrip_table.py rt/gl rt/k8x1024-spec-30 --n 30
     python benchmarks/roundtrip_table.py rt/gl rt/vocos --against rt/gl   # + paired bootstrap WER intervals
+    python benchmarks/roundtrip_table.py rt/gl,rt/ho-gl rt/vocos,rt/ho-vocos --against rt/gl,rt/ho-gl  # two sets pooled
 
 Every figure is recomputed from the per-utterance records, so `--n` compares runs on one subset.
+A run given as `rt/gl,rt/ho-gl` pools two sets (each run's folders in the same order).
 `--against RUN` adds each run's WER minus RUN's on the same sentences, its 95 % interval from a paired
 bootstrap over sentences, and how often the run is worse in the resamples: one word is about 0.1
 point on 100 dev sentences, so a gap of a few words is read against that interval.
@@ -72,9 +74,15 @@ def against_cell(utts: list[dict], base: dict[str, dict]) -> str:
 
 
 def load_utts(path: Path, n: int | None) -> tuple[list[dict], dict]:
-    f = path / "roundtrip.json" if path.is_dir() else path
-    data = json.loads(f.read_text())
-    return [u for u in data["utterances"][:n] if "output" in u], data["summary"]
+    """A run's utterance records and summary; "A,B" pools the runs A and B of one chain on two sets (ids
+    are prefixed with the set's position, so pooled runs pair set by set; the summary is A's)."""
+    utts, summary = [], None
+    for i, part in enumerate(str(path).split(",")):
+        f = Path(part) / "roundtrip.json" if Path(part).is_dir() else Path(part)
+        data = json.loads(f.read_text())
+        utts += [{**u, "id": f"{i}:{u['id']}"} for u in data["utterances"][:n] if "output" in u]
+        summary = summary or data["summary"]
+    return utts, summary
 
 
 def main() -> None:
@@ -86,7 +94,8 @@ def main() -> None:
     args = ap.parse_args()
     base = {u["id"]: u for u in load_utts(args.against, args.n)[0]} if args.against else None
     print("| audio | WER | CER | OVRL | SIG | BAK | P808 | PESQ-wb | STOI | mel L1 | bits/s | frames/s | "
-          "codebooks | RTF |" + (f" WER - {args.against.name} [95 %] |" if base else ""))
+          "codebooks | RTF |" + (f" WER - {'+'.join(Path(p).name for p in str(args.against).split(','))} [95 %] |"
+                                 if base else ""))
     print("|---|" + "---:|" * (13 + bool(base)))
     gt_done = False
     for path in args.runs:
