@@ -122,7 +122,8 @@ def test_saved_baseline_is_rescored_on_the_same_texts(tmp_path):
     utts = [{"text": "Turn left at the lights.", "hypothesis": "Con left at the lights."},
             {"text": "This is codectts.", "hypothesis": "This is Codec TTS."}]
     saved.write_text(json.dumps({"utterances": utts, "summary": {}}))
-    base = _baseline(str(saved), [u["text"] for u in utts], transcriber=None)
+    base, hyps = _baseline(str(saved), [u["text"] for u in utts], transcriber=None)
+    assert hyps == {u["text"]: u["hypothesis"] for u in utts}
     assert base["wer"] == pytest.approx(1 / 9)  # "codectts" is "codec tts" on both sides (lexicon)
     assert base["positions"]["first_word"]["errors"] == 1
     with pytest.raises(DataError, match="not the 1"):
