@@ -28,7 +28,6 @@ def test_wer_is_corpus_level():
     assert [p["wer"] for p in per] == [0.0, 1.0]
 
 
-
 def test_paired_bootstrap_separates_a_real_difference_from_noise():
     refs = ["the cat sat on the mat today"] * 40
     same = paired_wer_bootstrap(refs, refs, list(refs))
