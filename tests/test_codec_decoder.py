@@ -59,3 +59,11 @@ def test_decoder_on_frozen_codes_keeps_codes_and_improves(corpus, tmp_path):
 def test_freeze_codes_needs_init():
     with pytest.raises(ConfigError, match="--init"):
         CodecRunConfig(freeze_codes=True)
+
+
+def test_decoder_shape_overrides_a_preset_too(corpus, tmp_path):
+    rc = CodecRunConfig(data=str(corpus), preset="tiny", batch_size=4, segment_frames=32, decoder_hidden=40,
+                        decoder_res_blocks=3)
+    train_codec(rc, tcfg(tmp_path / "wide", 2))
+    codec = MelRVQCodec.load(tmp_path / "wide" / "best")
+    assert codec.cfg.decoder_shape == (40, 3) and codec.cfg.hidden != 40  # the encoder keeps the preset's width

@@ -150,17 +150,22 @@ class CodecRunConfig:
             raise ConfigError("--freeze-codes needs --init: the codec whose encoder and codebooks are kept")
 
 
+def decoder_overrides(cfg, rc: CodecRunConfig):
+    """`cfg` with the run's decoder width/depth where they are set (a preset's or an --init's)."""
+    from dataclasses import replace
+
+    over = {k: v for k, v in (("decoder_hidden", rc.decoder_hidden), ("decoder_res_blocks", rc.decoder_res_blocks))
+            if v}
+    return replace(cfg, **over)
+
+
 def init_from(rc: CodecRunConfig):
     """A codec built from `rc.init`'s config (decoder overrides applied) with its encoder, codebooks and mel
     statistics; its decoder too when the shapes still match."""
-    from dataclasses import replace
-
     from codectts.codecs.mel_rvq import MelRVQCodec
 
     base = MelRVQCodec.load(rc.init)
-    over = {k: v for k, v in (("decoder_hidden", rc.decoder_hidden), ("decoder_res_blocks", rc.decoder_res_blocks))
-            if v}
-    model = MelRVQCodec(replace(base.cfg, **over))
+    model = MelRVQCodec(decoder_overrides(base.cfg, rc))
     own, theirs = model.state_dict(), base.state_dict()
     keep = {k: v for k, v in theirs.items() if k in own and own[k].shape == v.shape
             and (not k.startswith("proj_out.") or base.cfg.decoder_shape == model.cfg.decoder_shape)}
@@ -178,7 +183,7 @@ def train_codec(rc: CodecRunConfig, tcfg: TrainConfig, resume: bool = False) -> 
     from codectts.data.manifest import read_corpus
     from codectts.data.mels import corpus_mels
 
-    model = init_from(rc) if rc.init else MelRVQCodec(codec_preset(rc.preset))
+    model = init_from(rc) if rc.init else MelRVQCodec(decoder_overrides(codec_preset(rc.preset), rc))
     cfg = model.cfg
     utts, root = read_corpus(rc.data, "train")
     try:
@@ -222,8 +227,9 @@ def register(app: typer.Typer) -> None:
                         freeze_codes: bool = typer.Option(
                             False, help="Train only the decoder of --init: codes, and the models trained on them, "
                                         "stay valid."),
-                        decoder_hidden: int = typer.Option(0, help="Decoder width (0 = keep)."),
-                        decoder_blocks: int = typer.Option(0, help="Decoder residual blocks (0 = keep).")):
+                        decoder_hidden: int = typer.Option(0, help="Decoder width (0 = as the preset or --init)."),
+                        decoder_blocks: int = typer.Option(
+                            0, help="Decoder residual blocks (0 = as the preset or --init).")):
         """Train a mel RVQ codec (checkpoints, --resume, JSONL/TensorBoard logs)."""
         rc = CodecRunConfig(data=str(data), preset=preset, batch_size=opts.batch_size, segment_frames=segment_frames,
                             max_dev=max_dev, spectral_weight=spectral_weight, init=init, freeze_codes=freeze_codes,
