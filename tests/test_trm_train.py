@@ -313,6 +313,29 @@ def test_init_from_a_single_speaker_part_into_a_cloning_model(tmp_path):
         wider.init_from(part, adaptable=("n_speakers", "speaker_vector_dim"))
 
 
+def test_init_from_a_part_trained_on_another_codec(tmp_path):
+    """A TRM part seeds a model for a codec with other codebooks: the text side carries over, the
+    per-codebook embeddings and output heads start afresh (what --init-from does with INIT_ADAPTABLE)."""
+    from codectts.models.trm import TTSTRM
+    from codectts.models.trm import preset as trm_preset
+    from codectts.train.trm import INIT_ADAPTABLE
+
+    torch.manual_seed(0)
+    old = TTSTRM(trm_preset("tiny", vocab_size=40, n_codebooks=K, codebook_size=N))
+    part = old.save(tmp_path / "old")
+    new = TTSTRM(trm_preset("tiny", vocab_size=40, n_codebooks=2 * K, codebook_size=2 * N))
+    fresh = {k: v.clone() for k, v in new.state_dict().items()}
+    new.init_from(part, adaptable=INIT_ADAPTABLE)
+    theirs = old.state_dict()
+    for name, w in new.state_dict().items():
+        if name in ("codebook_embed.weight", "out_weight"):
+            assert w.shape != theirs[name].shape and torch.equal(w, fresh[name]), name
+        else:
+            assert torch.equal(w, theirs[name]), name
+    out = new(torch.randint(0, 40, (1, 6)), torch.tensor([6]), torch.tensor([0]), torch.tensor([5]))
+    assert out.logits.shape[1:] == (2 * K, 5, 2 * N)
+
+
 def test_speaker_vectors_are_extracted_and_condition_training(tmp_path):
     """`codes speaker-vectors` writes a vector per utterance (resumable; refused clips counted), and
     `train trm --speaker-vectors` trains on them and stores each speaker's mean vector in the part."""

@@ -451,6 +451,12 @@ def build_tokenizer(kind: str):
     raise ConfigError(f"--text must be char or phoneme, got {kind!r}")
 
 
+# What `--init-from` may change: the speaker conditioning (a single-speaker part seeds a cloning one) and the
+# codec's codebooks (a part trained on one codec seeds a model for another: the text encoder and recursive
+# blocks carry over, the per-codebook embeddings and output heads start afresh).
+INIT_ADAPTABLE = ("n_speakers", "speaker_vector_dim", "n_codebooks", "codebook_size")
+
+
 @dataclass
 class TRMRunConfig:
     """What `codectts train trm` trains (saved in each checkpoint's run.json); the loop's settings are a TrainConfig,
@@ -562,7 +568,7 @@ def train_trm(rc: TRMRunConfig, tcfg: TrainConfig, resume: bool = False) -> dict
     torch.manual_seed(rc.seed)
     model = TTSTRM(cfg)
     if rc.init_from:  # a --resume that finds a checkpoint overwrites these weights with the run's own
-        model.init_from(rc.init_from, adaptable=("n_speakers", "speaker_vector_dim"))  # e.g. joe-trm -> cloning
+        model.init_from(rc.init_from, adaptable=INIT_ADAPTABLE)
     n_batches = len(_sampler(train.lengths(), rc.batch_size, rc.max_tokens, rc.seed, shuffle=True).batches(0))
     n_batches //= world_size()
     max_steps = rc.max_steps or (rc.epochs or 100) * n_batches  # the seed's default: 100 epochs
@@ -627,7 +633,8 @@ def register(app: typer.Typer) -> None:
                                     "(`codectts codes speaker-vectors`) instead of a speaker-id table, so the voice "
                                     "clones a reference clip (`say --reference`)."),
         init_from: Path | None = opt(None, help="Start from a trained TRM part, e.g. src/codectts/voices/joe-trm/"
-                                                "trm (more data, or your own; preset and flags must give its "
+                                                "trm (more data, your own, or another codec's codes: then its "
+                                                "output heads start afresh; preset and flags must give its "
                                                 "architecture)."),
     ):
         """Train the non-autoregressive TTS TRM on a code cache (checkpoints, --resume, samples)."""
