@@ -21,36 +21,21 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 
-def load_pairs(root: Path, limit: int | None) -> list[tuple[str, np.ndarray, int, str]]:
-    import soundfile as sf
-
-    out = []
-    for wav in sorted(root.glob("*.wav"))[:limit]:
-        txt = wav.with_suffix(".txt")
-        if not txt.exists():
-            continue
-        audio, sr = sf.read(wav, dtype="float32", always_2d=True)
-        out.append((wav.stem, audio.mean(1), sr, txt.read_text(encoding="utf-8").strip()))
-    if not out:
-        raise SystemExit(f"{root}: no NAME.wav + NAME.txt pairs")
-    return out
-
-
 @torch.no_grad()
-def mels_of(codec, mel: torch.Tensor, prefix: int | None) -> dict[str, torch.Tensor]:
+def mels_of(codec, mel: torch.Tensor, prefix: int) -> dict[str, torch.Tensor]:
     """The variants' log-mels [1, M, T] for one input log-mel."""
     t = mel.shape[-1]
-    z = codec._enc(codec._stack(codec.normalize(codec.pad_to_stack(mel))))
-    out = {"teacher": mel,
-           "latent": codec.denormalize(codec.decode_latent(z))[..., :t],
-           "codes": codec.decode_mel(codec.encode_mel(mel))[..., :t]}
+
+    def decoded(z: torch.Tensor) -> torch.Tensor:
+        return codec.denormalize(codec.decode_latent(z))[..., :t]
+
+    codes = codec.encode_mel(mel)
+    out = {"teacher": mel, "latent": decoded(codec.encode_latent(mel)), "codes": decoded(codec.rvq.decode(codes))}
     if prefix:  # the residual VQ decodes any prefix of its codebooks
-        z_q = codec.rvq.decode(codec.encode_mel(mel)[:, :prefix])
-        out[f"codes@{prefix}"] = codec.denormalize(codec.decode_latent(z_q))[..., :t]
+        out[f"codes@{prefix}"] = decoded(codec.rvq.decode(codes[:, :prefix]))
     return out
 
 
@@ -64,11 +49,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("bench/codec_bottleneck.json"))
     args = ap.parse_args()
 
-    from codectts.audio.io import resample
     from codectts.audio.mel import MelSpectrogram
     from codectts.codecs.mel_rvq import MelRVQCodec
     from codectts.eval.asr import Transcriber, wer_cer
-    from codectts.eval.roundtrip import vocoder_from_arg
+    from codectts.eval.cli import folder_items
+    from codectts.eval.roundtrip import prepare_input, vocoder_from_arg
 
     torch.set_num_threads(1)
     codec = MelRVQCodec.load(args.codec)
@@ -78,16 +63,19 @@ def main() -> None:
     sr = codec.cfg.mel.sample_rate
     rows: dict[str, dict] = {}
     t0 = time.perf_counter()
-    for name, wav, wav_sr, text in load_pairs(args.wavs, args.limit):
-        if wav_sr != sr:
-            wav = resample(wav, wav_sr, sr)
+    for item in folder_items(args.wavs, None)[:args.limit]:
+        wav = prepare_input(item.path, sr).wav  # resampled (warned); None when unreadable, empty or silent
+        if wav is None:
+            continue
         mel = melspec(torch.from_numpy(wav)[None])
         for variant, m in mels_of(codec, mel, args.prefix).items():
             y = vocoder(m).reshape(-1).float().numpy()
             r = rows.setdefault(variant, {"refs": [], "hyps": [], "ids": []})
-            r["refs"].append(text)
+            r["refs"].append(item.text)
             r["hyps"].append(asr.transcribe(y, sr))
-            r["ids"].append(name)
+            r["ids"].append(item.id)
+    if not rows:
+        raise SystemExit(f"{args.wavs}: no usable wav")
     result = {"codec": args.codec, "vocoder": args.vocoder, "wavs": str(args.wavs), "n": len(rows["teacher"]["ids"]),
               "seconds": round(time.perf_counter() - t0, 1), "rows": {}}
     print(f"| mel | WER | CER |  ({result['n']} utterances, {args.codec} + {args.vocoder})")

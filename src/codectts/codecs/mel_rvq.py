@@ -222,10 +222,16 @@ class MelRVQCodec(PartModel, nn.Module):
             raise AudioError("mel holds NaN or Inf")
 
     @torch.no_grad()
+    def encode_latent(self, mel: torch.Tensor) -> torch.Tensor:
+        """log-mel [B, M, T] -> the encoder's latent [B, ceil(T / stack), D], before quantisation (what
+        `decode_latent` would make of it is the autoencoder alone: benchmarks/codec_bottleneck.py)."""
+        self._check_mel(mel)
+        return self._enc(self._stack(self.normalize(self.pad_to_stack(mel))))
+
+    @torch.no_grad()
     def encode_mel(self, mel: torch.Tensor) -> torch.Tensor:
         """log-mel [B, M, T] -> codes [B, K, ceil(T / stack)]."""
-        self._check_mel(mel)
-        z = self._enc(self._stack(self.normalize(self.pad_to_stack(mel))))
+        z = self.encode_latent(mel)
         was = self.rvq.training
         self.rvq.eval()
         codes = self.rvq(z).codes

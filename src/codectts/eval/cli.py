@@ -66,7 +66,7 @@ def _print_summary(s: dict) -> None:
     typer.echo("summary: " + ", ".join(parts))
 
 
-def _folder_items(folder: Path, texts_file: Path | None):
+def folder_items(folder: Path, texts_file: Path | None):
     """wav + same-name .txt in a folder, or the folder's wavs (sorted by name) paired with lines of --texts."""
     from codectts.eval.devset import read_lines
     from codectts.eval.intelligibility import pair_texts_and_wavs
@@ -112,7 +112,7 @@ def asr_cmd(
         utts, root = read_corpus(manifest, split=split)
         items = [AudioItem(u.id, u.text, u.audio_path(root)) for u in utts]
     else:
-        items = _folder_items(wavs, texts)
+        items = folder_items(wavs, texts)
     items = items[:limit] if limit else items
     if not items:
         raise DataError(f"{manifest or wavs}: no utterances")
@@ -376,7 +376,7 @@ def roundtrip_cmd(
             raise DataError(f"{wavs}: not a folder")
         paths = sorted(wavs.glob("*.wav"))
         if texts is not None:
-            items = [Item(it.id, it.path, it.text) for it in _folder_items(wavs, texts)]
+            items = [Item(it.id, it.path, it.text) for it in folder_items(wavs, texts)]
         else:
             items = [Item(p.stem, p, p.with_suffix(".txt").read_text(encoding="utf-8").strip()
                           if p.with_suffix(".txt").exists() else None) for p in paths]
